@@ -1,0 +1,273 @@
+//! The decoder-only transformer shared by Llama, Qwen2 and Mistral, mirroring transformers'
+//! `modeling_llama.py` / `modeling_qwen2.py`: RMSNorm, grouped-query attention with
+//! `rotate_half` RoPE, SwiGLU MLP, optional tied embeddings. The architectures differ only in
+//! flags resolved by [`crate::config`] (q/k/v bias, tied head, sliding window).
+//!
+//! Reading order: `RmsNorm`, `Mlp`, `Attention`, `DecoderLayer`, `Decoder`.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::DecoderConfig;
+use crate::linear::{ForwardMode, Linear};
+use crate::rope::{self, Rope};
+
+/// Segment id marking padding in [`Tokens::segments`].
+pub const PAD_SEGMENT: u32 = u32::MAX;
+
+/// Root-mean-square norm computed in f32, as `LlamaRMSNorm`.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// # Shapes
+    /// - input: `[..., d]`, output: same
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let variance = x.clone().square().mean_dim(D - 1);
+        let normed = x * (variance + self.eps).sqrt().recip();
+        let mut shape = [1usize; D];
+        shape[D - 1] = self.weight.shape().dims::<1>()[0];
+        normed * self.weight.val().reshape(shape)
+    }
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    /// # Shapes
+    /// - input/output: `[batch, seq, hidden]`
+    pub fn forward(&self, x: Tensor<3>, mode: ForwardMode) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone(), mode));
+        let up = self.up_proj.forward(x, mode);
+        self.down_proj.forward(gate * up, mode)
+    }
+}
+
+/// Grouped-query self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]`; cos/sin: `[batch, 1, seq, head_dim]`;
+    ///   bias: `[batch, 1, seq, seq]` (0 where attention is allowed, −∞ elsewhere)
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: Tensor<4>,
+        sin: Tensor<4>,
+        bias: Tensor<4>,
+        mode: ForwardMode,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, d]).swap_dims(1, 2);
+        let q = heads(self.q_proj.forward(x.clone(), mode), h);
+        let k = heads(self.k_proj.forward(x.clone(), mode), kv);
+        let v = heads(self.v_proj.forward(x, mode), kv);
+        let q = rope::apply(q, cos.clone(), sin.clone());
+        let k = rope::apply(k, cos, sin);
+        // transformers' `repeat_kv`: query head i reads key/value head i / groups.
+        let (k, v) = (repeat_kv(k, h / kv), repeat_kv(v, h / kv));
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt()) + bias;
+        let out = softmax(scores, 3).matmul(v);
+        let out = out.swap_dims(1, 2).reshape([b, t, h * d]);
+        self.o_proj.forward(out, mode)
+    }
+}
+
+fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, kv, t, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, groups, t, d])
+        .reshape([b, kv * groups, t, d])
+}
+
+/// Pre-norm transformer block.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: Tensor<4>,
+        sin: Tensor<4>,
+        bias: Tensor<4>,
+        mode: ForwardMode,
+    ) -> Tensor<3> {
+        let attn = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), cos, sin, bias, mode);
+        let x = x + attn;
+        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()), mode);
+        x + mlp
+    }
+}
+
+/// A batch of token ids with their positions and segments (host-side, row-major
+/// `[batch, seq]`).
+///
+/// Segments implement both padding and packing: a token attends to earlier tokens of its own
+/// segment only, and [`PAD_SEGMENT`] marks padding.
+#[derive(Clone, Debug)]
+pub struct Tokens<'a> {
+    pub ids: &'a [u32],
+    pub batch: usize,
+    pub seq: usize,
+    pub positions: Option<&'a [u32]>,
+    pub segments: Option<&'a [u32]>,
+}
+
+impl<'a> Tokens<'a> {
+    /// Unpadded rows of equal length; positions 0..seq.
+    pub fn new(ids: &'a [u32], batch: usize, seq: usize) -> Self {
+        assert_eq!(ids.len(), batch * seq, "ids must be [batch, seq]");
+        Tokens {
+            ids,
+            batch,
+            seq,
+            positions: None,
+            segments: None,
+        }
+    }
+
+    pub fn positions(mut self, positions: &'a [u32]) -> Self {
+        self.positions = Some(positions);
+        self
+    }
+
+    pub fn segments(mut self, segments: &'a [u32]) -> Self {
+        self.segments = Some(segments);
+        self
+    }
+}
+
+/// The causal language model: `model.*` and `lm_head` in HF's key tree.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub embed_tokens: Param<Tensor<2>>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `None` when the head is tied to `embed_tokens`.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    pub config: DecoderConfig,
+    #[module(skip)]
+    pub rope: Rope,
+}
+
+impl Decoder {
+    pub fn device(&self) -> Device {
+        self.embed_tokens.val().device()
+    }
+
+    /// Final hidden states after the last norm.
+    ///
+    /// # Shapes
+    /// - output: `[batch, seq, hidden]`
+    pub fn hidden(&self, tokens: &Tokens, mode: ForwardMode) -> Tensor<3> {
+        let device = self.device();
+        let (b, t) = (tokens.batch, tokens.seq);
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(tokens.ids.iter().map(|&i| i as i64).collect(), [b * t]),
+            &device,
+        );
+        let hidden = self.config.hidden_size;
+        let mut x = self.embed_tokens.val().select(0, ids).reshape([b, t, hidden]);
+        let default_positions: Vec<u32>;
+        let positions = match tokens.positions {
+            Some(p) => p,
+            None => {
+                default_positions = (0..b).flat_map(|_| 0..t as u32).collect();
+                &default_positions
+            }
+        };
+        let (cos, sin) = self.rope.cos_sin(positions, b, t, &device);
+        let bias = attention_bias(tokens, positions, self.config.sliding_window, &device);
+        for layer in &self.layers {
+            x = layer.forward(x, cos.clone(), sin.clone(), bias.clone(), mode);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Vocabulary logits for hidden states.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, seq, hidden]`, output: `[batch, seq, vocab]`
+    pub fn logits(&self, hidden: Tensor<3>, mode: ForwardMode) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden, mode),
+            None => {
+                let [b, t, h] = hidden.dims();
+                let w = self.embed_tokens.val();
+                let v = w.dims()[0];
+                hidden.reshape([b * t, h]).matmul(w.transpose()).reshape([b, t, v])
+            }
+        }
+    }
+
+    /// `logits(hidden(tokens))`.
+    pub fn forward(&self, tokens: &Tokens, mode: ForwardMode) -> Tensor<3> {
+        self.logits(self.hidden(tokens, mode), mode)
+    }
+}
+
+/// Additive attention bias `[batch, 1, seq, seq]`: 0 where query i may attend key j (causal,
+/// same segment, within the sliding window), −∞ elsewhere. A padding query attends only to
+/// itself so its softmax stays finite; its output is never used.
+fn attention_bias(
+    tokens: &Tokens,
+    positions: &[u32],
+    window: Option<usize>,
+    device: &Device,
+) -> Tensor<4> {
+    let (b, t) = (tokens.batch, tokens.seq);
+    let mut bias = vec![f32::NEG_INFINITY; b * t * t];
+    for row in 0..b {
+        let seg = |i: usize| tokens.segments.map_or(0, |s| s[row * t + i]);
+        for i in 0..t {
+            let out = &mut bias[(row * t + i) * t..(row * t + i + 1) * t];
+            if seg(i) == PAD_SEGMENT {
+                out[i] = 0.0;
+                continue;
+            }
+            for (j, o) in out.iter_mut().enumerate().take(i + 1) {
+                let in_window = window.is_none_or(|w| {
+                    (positions[row * t + i] as usize) < positions[row * t + j] as usize + w
+                });
+                if seg(j) == seg(i) && in_window {
+                    *o = 0.0;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(bias, [b, 1, t, t]), device)
+}

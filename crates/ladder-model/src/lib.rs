@@ -1,0 +1,22 @@
+//! Hugging Face decoder-only checkpoints (Llama, Qwen2, Mistral) as Burn modules: config,
+//! safetensors weights, LoRA adapters in PEFT's format, and model sources (folders or the Hub
+//! cache).
+
+pub mod config;
+pub mod decoder;
+pub mod error;
+mod io;
+pub mod linear;
+pub mod peft;
+pub mod rope;
+pub mod source;
+pub mod weights;
+
+pub use config::{Architecture, DecoderConfig};
+pub use decoder::{Decoder, Tokens, PAD_SEGMENT};
+pub use error::{ModelError, Result};
+pub use io::write_atomic;
+pub use linear::{ForwardMode, Linear, Lora};
+pub use peft::{AdapterConfig, LoraSettings};
+pub use source::ModelSource;
+pub use weights::{load_decoder, Loaded, StorageDtype, TensorFile};

@@ -1,0 +1,75 @@
+//! A linear layer with an optional LoRA adapter, as PEFT's `lora.Linear` computes it:
+//! `y = x·W + b + s·(dropout(x)·A)·B` with the base frozen. No dense `W + s·A·B` is ever
+//! formed, so training an adapter never pays for a full-size weight gradient.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Distribution, Tensor};
+
+/// A dense layer; `weight` is `[d_in, d_out]` (Burn's layout, transposed from HF's `[out, in]`).
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    pub lora: Option<Lora>,
+}
+
+/// Low-rank factors: `a: [d_in, r]`, `b: [r, d_out]`; `scale` is α/r (α/√r with rsLoRA).
+#[derive(Module, Debug)]
+pub struct Lora {
+    pub a: Param<Tensor<2>>,
+    pub b: Param<Tensor<2>>,
+    pub scale: f64,
+    pub dropout: f64,
+}
+
+/// What a forward pass should do beyond the base computation.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardMode {
+    /// Apply LoRA adapters (off: the frozen base, e.g. as a DPO reference).
+    pub adapters: bool,
+    /// Training: LoRA dropout is active.
+    pub train: bool,
+}
+
+impl Default for ForwardMode {
+    fn default() -> Self {
+        ForwardMode {
+            adapters: true,
+            train: false,
+        }
+    }
+}
+
+impl Linear {
+    pub fn d_in(&self) -> usize {
+        self.weight.shape().dims::<2>()[0]
+    }
+
+    pub fn d_out(&self) -> usize {
+        self.weight.shape().dims::<2>()[1]
+    }
+
+    /// # Shapes
+    /// - input: `[batch, seq, d_in]`
+    /// - output: `[batch, seq, d_out]`
+    pub fn forward(&self, x: Tensor<3>, mode: ForwardMode) -> Tensor<3> {
+        let [b, t, d_in] = x.dims();
+        let x = x.reshape([b * t, d_in]);
+        let mut y = x.clone().matmul(self.weight.val());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze_dim(0);
+        }
+        if let (Some(lora), true) = (&self.lora, mode.adapters) {
+            let x = if mode.train && lora.dropout > 0.0 {
+                let keep = 1.0 - lora.dropout;
+                let mask = x.random_like(Distribution::Bernoulli(keep));
+                x * mask / keep
+            } else {
+                x
+            };
+            y = y + x.matmul(lora.a.val()).matmul(lora.b.val()) * lora.scale;
+        }
+        let d_out = y.dims()[1];
+        y.reshape([b, t, d_out])
+    }
+}

@@ -1,0 +1,376 @@
+//! Safetensors checkpoints ↔ [`Decoder`]: `model.safetensors` or shards listed in
+//! `model.safetensors.index.json`, F32/BF16/F16 on disk, f32 in memory. Keys and layouts are
+//! transformers' (`model.layers.0.self_attn.q_proj.weight`, linear weights `[out, in]`), so a
+//! saved folder loads with `AutoModelForCausalLM.from_pretrained`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::DecoderConfig;
+use crate::decoder::{Attention, Decoder, DecoderLayer, Mlp, RmsNorm};
+use crate::error::{ModelError, Result};
+use crate::linear::Linear;
+use crate::rope::Rope;
+
+/// Element type of a checkpoint on disk; saving writes the type the model was loaded from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageDtype {
+    F32,
+    BF16,
+    F16,
+}
+
+impl StorageDtype {
+    fn of(dtype: Dtype) -> Option<Self> {
+        match dtype {
+            Dtype::F32 => Some(StorageDtype::F32),
+            Dtype::BF16 => Some(StorageDtype::BF16),
+            Dtype::F16 => Some(StorageDtype::F16),
+            _ => None,
+        }
+    }
+
+    fn safetensors(self) -> Dtype {
+        match self {
+            StorageDtype::F32 => Dtype::F32,
+            StorageDtype::BF16 => Dtype::BF16,
+            StorageDtype::F16 => Dtype::F16,
+        }
+    }
+
+    /// Little-endian bytes of `values` in this type (round-to-nearest-even for halves).
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            StorageDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            StorageDtype::BF16 => values
+                .iter()
+                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+            StorageDtype::F16 => values
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+        }
+    }
+}
+
+/// A host-side tensor read from a checkpoint, always f32.
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+    pub dtype: StorageDtype,
+}
+
+/// All tensors of one or more safetensors files, read into memory, addressed by key.
+pub struct TensorFile {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    index: HashMap<String, usize>,
+}
+
+impl TensorFile {
+    /// Opens one safetensors file.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_many(vec![path.to_path_buf()])
+    }
+
+    /// Opens a model folder's weights: `model.safetensors`, or the shards its index names.
+    pub fn open_model_dir(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        if single.exists() {
+            return Self::open(&single);
+        }
+        if !index_path.exists() {
+            return Err(ModelError::MissingFile { path: single });
+        }
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: BTreeMap<String, String>,
+        }
+        let index: Index = crate::error::read_json(&index_path)?;
+        let mut shards: Vec<String> = index.weight_map.values().cloned().collect();
+        shards.sort();
+        shards.dedup();
+        for shard in &shards {
+            let path = dir.join(shard);
+            if !path.exists() {
+                return Err(ModelError::Safetensors {
+                    path: index_path.clone(),
+                    message: format!("shard {shard} listed in the index is missing"),
+                });
+            }
+        }
+        Self::open_many(shards.iter().map(|s| dir.join(s)).collect())
+    }
+
+    fn open_many(paths: Vec<PathBuf>) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut index = HashMap::new();
+        for path in paths {
+            let bytes = crate::error::read(&path)?;
+            let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            for name in st.names() {
+                index.insert(name.to_string(), files.len());
+            }
+            files.push((path, bytes));
+        }
+        Ok(TensorFile { files, index })
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// The path of the (first) file, for error messages.
+    pub fn path(&self) -> &Path {
+        &self.files[0].0
+    }
+
+    /// Reads `key` as f32, checking its shape when `expected` is given.
+    pub fn get(&self, key: &str, expected: Option<&[usize]>) -> Result<HostTensor> {
+        let Some(&file) = self.index.get(key) else {
+            return Err(ModelError::MissingTensor {
+                path: self.path().to_path_buf(),
+                key: key.to_string(),
+            });
+        };
+        let (path, bytes) = &self.files[file];
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let view = st.tensor(key).map_err(|e| ModelError::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let shape = view.shape().to_vec();
+        if let Some(expected) = expected {
+            if shape != expected {
+                return Err(ModelError::ShapeMismatch {
+                    path: path.clone(),
+                    key: key.to_string(),
+                    found: shape,
+                    expected: expected.to_vec(),
+                });
+            }
+        }
+        let dtype = StorageDtype::of(view.dtype()).ok_or_else(|| ModelError::UnsupportedDtype {
+            path: path.clone(),
+            key: key.to_string(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
+        let raw = view.data();
+        let data = match dtype {
+            StorageDtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            StorageDtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            StorageDtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        };
+        Ok(HostTensor { shape, data, dtype })
+    }
+
+    /// Reads an HF linear weight `[out, in]` as a Burn `[in, out]` tensor.
+    pub fn linear_weight(
+        &self,
+        key: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let t = self.get(key, Some(&[d_out, d_in]))?;
+        Ok(Tensor::from_data(TensorData::new(transpose(&t.data, d_out, d_in), [d_in, d_out]), device))
+    }
+
+    /// Reads a tensor of any rank with the exact expected shape.
+    pub fn tensor<const D: usize>(&self, key: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>> {
+        let t = self.get(key, Some(&shape))?;
+        Ok(Tensor::from_data(TensorData::new(t.data, shape), device))
+    }
+}
+
+/// Reads a tensor back to the host as f32, whatever its device and dtype.
+pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().expect("tensor readback")
+}
+
+/// Row-major `[rows, cols]` → `[cols, rows]`.
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// A model folder's decoder, loaded.
+pub struct Loaded {
+    pub model: Decoder,
+    pub dtype: StorageDtype,
+}
+
+/// Builds a [`Decoder`] from a model folder (`config.json` + safetensors).
+pub fn load_decoder(dir: &Path, device: &Device) -> Result<Loaded> {
+    if !dir.is_dir() {
+        return Err(ModelError::MissingFolder {
+            path: dir.to_path_buf(),
+        });
+    }
+    let config = DecoderConfig::from_file(&dir.join("config.json"))?;
+    let file = TensorFile::open_model_dir(dir)?;
+    let dtype = file.get("model.embed_tokens.weight", None)?.dtype;
+    let model = build(&config, &file, device)?;
+    Ok(Loaded { model, dtype })
+}
+
+fn build(c: &DecoderConfig, f: &TensorFile, device: &Device) -> Result<Decoder> {
+    let linear = |prefix: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Linear> {
+        Ok(Linear {
+            weight: Param::from_tensor(f.linear_weight(&format!("{prefix}.weight"), d_in, d_out, device)?),
+            bias: if bias {
+                Some(Param::from_tensor(f.tensor(&format!("{prefix}.bias"), [d_out], device)?))
+            } else {
+                None
+            },
+            lora: None,
+        })
+    };
+    let norm = |key: &str| -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: Param::from_tensor(f.tensor(key, [c.hidden_size], device)?),
+            eps: c.rms_norm_eps,
+        })
+    };
+    let (h, q_dim, kv_dim) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    let mut layers = Vec::with_capacity(c.num_layers);
+    for i in 0..c.num_layers {
+        let p = format!("model.layers.{i}");
+        layers.push(DecoderLayer {
+            self_attn: Attention {
+                q_proj: linear(&format!("{p}.self_attn.q_proj"), h, q_dim, c.qkv_bias)?,
+                k_proj: linear(&format!("{p}.self_attn.k_proj"), h, kv_dim, c.qkv_bias)?,
+                v_proj: linear(&format!("{p}.self_attn.v_proj"), h, kv_dim, c.qkv_bias)?,
+                o_proj: linear(&format!("{p}.self_attn.o_proj"), q_dim, h, c.o_bias)?,
+                num_heads: c.num_heads,
+                num_kv_heads: c.num_kv_heads,
+                head_dim: c.head_dim,
+            },
+            mlp: Mlp {
+                gate_proj: linear(&format!("{p}.mlp.gate_proj"), h, c.intermediate_size, c.mlp_bias)?,
+                up_proj: linear(&format!("{p}.mlp.up_proj"), h, c.intermediate_size, c.mlp_bias)?,
+                down_proj: linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, h, c.mlp_bias)?,
+            },
+            input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
+            post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+        });
+    }
+    // Some tied checkpoints still carry a copy of `lm_head.weight`; the tie wins, as in
+    // transformers.
+    let lm_head = if c.tie_word_embeddings {
+        None
+    } else {
+        Some(linear("lm_head", h, c.vocab_size, false)?)
+    };
+    Ok(Decoder {
+        embed_tokens: Param::from_tensor(f.tensor("model.embed_tokens.weight", [c.vocab_size, h], device)?),
+        layers,
+        norm: norm("model.norm.weight")?,
+        lm_head,
+        config: c.clone(),
+        rope: Rope::new(c),
+    })
+}
+
+/// Every base tensor of `model` under its HF key, in HF layout (`[out, in]` linears), host-side.
+pub fn hf_tensors(model: &Decoder) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = Vec::new();
+    let push_linear = |out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, prefix: String, l: &Linear| {
+        let (d_in, d_out) = (l.d_in(), l.d_out());
+        let w: Vec<f32> = host(l.weight.val());
+        out.push((format!("{prefix}.weight"), vec![d_out, d_in], transpose(&w, d_in, d_out)));
+        if let Some(b) = &l.bias {
+            out.push((format!("{prefix}.bias"), vec![d_out], host(b.val())));
+        }
+    };
+    let vec1 = |p: &Param<Tensor<1>>| -> Vec<f32> { host(p.val()) };
+    let c = &model.config;
+    out.push((
+        "model.embed_tokens.weight".into(),
+        vec![c.vocab_size, c.hidden_size],
+        host(model.embed_tokens.val()),
+    ));
+    for (i, layer) in model.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        let a = &layer.self_attn;
+        for (name, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            push_linear(&mut out, format!("{p}.self_attn.{name}"), l);
+        }
+        let m = &layer.mlp;
+        for (name, l) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
+            push_linear(&mut out, format!("{p}.mlp.{name}"), l);
+        }
+        out.push((format!("{p}.input_layernorm.weight"), vec![c.hidden_size], vec1(&layer.input_layernorm.weight)));
+        out.push((
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![c.hidden_size],
+            vec1(&layer.post_attention_layernorm.weight),
+        ));
+    }
+    out.push(("model.norm.weight".into(), vec![c.hidden_size], vec1(&model.norm.weight)));
+    if let Some(head) = &model.lm_head {
+        push_linear(&mut out, "lm_head".into(), head);
+    }
+    out
+}
+
+/// Writes tensors to one safetensors file with `{"format": "pt"}` metadata (transformers
+/// expects it). Writes to a temporary name and renames, so a failure leaves no partial file.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    dtype: StorageDtype,
+) -> Result<()> {
+    let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(k, s, d)| (k.clone(), s.clone(), dtype.encode(d)))
+        .collect();
+    let views = encoded
+        .iter()
+        .map(|(k, s, bytes)| {
+            safetensors::tensor::TensorView::new(dtype.safetensors(), s.clone(), bytes)
+                .map(|v| (k.clone(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| ModelError::Safetensors {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| {
+        ModelError::Safetensors {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    crate::io::write_atomic(path, &bytes)
+}

@@ -1,0 +1,62 @@
+//! `ladder logprobs`: summed completion log-probabilities per row, with TRL's tokenisation
+//! (prompt with special tokens, completion without, EOS appended). Parity tests compare these
+//! with transformers; DPO uses the same function for its reference pass.
+
+use std::path::Path;
+
+use ladder_data::{completion_ids, read_rows, ReadOptions, Row};
+use ladder_model::{Decoder, ForwardMode, Tokens};
+use serde_json::json;
+
+use crate::error::{Result, TrainError};
+use crate::loss::target_logprobs;
+
+/// Sum of the log-probs of `completion` given `prompt` (both token ids), and its length.
+pub fn sequence_logprob(model: &Decoder, prompt: &[u32], completion: &[u32], mode: ForwardMode) -> f64 {
+    let ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();
+    let targets: Vec<bool> = (0..ids.len()).map(|i| i >= prompt.len()).collect();
+    let logits = model.forward(&Tokens::new(&ids, 1, ids.len()), mode);
+    target_logprobs(logits, &ids, &targets, &model.device()).sum().into_scalar::<f64>()
+}
+
+/// Computes one JSON record per row of `data`.
+pub fn run(model: &Decoder, tokenizer: &ladder_data::Tokenizer, data: &Path) -> Result<Vec<serde_json::Value>> {
+    let dataset = read_rows(data, &ReadOptions::default())?;
+    let mode = ForwardMode::default();
+    let bar = crate::progress::bar(dataset.rows.len(), 0, "rows");
+    bar.set_prefix("logprobs");
+    let mut out = Vec::with_capacity(dataset.rows.len());
+    for (index, row) in dataset.rows.iter().enumerate() {
+        let at = |e: ladder_data::DataError| {
+            TrainError::Invalid(format!("{}:{}: {e}", row.origin.file.display(), row.origin.line))
+        };
+        let record = match &row.value {
+            Row::Completion { prompt, completion } => {
+                let (p, c) = completion_ids(tokenizer, prompt, completion).map_err(at)?;
+                json!({"index": index, "logp": sequence_logprob(model, &p, &c, mode), "n_tokens": c.len()})
+            }
+            Row::Preference { prompt, chosen, rejected } => {
+                let (p, c) = completion_ids(tokenizer, prompt, chosen).map_err(at)?;
+                let (_, r) = completion_ids(tokenizer, prompt, rejected).map_err(at)?;
+                json!({
+                    "index": index,
+                    "logp_chosen": sequence_logprob(model, &p, &c, mode),
+                    "logp_rejected": sequence_logprob(model, &p, &r, mode),
+                    "n_tokens_chosen": c.len(),
+                    "n_tokens_rejected": r.len(),
+                })
+            }
+            _ => {
+                return Err(TrainError::Invalid(format!(
+                    "{}:{}: `ladder logprobs` needs {{\"prompt\",\"completion\"}} or {{\"prompt\",\"chosen\",\"rejected\"}} rows",
+                    row.origin.file.display(),
+                    row.origin.line
+                )))
+            }
+        };
+        out.push(record);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}

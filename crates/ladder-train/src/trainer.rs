@@ -1,0 +1,265 @@
+//! The training loop shared by every stage: ordered micro-batches, gradient accumulation,
+//! global-norm clipping, AdamW, the LR schedule, `metrics.jsonl`, the progress bar and
+//! periodic checkpoints. Stages differ only in their [`Objective`] and [`SaveModel`].
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use ladder_model::{Decoder, ForwardMode};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Resume, SaveModel, TrainerState};
+use crate::error::{Result, TrainError};
+use crate::metrics::MetricsLog;
+use crate::objective::Objective;
+use crate::optim::{clip_coefficient, global_grad_norm, AdamW, AdamWConfig};
+use crate::schedule::{Schedule, SchedulerKind};
+
+/// Loop settings (the optimisation half of a stage's options).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoopConfig {
+    pub lr: f64,
+    pub scheduler: SchedulerKind,
+    pub warmup_steps: usize,
+    pub adamw: AdamWConfig,
+    /// Global-norm clipping threshold; `None` disables clipping.
+    pub max_grad_norm: Option<f64>,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub epochs: usize,
+    /// Overrides `epochs` when set (data is cycled, reshuffled each epoch).
+    pub max_steps: Option<usize>,
+    pub seed: u64,
+    pub shuffle: bool,
+    pub save_every: Option<usize>,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub steps: usize,
+    pub final_loss: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+}
+
+/// Data order: which items each micro-batch of each step holds.
+struct Plan {
+    n: usize,
+    batch_size: usize,
+    grad_accum: usize,
+    micro_per_epoch: usize,
+    steps_per_epoch: usize,
+    seed: u64,
+    shuffle: bool,
+}
+
+impl Plan {
+    fn new(n: usize, c: &LoopConfig) -> Self {
+        let micro_per_epoch = n.div_ceil(c.batch_size);
+        Plan {
+            n,
+            batch_size: c.batch_size,
+            grad_accum: c.grad_accum,
+            micro_per_epoch,
+            steps_per_epoch: micro_per_epoch.div_ceil(c.grad_accum),
+            seed: c.seed,
+            shuffle: c.shuffle,
+        }
+    }
+
+    /// Item order of an epoch: file order, or a permutation fixed by (seed, epoch) so that a
+    /// resumed run sees exactly the data the uninterrupted run would have.
+    fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.n).collect();
+        if self.shuffle {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(epoch as u64));
+            order.shuffle(&mut rng);
+        }
+        order
+    }
+
+    /// Micro-batches (as item indices) of global step `step`.
+    fn step(&self, step: usize, order: &[usize]) -> Vec<Vec<usize>> {
+        let k = step % self.steps_per_epoch;
+        let first = k * self.grad_accum;
+        let last = ((k + 1) * self.grad_accum).min(self.micro_per_epoch);
+        (first..last)
+            .map(|m| order[m * self.batch_size..((m + 1) * self.batch_size).min(self.n)].to_vec())
+            .collect()
+    }
+}
+
+/// Trains `model` on `items` and returns it. `out` receives `metrics.jsonl` and checkpoints.
+pub fn train<O: Objective>(
+    cfg: &LoopConfig,
+    mut model: Decoder,
+    objective: &O,
+    items: &[O::Item],
+    out: &Path,
+    saver: &dyn SaveModel,
+    resume: Option<Resume>,
+    stage_config: serde_json::Value,
+) -> Result<(Decoder, Summary)> {
+    if items.is_empty() {
+        return Err(TrainError::Invalid("no training examples left after tokenisation".into()));
+    }
+    if cfg.batch_size == 0 || cfg.grad_accum == 0 {
+        return Err(TrainError::Invalid("--batch-size and --grad-accum must be at least 1".into()));
+    }
+    let plan = Plan::new(items.len(), cfg);
+    let total = cfg.max_steps.unwrap_or(cfg.epochs * plan.steps_per_epoch);
+    let schedule = Schedule {
+        kind: cfg.scheduler,
+        lr: cfg.lr,
+        warmup: cfg.warmup_steps,
+        total,
+    };
+    let (start, mut optimizer) = match resume {
+        Some(r) => {
+            if r.state.step > total {
+                return Err(TrainError::Invalid(format!(
+                    "checkpoint is at step {} but this run has only {total} steps",
+                    r.state.step
+                )));
+            }
+            (r.state.step, r.optimizer)
+        }
+        None => (0, AdamW::new(cfg.adamw)),
+    };
+    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), start)?;
+    let device = model.device();
+    let bar = crate::progress::bar(total, start, "steps");
+    bar.set_prefix("train");
+    tracing::info!(examples = items.len(), steps = total, start, "training");
+    let mode = ForwardMode { adapters: true, train: true };
+    let began = Instant::now();
+    let (mut tokens_total, mut last_loss) = (0usize, f64::NAN);
+    let mut epoch_order: Option<(usize, Vec<usize>)> = None;
+    for step in start..total {
+        let epoch = step / plan.steps_per_epoch;
+        if epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            epoch_order = Some((epoch, plan.order(epoch)));
+        }
+        let micro = plan.step(step, &epoch_order.as_ref().expect("set above").1);
+        let norm: usize = micro.iter().flatten().map(|&i| objective.weight(&items[i])).sum();
+        let step_tokens: usize = micro.iter().flatten().map(|&i| objective.tokens(&items[i])).sum();
+        // Dropout masks depend only on (seed, step): resumed runs draw the same ones.
+        device.seed(cfg.seed.wrapping_add(step as u64));
+        let t0 = Instant::now();
+        let mut accumulator = GradientsAccumulator::<Decoder>::new();
+        let mut loss = 0.0;
+        let mut extra: Vec<(&'static str, f64)> = Vec::new();
+        for ids in &micro {
+            let batch: Vec<O::Item> = ids.iter().map(|&i| items[i].clone()).collect();
+            let output = objective.loss(&model, &batch, norm.max(1) as f64, mode);
+            let value = output.loss.clone().into_scalar::<f64>();
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite { step: step + 1, loss: value });
+            }
+            loss += value;
+            for (name, v) in output.metrics {
+                match extra.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, acc)) => *acc += v,
+                    None => extra.push((name, v)),
+                }
+            }
+            let grads = output.loss.backward();
+            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+        }
+        let mut grads = accumulator.grads();
+        let grad_norm = global_grad_norm(&model, &grads);
+        let lr = schedule.lr(step);
+        model = optimizer.apply(model, &mut grads, lr, clip_coefficient(grad_norm, cfg.max_grad_norm));
+        let dt = t0.elapsed().as_secs_f64();
+        tokens_total += step_tokens;
+        last_loss = loss;
+        let mut record = serde_json::json!({
+            "step": step + 1,
+            "epoch": (step as f64 + 1.0) / plan.steps_per_epoch as f64,
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": step_tokens,
+            "tokens_per_s": step_tokens as f64 / dt,
+            "step_s": dt,
+        });
+        for (name, v) in &extra {
+            record[*name] = serde_json::json!(v);
+        }
+        log.write(&record)?;
+        tracing::debug!(step = step + 1, loss, lr, grad_norm, "step");
+        bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {:.0} tok/s", step_tokens as f64 / dt));
+        bar.inc(1);
+        if cfg.save_every.is_some_and(|n| n > 0 && (step + 1) % n == 0 && step + 1 < total) {
+            let state = TrainerState {
+                step: step + 1,
+                total_steps: total,
+                seed: cfg.seed,
+                config: stage_config.clone(),
+            };
+            let dir = checkpoint::save(out, &model, &optimizer, &state, saver)?;
+            tracing::info!(path = %dir.display(), "checkpoint saved");
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = began.elapsed().as_secs_f64();
+    Ok((
+        model,
+        Summary {
+            steps: total,
+            final_loss: last_loss,
+            tokens: tokens_total,
+            seconds,
+            tokens_per_s: tokens_total as f64 / seconds.max(1e-9),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(batch_size: usize, grad_accum: usize, shuffle: bool) -> LoopConfig {
+        LoopConfig {
+            lr: 1e-3,
+            scheduler: SchedulerKind::Constant,
+            warmup_steps: 0,
+            adamw: AdamWConfig::default(),
+            max_grad_norm: None,
+            batch_size,
+            grad_accum,
+            epochs: 1,
+            max_steps: None,
+            seed: 7,
+            shuffle,
+            save_every: None,
+        }
+    }
+
+    #[test]
+    fn plan_covers_every_item_once_per_epoch() {
+        let plan = Plan::new(7, &cfg(2, 2, false));
+        assert_eq!((plan.micro_per_epoch, plan.steps_per_epoch), (4, 2));
+        let order = plan.order(0);
+        assert_eq!(plan.step(0, &order), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(plan.step(1, &order), vec![vec![4, 5], vec![6]]);
+        // Step 2 is the first of epoch 1.
+        assert_eq!(plan.step(2, &order), vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn shuffle_is_a_seeded_permutation() {
+        let plan = Plan::new(50, &cfg(4, 1, true));
+        let (a, b) = (plan.order(0), plan.order(1));
+        assert_ne!(a, b);
+        assert_eq!(a, plan.order(0));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}

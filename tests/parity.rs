@@ -1,0 +1,145 @@
+//! Numbers checked against transformers and PEFT (fixtures made by scripts/make_fixtures.py).
+
+use ladder_model::weights::{host, TensorFile};
+use ladder_model::{ForwardMode, Tokens};
+
+use crate::util::*;
+
+/// Logits of `model` (+ optional PEFT adapter) on the fixture's input ids vs transformers'.
+fn check_logits(model: &str, adapter: Option<&str>, expected_key: &str) {
+    let device = ladder_train::device::parse_device("cpu").unwrap();
+    let adapter_dir = adapter.map(fixture);
+    let loaded = ladder_train::setup::load(&fixture(model), adapter_dir.as_deref().map(std::path::Path::new), &device)
+        .unwrap();
+    let expected = TensorFile::open(&fixtures().join("expected/logits.safetensors")).unwrap();
+    // input_ids are int64, which TensorFile (floats only) does not read.
+    let (shape, ids) = read_i64(&format!("{model}.input_ids"));
+    let (b, t) = (shape[0], shape[1]);
+    let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+    let logits = loaded.model.forward(&Tokens::new(&ids, b, t), ForwardMode::default());
+    let got = host(logits);
+    let want = expected.get(&format!("{expected_key}.logits"), None).unwrap();
+    let diff = max_abs_diff(&got, &want.data);
+    assert!(diff < 1e-4, "{expected_key}: max |logit diff| {diff:.2e} ≥ 1e-4");
+}
+
+fn read_i64(key: &str) -> (Vec<usize>, Vec<i64>) {
+    let bytes = std::fs::read(fixtures().join("expected/logits.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = st.tensor(key).unwrap();
+    let data = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    (view.shape().to_vec(), data)
+}
+
+#[test]
+fn qwen2_logits_match_transformers() {
+    check_logits("qwen2-tiny", None, "qwen2-tiny");
+}
+
+#[test]
+fn llama_bf16_llama3_rope_logits_match_transformers() {
+    check_logits("llama-tiny", None, "llama-tiny");
+}
+
+#[test]
+fn mistral_f16_sharded_logits_match_transformers() {
+    check_logits("mistral-tiny", None, "mistral-tiny");
+}
+
+#[test]
+fn peft_lora_adapter_logits_match_peft() {
+    check_logits("qwen2-tiny", Some("qwen2-tiny-lora-peft"), "qwen2-tiny+lora-peft");
+}
+
+#[test]
+fn peft_rslora_adapter_logits_match_peft() {
+    check_logits("qwen2-tiny", Some("qwen2-tiny-rslora-peft"), "qwen2-tiny+rslora-peft");
+}
+
+/// `ladder logprobs` on prompt/completion and preference rows vs transformers (TRL's convention).
+fn check_logprobs(model: &str, adapter: Option<&str>, key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = expected("logprobs.json");
+    for (data, kind) in [("data/sft.jsonl", "sft"), ("data/pairs.jsonl", "pairs")] {
+        let out = dir.path().join(format!("{kind}.jsonl"));
+        let (m, d, o) = (fixture(model), fixture(data), out.to_string_lossy().into_owned());
+        let mut args = vec!["logprobs", "--model", &m, "--data", &d, "--out", &o];
+        let a = adapter.map(fixture);
+        if let Some(a) = &a {
+            args.extend(["--adapter", a.as_str()]);
+        }
+        ladder(&args);
+        let got = read_jsonl(&out);
+        let want = expected[key][kind].as_array().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            for field in ["logp", "logp_chosen", "logp_rejected"] {
+                if let Some(wv) = w[field].as_f64() {
+                    let gv = g[field].as_f64().unwrap();
+                    assert!((gv - wv).abs() < 1e-3, "{key} {kind} row {}: {field} {gv} vs {wv}", w["index"]);
+                }
+            }
+            for field in ["n_tokens", "n_tokens_chosen", "n_tokens_rejected"] {
+                assert_eq!(g[field], w[field], "{key} {kind} {field}");
+            }
+        }
+    }
+}
+
+#[test]
+fn logprobs_match_transformers_qwen2() {
+    check_logprobs("qwen2-tiny", None, "qwen2-tiny");
+}
+
+#[test]
+fn logprobs_match_transformers_llama_with_bos() {
+    check_logprobs("llama-tiny", None, "llama-tiny");
+}
+
+#[test]
+fn logprobs_match_peft_with_adapter() {
+    check_logprobs("qwen2-tiny", Some("qwen2-tiny-lora-peft"), "qwen2-tiny+lora-peft");
+}
+
+/// Three AdamW steps (batch 2, file order, clipping 1.0, weight decay 0.01 except bias/norm),
+/// then the loss on the next batch: every number vs PyTorch.
+fn check_sft(model: &str, key: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (m, d, o) = (fixture(model), fixture("data/sft.jsonl"), out.to_string_lossy().into_owned());
+    let mut args = vec![
+        "sft", "--model", &m, "--data", &d, "--out", &o, "--lr", "1e-3", "--lr-scheduler", "constant",
+        "--batch-size", "2", "--max-steps", "4", "--no-shuffle", "--weight-decay", "0.01",
+        "--max-grad-norm", "1.0", "--adam-eps", "1e-8",
+    ];
+    args.extend(extra);
+    ladder(&args);
+    let metrics = read_jsonl(out.join("metrics.jsonl"));
+    assert_eq!(metrics.len(), 4);
+    let want = &expected("sft.json")[key];
+    for step in 0..3 {
+        let (g, w) = (metrics[step]["loss"].as_f64().unwrap(), want["losses"][step].as_f64().unwrap());
+        assert!((g - w).abs() < 1e-4, "{key} step {}: loss {g} vs PyTorch {w}", step + 1);
+        let (g, w) = (metrics[step]["grad_norm"].as_f64().unwrap(), want["grad_norms"][step].as_f64().unwrap());
+        assert!((g - w).abs() < 1e-3 * w.max(1.0), "{key} step {}: grad norm {g} vs {w}", step + 1);
+    }
+    // Step 4 evaluates rows 6-7 with the weights after three updates.
+    let (g, w) = (metrics[3]["loss"].as_f64().unwrap(), want["loss_after"].as_f64().unwrap());
+    assert!((g - w).abs() < 1e-4, "{key}: loss after 3 steps {g} vs PyTorch {w}");
+}
+
+#[test]
+fn sft_full_qwen2_matches_pytorch() {
+    check_sft("qwen2-tiny", "qwen2-tiny/full", &["--full"]);
+}
+
+#[test]
+fn sft_full_llama_matches_pytorch() {
+    check_sft("llama-tiny", "llama-tiny/full", &["--full"]);
+}
+
+#[test]
+fn sft_lora_matches_pytorch_peft() {
+    let init = fixture("qwen2-tiny-lora-init");
+    check_sft("qwen2-tiny", "qwen2-tiny/lora", &["--adapter", &init]);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: one binary, the real CLI, real Hugging Face fixtures made by
+//! `scripts/make_fixtures.py` with transformers and PEFT (see tests/fixtures/README.md).
+
+mod util;
+
+mod errors;
+mod parity;
+mod training;
