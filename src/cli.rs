@@ -191,3 +191,24 @@ pub struct MergeArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_into_options() {
+        let cli = Cli::try_parse_from(["ladder", "sft", "--model", "m", "--data", "a.jsonl", "--data", "b.parquet", "--full", "--no-shuffle"]).unwrap();
+        let Command::Sft(args) = cli.command else { panic!("sft") };
+        assert_eq!(args.full, Some(true));
+        assert_eq!(args.no_shuffle, Some(true));
+        assert_eq!(args.data.unwrap().len(), 2);
+        assert_eq!(args.lora_r, None);
+    }
+}

@@ -271,3 +271,81 @@ fn attention_bias(
     }
     Tensor::from_data(TensorData::new(bias, [b, 1, t, t]), device)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Architecture, DecoderConfig};
+    use crate::weights::{host, random_decoder};
+
+    fn config(window: Option<usize>) -> DecoderConfig {
+        DecoderConfig {
+            architecture: Architecture::Qwen2,
+            vocab_size: 50,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            max_position_embeddings: 64,
+            tie_word_embeddings: true,
+            qkv_bias: true,
+            o_bias: false,
+            mlp_bias: false,
+            sliding_window: window,
+            bos_token_id: None,
+            eos_token_ids: vec![],
+        }
+    }
+
+    fn logits(model: &Decoder, tokens: &Tokens) -> Vec<f32> {
+        host(model.forward(tokens, ForwardMode::default()))
+    }
+
+    #[test]
+    fn future_tokens_do_not_change_past_logits() {
+        let model = random_decoder(&config(None), 0.5, 1, &Device::flex());
+        let a = logits(&model, &Tokens::new(&[1, 2, 3, 4, 5, 6], 1, 6));
+        let b = logits(&model, &Tokens::new(&[1, 2, 3, 4, 9, 9], 1, 6));
+        let v = 50;
+        let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+        assert!(diff(&a[..4 * v], &b[..4 * v]) < 1e-5, "causal mask leaks the future");
+        assert!(diff(&a[4 * v..], &b[4 * v..]) > 1e-3, "later logits should change");
+    }
+
+    #[test]
+    fn packed_row_equals_separate_rows_and_padding_is_inert() {
+        let model = random_decoder(&config(None), 0.5, 2, &Device::flex());
+        let v = 50;
+        let first = logits(&model, &Tokens::new(&[7, 8, 9], 1, 3));
+        let second = logits(&model, &Tokens::new(&[10, 11], 1, 2));
+        // One row holding both, positions restarting, then one padding token.
+        let ids = [7, 8, 9, 10, 11, 0];
+        let positions = [0, 1, 2, 0, 1, 0];
+        let segments = [0, 0, 0, 1, 1, PAD_SEGMENT];
+        let packed = logits(&model, &Tokens::new(&ids, 1, 6).positions(&positions).segments(&segments));
+        let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+        assert!(diff(&packed[..3 * v], &first) < 1e-5);
+        assert!(diff(&packed[3 * v..5 * v], &second) < 1e-5);
+        assert!(packed.iter().all(|x| x.is_finite()), "padding rows must stay finite");
+    }
+
+    #[test]
+    fn sliding_window_limits_attention() {
+        let full = random_decoder(&config(None), 0.5, 3, &Device::flex());
+        let mut windowed = full.clone();
+        windowed.config.sliding_window = Some(2);
+        let ids = [1, 2, 3, 4, 5];
+        let a = logits(&full, &Tokens::new(&ids, 1, 5));
+        let b = logits(&windowed, &Tokens::new(&ids, 1, 5));
+        let v = 50;
+        // Positions 0 and 1 see at most 2 tokens either way; position 4 sees fewer when windowed.
+        let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+        assert!(diff(&a[..2 * v], &b[..2 * v]) < 1e-5);
+        assert!(diff(&a[4 * v..], &b[4 * v..]) > 1e-4);
+    }
+}

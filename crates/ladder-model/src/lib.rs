@@ -19,4 +19,4 @@ pub use io::write_atomic;
 pub use linear::{ForwardMode, Linear, Lora};
 pub use peft::{AdapterConfig, LoraSettings};
 pub use source::ModelSource;
-pub use weights::{load_decoder, Loaded, StorageDtype, TensorFile};
+pub use weights::{load_decoder, random_decoder, Loaded, StorageDtype, TensorFile};

@@ -239,49 +239,80 @@ pub fn load_decoder(dir: &Path, device: &Device) -> Result<Loaded> {
     let config = DecoderConfig::from_file(&dir.join("config.json"))?;
     let file = TensorFile::open_model_dir(dir)?;
     let dtype = file.get("model.embed_tokens.weight", None)?.dtype;
-    let model = build(&config, &file, device)?;
+    let model = build(&config, device, &mut |key, shape| Ok(file.get(key, Some(shape))?.data))?;
     Ok(Loaded { model, dtype })
 }
 
-fn build(c: &DecoderConfig, f: &TensorFile, device: &Device) -> Result<Decoder> {
-    let linear = |prefix: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Linear> {
-        Ok(Linear {
-            weight: Param::from_tensor(f.linear_weight(&format!("{prefix}.weight"), d_in, d_out, device)?),
-            bias: if bias {
-                Some(Param::from_tensor(f.tensor(&format!("{prefix}.bias"), [d_out], device)?))
-            } else {
-                None
-            },
-            lora: None,
+/// A randomly initialised decoder, as transformers' `_init_weights` does it: linear and
+/// embedding weights N(0, `std`), biases 0, norm weights 1. Seeded and deterministic.
+pub fn random_decoder(config: &DecoderConfig, std: f64, seed: u64, device: &Device) -> Decoder {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let normal = rand_distr::Normal::new(0.0f32, std as f32).expect("finite std");
+    build(config, device, &mut |key, shape| {
+        let n = shape.iter().product();
+        Ok(if key.ends_with("norm.weight") {
+            vec![1.0; n]
+        } else if key.ends_with(".bias") {
+            vec![0.0; n]
+        } else {
+            (0..n).map(|_| normal.sample(&mut rng)).collect()
         })
+    })
+    .expect("random weights always have the right shapes")
+}
+
+/// Reads tensor `key` with HF shape `shape` (f32, row-major).
+type Fetch<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
+
+fn linear(fetch: &mut Fetch, prefix: &str, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Result<Linear> {
+    let w = fetch(&format!("{prefix}.weight"), &[d_out, d_in])?;
+    let weight = Tensor::from_data(TensorData::new(transpose(&w, d_out, d_in), [d_in, d_out]), device);
+    let bias = if bias {
+        let b = fetch(&format!("{prefix}.bias"), &[d_out])?;
+        Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device)))
+    } else {
+        None
     };
-    let norm = |key: &str| -> Result<RmsNorm> {
-        Ok(RmsNorm {
-            weight: Param::from_tensor(f.tensor(key, [c.hidden_size], device)?),
-            eps: c.rms_norm_eps,
-        })
-    };
-    let (h, q_dim, kv_dim) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    Ok(Linear { weight: Param::from_tensor(weight), bias, lora: None })
+}
+
+fn rms_norm(fetch: &mut Fetch, key: &str, c: &DecoderConfig, device: &Device) -> Result<RmsNorm> {
+    let w = fetch(key, &[c.hidden_size])?;
+    Ok(RmsNorm {
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [c.hidden_size]), device)),
+        eps: c.rms_norm_eps,
+    })
+}
+
+fn build(c: &DecoderConfig, device: &Device, f: &mut Fetch) -> Result<Decoder> {
+    let (h, q_dim, kv_dim, ff) = (
+        c.hidden_size,
+        c.num_heads * c.head_dim,
+        c.num_kv_heads * c.head_dim,
+        c.intermediate_size,
+    );
     let mut layers = Vec::with_capacity(c.num_layers);
     for i in 0..c.num_layers {
         let p = format!("model.layers.{i}");
         layers.push(DecoderLayer {
             self_attn: Attention {
-                q_proj: linear(&format!("{p}.self_attn.q_proj"), h, q_dim, c.qkv_bias)?,
-                k_proj: linear(&format!("{p}.self_attn.k_proj"), h, kv_dim, c.qkv_bias)?,
-                v_proj: linear(&format!("{p}.self_attn.v_proj"), h, kv_dim, c.qkv_bias)?,
-                o_proj: linear(&format!("{p}.self_attn.o_proj"), q_dim, h, c.o_bias)?,
+                q_proj: linear(f, &format!("{p}.self_attn.q_proj"), h, q_dim, c.qkv_bias, device)?,
+                k_proj: linear(f, &format!("{p}.self_attn.k_proj"), h, kv_dim, c.qkv_bias, device)?,
+                v_proj: linear(f, &format!("{p}.self_attn.v_proj"), h, kv_dim, c.qkv_bias, device)?,
+                o_proj: linear(f, &format!("{p}.self_attn.o_proj"), q_dim, h, c.o_bias, device)?,
                 num_heads: c.num_heads,
                 num_kv_heads: c.num_kv_heads,
                 head_dim: c.head_dim,
             },
             mlp: Mlp {
-                gate_proj: linear(&format!("{p}.mlp.gate_proj"), h, c.intermediate_size, c.mlp_bias)?,
-                up_proj: linear(&format!("{p}.mlp.up_proj"), h, c.intermediate_size, c.mlp_bias)?,
-                down_proj: linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, h, c.mlp_bias)?,
+                gate_proj: linear(f, &format!("{p}.mlp.gate_proj"), h, ff, c.mlp_bias, device)?,
+                up_proj: linear(f, &format!("{p}.mlp.up_proj"), h, ff, c.mlp_bias, device)?,
+                down_proj: linear(f, &format!("{p}.mlp.down_proj"), ff, h, c.mlp_bias, device)?,
             },
-            input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
-            post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+            input_layernorm: rms_norm(f, &format!("{p}.input_layernorm.weight"), c, device)?,
+            post_attention_layernorm: rms_norm(f, &format!("{p}.post_attention_layernorm.weight"), c, device)?,
         });
     }
     // Some tied checkpoints still carry a copy of `lm_head.weight`; the tie wins, as in
@@ -289,12 +320,13 @@ fn build(c: &DecoderConfig, f: &TensorFile, device: &Device) -> Result<Decoder> 
     let lm_head = if c.tie_word_embeddings {
         None
     } else {
-        Some(linear("lm_head", h, c.vocab_size, false)?)
+        Some(linear(f, "lm_head", h, c.vocab_size, false, device)?)
     };
+    let embed = f("model.embed_tokens.weight", &[c.vocab_size, h])?;
     Ok(Decoder {
-        embed_tokens: Param::from_tensor(f.tensor("model.embed_tokens.weight", [c.vocab_size, h], device)?),
+        embed_tokens: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [c.vocab_size, h]), device)),
         layers,
-        norm: norm("model.norm.weight")?,
+        norm: rms_norm(f, "model.norm.weight", c, device)?,
         lm_head,
         config: c.clone(),
         rope: Rope::new(c),
