@@ -1,0 +1,99 @@
+//! Tokenisation for supervised fine-tuning with TRL's conventions: the prompt is encoded with
+//! special tokens, the completion without, then EOS is appended; only completion (or assistant)
+//! tokens are loss targets.
+//!
+//! For conversations the assistant tokens are found by rendering prefixes: the text of
+//! assistant turn i runs from the end of `render(messages[..i], add_generation_prompt)` to the
+//! end of `render(messages[..=i])` without trailing whitespace, so its end-of-turn token is a
+//! target and the newline after it is not. Tokens whose first byte falls in such a span are
+//! targets. This needs no `{% generation %}` markers in the template, only a template that
+//! renders a conversation's prefix as a prefix of the whole, which the check below enforces.
+
+use crate::error::{DataError, Result};
+use crate::rows::{Prompt, Row};
+use crate::tokenizer::Tokenizer;
+
+/// A tokenised example; `targets[t]` marks token t as a loss target (predicted from t − 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    pub input_ids: Vec<u32>,
+    pub targets: Vec<bool>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SftOptions {
+    /// Every token but the first is a target.
+    pub train_on_prompt: bool,
+    /// Keep only the first `max_seq_len` tokens.
+    pub max_seq_len: Option<usize>,
+}
+
+pub struct Tokenized {
+    pub example: Example,
+    pub truncated: bool,
+}
+
+fn eos(tok: &Tokenizer) -> Result<u32> {
+    tok.eos_id().ok_or_else(|| DataError::Invalid("the tokenizer has no eos_token (tokenizer_config.json), so completions cannot be terminated".into()))
+}
+
+/// Prompt ids (rendered and encoded as TRL does) and completion ids ending with EOS.
+pub fn completion_ids(tok: &Tokenizer, prompt: &Prompt, completion: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+    let prompt_ids = match prompt {
+        Prompt::Text(text) => tok.encode(text, true)?,
+        // The template writes any BOS itself.
+        Prompt::Messages(messages) => tok.encode(&tok.apply_chat_template(messages, true)?, false)?,
+    };
+    let mut completion_ids = tok.encode(completion, false)?;
+    completion_ids.push(eos(tok)?);
+    Ok((prompt_ids, completion_ids))
+}
+
+/// Tokenises one row for SFT.
+pub fn tokenize_sft(tok: &Tokenizer, row: &Row, opts: &SftOptions) -> Result<Tokenized> {
+    let (input_ids, mut targets) = match row {
+        Row::Text { text } => {
+            let mut ids = tok.encode(text, true)?;
+            ids.push(eos(tok)?);
+            let targets = vec![true; ids.len()];
+            (ids, targets)
+        }
+        Row::Completion { prompt, completion } => {
+            let (p, c) = completion_ids(tok, prompt, completion)?;
+            let targets = p.iter().map(|_| false).chain(c.iter().map(|_| true)).collect();
+            (p.into_iter().chain(c).collect(), targets)
+        }
+        Row::Messages { messages } => {
+            let text = tok.apply_chat_template(messages, false)?;
+            let (ids, offsets) = tok.encode_with_offsets(&text, false)?;
+            let mut spans = Vec::new();
+            for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.role == "assistant") {
+                let prefix = tok.apply_chat_template(&messages[..i], true)?;
+                let full = tok.apply_chat_template(&messages[..=i], false)?;
+                if !full.starts_with(&prefix) || !text.starts_with(full.trim_end()) {
+                    return Err(DataError::Template(format!(
+                        "the chat template is not prefix-stable at message {i} ({}), so assistant tokens cannot be located",
+                        m.role
+                    )));
+                }
+                spans.push(prefix.len()..full.trim_end().len());
+            }
+            let targets = offsets.iter().map(|(start, _)| spans.iter().any(|s| s.contains(start))).collect();
+            (ids, targets)
+        }
+        Row::Preference { .. } => {
+            return Err(DataError::Invalid("this is a preference row {\"prompt\",\"chosen\",\"rejected\"}; use `ladder dpo` for preference data".into()))
+        }
+    };
+    if opts.train_on_prompt {
+        targets.iter_mut().for_each(|t| *t = true);
+    }
+    let mut example = Example { input_ids, targets };
+    example.targets[0] = false;
+    let truncated = opts.max_seq_len.is_some_and(|n| example.input_ids.len() > n);
+    if let Some(n) = opts.max_seq_len.filter(|_| truncated) {
+        example.input_ids.truncate(n);
+        example.targets.truncate(n);
+    }
+    Ok(Tokenized { example, truncated })
+}
