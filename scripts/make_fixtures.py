@@ -373,6 +373,20 @@ def expected_logprobs(out):
     (out / "logprobs.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
+def expected_chat(out):
+    """Chat rows rendered by transformers' `apply_chat_template`, and their token ids."""
+    result = {}
+    for name in ["qwen2-tiny", "llama-tiny"]:
+        tok = load_tokenizer(ROOT / name)
+        rows = []
+        for r in CHAT_ROWS:
+            text = tok.apply_chat_template(r["messages"], tokenize=False)
+            prompt = tok.apply_chat_template(r["messages"][:-1], tokenize=False, add_generation_prompt=True)
+            rows.append({"text": text, "ids": tok(text, add_special_tokens=False)["input_ids"], "generation_prompt": prompt})
+        result[name] = rows
+    (out / "chat.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+
+
 def batch_loss(model, tok, examples):
     """Mean next-token cross-entropy over completion tokens of a right-padded batch."""
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -429,6 +443,7 @@ def main():
     out.mkdir(exist_ok=True)
     expected_logits(out)
     expected_logprobs(out)
+    expected_chat(out)
     sft = {
         "qwen2-tiny/full": sft_reference("qwen2-tiny", None),
         "llama-tiny/full": sft_reference("llama-tiny", None),

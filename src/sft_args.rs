@@ -54,7 +54,7 @@ fn closest(word: &str, candidates: &[String]) -> Option<String> {
     candidates
         .iter()
         .map(|c| (levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .filter(|(d, c)| *d <= word.len().max(c.len()) / 3 + 1)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.clone())
 }

@@ -84,7 +84,7 @@ fn unknown_config_key_suggests_the_right_one() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "stage.toml", "lora_rank = 8\n");
     let err = sft_fails(&fixture("qwen2-tiny"), &fixture("data/sft.jsonl"), &["--config", &config]);
-    assert!(err.contains("stage.toml") && err.contains("lora_rank") && err.contains("lora_r"), "{err}");
+    assert!(err.contains("stage.toml") && err.contains("unknown key `lora_rank` (did you mean `lora_r`?)"), "{err}");
 }
 
 #[test]

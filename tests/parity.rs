@@ -143,3 +143,41 @@ fn sft_lora_matches_pytorch_peft() {
     let init = fixture("qwen2-tiny-lora-init");
     check_sft("qwen2-tiny", "qwen2-tiny/lora", &["--adapter", &init]);
 }
+
+/// TRL's tokenisation (prompt with special tokens, completion without, EOS appended) gives the
+/// same ids as transformers' tokenizer, BOS included for the Llama-style tokenizer.
+#[test]
+fn tokenisation_matches_transformers() {
+    let expected = expected("logprobs.json");
+    let rows = read_jsonl(fixtures().join("data/sft.jsonl"));
+    for model in ["qwen2-tiny", "llama-tiny"] {
+        let tok = ladder_data::Tokenizer::from_dir(&fixtures().join(model)).unwrap();
+        let want = expected[model]["sft"].as_array().unwrap();
+        assert_eq!(rows.len(), want.len());
+        for (row, w) in rows.iter().zip(want) {
+            let prompt = ladder_data::Prompt::Text(row["prompt"].as_str().unwrap().into());
+            let (p, c) = ladder_data::completion_ids(&tok, &prompt, row["completion"].as_str().unwrap()).unwrap();
+            assert_eq!(serde_json::json!(p), w["prompt_ids"], "{model} prompt {}", row["prompt"]);
+            assert_eq!(serde_json::json!(c), w["completion_ids"], "{model} completion {}", row["completion"]);
+        }
+    }
+}
+
+/// Chat templates render exactly as transformers' `apply_chat_template` (with and without the
+/// generation prompt), and the rendered text encodes to the same ids.
+#[test]
+fn chat_templates_match_transformers() {
+    let expected = expected("chat.json");
+    let rows = read_jsonl(fixtures().join("data/chat.jsonl"));
+    for model in ["qwen2-tiny", "llama-tiny"] {
+        let tok = ladder_data::Tokenizer::from_dir(&fixtures().join(model)).unwrap();
+        for (row, w) in rows.iter().zip(expected[model].as_array().unwrap()) {
+            let messages: Vec<ladder_data::Message> = serde_json::from_value(row["messages"].clone()).unwrap();
+            let text = tok.apply_chat_template(&messages, false).unwrap();
+            assert_eq!(text, w["text"].as_str().unwrap(), "{model}");
+            let prompt = tok.apply_chat_template(&messages[..messages.len() - 1], true).unwrap();
+            assert_eq!(prompt, w["generation_prompt"].as_str().unwrap(), "{model}");
+            assert_eq!(serde_json::json!(tok.encode(&text, false).unwrap()), w["ids"], "{model}");
+        }
+    }
+}

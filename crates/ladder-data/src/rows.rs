@@ -44,6 +44,7 @@ pub struct ReadOptions {
     pub skip_bad_rows: bool,
 }
 
+#[derive(Debug)]
 pub struct Dataset {
     pub rows: Vec<Located<Row>>,
     pub skipped: usize,

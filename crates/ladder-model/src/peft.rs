@@ -21,7 +21,7 @@ use crate::weights::{host, transpose, write_safetensors, StorageDtype, TensorFil
 pub const ALL_LINEAR: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 /// What an adapter is: rank, scaling, targets.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoraSettings {
     pub r: usize,
     pub alpha: f64,
@@ -82,6 +82,8 @@ pub struct AdapterConfig {
     pub layers_pattern: Option<serde_json::Value>,
     #[serde(default)]
     pub layers_to_transform: Option<serde_json::Value>,
+    /// Written as an integer when whole, as PEFT writes `lora_alpha = 16`.
+    #[serde(serialize_with = "whole_as_integer")]
     pub lora_alpha: f64,
     #[serde(default)]
     pub lora_dropout: f64,
@@ -100,6 +102,14 @@ pub struct AdapterConfig {
     pub use_dora: bool,
     #[serde(default)]
     pub use_rslora: bool,
+}
+
+fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
 }
 
 fn default_bias() -> String {

@@ -41,7 +41,7 @@ mod tests {
             &device,
         );
         let lp = target_logprobs(logits, &[1, 1, 0], &[false, true, true], &device);
-        let v: Vec<f32> = lp.into_data().to_vec().unwrap();
+        let v: Vec<f32> = lp.into_data().try_to_vec().unwrap();
         // token 1 from uniform: ln(1/2); token 0 from [2, 0]: 2 - ln(e^2 + 1).
         assert!((v[0] - (0.5f32).ln()).abs() < 1e-6);
         assert!((v[1] - (2.0 - (2.0f32.exp() + 1.0).ln())).abs() < 1e-6);
