@@ -33,6 +33,17 @@ pub enum Command {
     ///
     /// Example: ladder sft --model models/qwen --data train.jsonl --out runs/sft --lora-r 16
     Sft(Box<SftArgs>),
+    /// Direct preference optimisation on {"prompt","chosen","rejected"} rows, full or LoRA.
+    ///
+    /// Rows are strings, or the conversational form (prompt a message list, chosen/rejected
+    /// assistant messages) rendered with the chat template. Chosen and rejected share one pass
+    /// over the prompt. Losses and metrics match TRL's DPOTrainer (rewards/chosen,
+    /// rewards/rejected, rewards/accuracies, rewards/margins, logps/*, logits/* in
+    /// metrics.jsonl). Same training options as `ladder sft`.
+    ///
+    /// Example, the method's second half, continuing an SFT adapter:
+    ///   ladder dpo --model M --adapter runs/sft --data pairs.jsonl --out runs/dpo --reference frozen
+    Dpo(Box<DpoArgs>),
     /// Summed completion log-probabilities per row (TRL's tokenisation).
     ///
     /// Rows {"prompt","completion"} give {"index","logp","n_tokens"}; rows
@@ -42,10 +53,11 @@ pub enum Command {
     Merge(MergeArgs),
 }
 
-/// `ladder sft` options. Every option is also a key of `--config`.
+/// Options every training stage shares (`ladder sft`, `ladder dpo`). Every option is also a key
+/// of `--config`; unknown keys are rejected by `stage_args` (serde's `deny_unknown_fields` does
+/// not work with the flattened stage structs).
 #[derive(Debug, Default, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SftArgs {
+pub struct TrainArgs {
     /// A TOML file with any of these options (same names, snake_case); flags win over it.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -90,16 +102,9 @@ pub struct SftArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Method")]
     pub rslora: Option<bool>,
 
-    /// Also train on prompt tokens (default: completion / assistant tokens only).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
-    pub train_on_prompt: Option<bool>,
     /// Truncate examples to this many tokens (the count truncated is reported).
     #[arg(long, value_name = "N", help_heading = "Data")]
     pub max_seq_len: Option<usize>,
-    /// Pack short examples together into sequences of --max-seq-len tokens (attention stays
-    /// within each example).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
-    pub packing: Option<bool>,
     /// Skip malformed rows (counted and reported) instead of stopping at the first one.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
     pub skip_bad_rows: Option<bool>,
@@ -158,6 +163,60 @@ pub struct SftArgs {
     pub resume: Option<PathBuf>,
 }
 
+/// `ladder sft` options.
+#[derive(Debug, Default, Args, Serialize, Deserialize)]
+pub struct SftArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub train: TrainArgs,
+    /// Also train on prompt tokens (default: completion / assistant tokens only).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
+    pub train_on_prompt: Option<bool>,
+    /// Pack short examples together into sequences of --max-seq-len tokens (attention stays
+    /// within each example).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
+    pub packing: Option<bool>,
+}
+
+/// `ladder dpo` options: the training options of `ladder sft` plus the preference loss and the
+/// reference model.
+#[derive(Debug, Default, Args, Serialize, Deserialize)]
+pub struct DpoArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub train: TrainArgs,
+    /// Strength of the KL regularisation toward the reference (TRL's beta) [default: 0.1].
+    #[arg(long, value_name = "BETA", help_heading = "Preference")]
+    pub beta: Option<f64>,
+    /// sigmoid (DPO), ipo (length-normalised, squared), hinge (SLiC) or robust (noise-robust
+    /// DPO, with --label-smoothing) [default: sigmoid].
+    #[arg(long, value_name = "LOSS", help_heading = "Preference")]
+    pub loss: Option<String>,
+    /// Assumed share of flipped labels ε for sigmoid (cDPO) and robust [default: 0.0].
+    #[arg(long, value_name = "EPS", help_heading = "Preference")]
+    pub label_smoothing: Option<f64>,
+    /// Add α × NLL of the chosen completion (RPO; TRL's loss_type ["sigmoid", "sft"]) [default: 0].
+    #[arg(long, value_name = "ALPHA", help_heading = "Preference")]
+    pub sft_weight: Option<f64>,
+    /// The reference policy: adapter-off (the base under a new LoRA adapter, no second copy),
+    /// frozen (a frozen copy of the starting model: base + --adapter when continuing one), or
+    /// precomputed (reference log-probs computed once before training and cached on disk)
+    /// [default: adapter-off for a new adapter, precomputed otherwise].
+    #[arg(long, value_name = "KIND", help_heading = "Preference")]
+    pub reference: Option<String>,
+    /// Folder of the precomputed-reference cache [default: $LADDER_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/ladder, else ~/.cache/ladder].
+    #[arg(long, value_name = "DIR", help_heading = "Preference")]
+    pub reference_cache: Option<PathBuf>,
+    /// Longest prompt in tokens [default: --max-seq-len / 2 when --max-seq-len is set]. Longer
+    /// prompts are skipped and counted, or cut from the left with --truncate-prompts.
+    #[arg(long, value_name = "N", help_heading = "Preference")]
+    pub max_prompt_len: Option<usize>,
+    /// Keep the last --max-prompt-len tokens of long prompts instead of skipping their pairs.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Preference")]
+    pub truncate_prompts: Option<bool>,
+}
+
 /// `ladder logprobs` options.
 #[derive(Debug, Args)]
 pub struct LogprobsArgs {
@@ -206,9 +265,12 @@ mod tests {
     fn flags_parse_into_options() {
         let cli = Cli::try_parse_from(["ladder", "sft", "--model", "m", "--data", "a.jsonl", "--data", "b.parquet", "--full", "--no-shuffle"]).unwrap();
         let Command::Sft(args) = cli.command else { panic!("sft") };
-        assert_eq!(args.full, Some(true));
-        assert_eq!(args.no_shuffle, Some(true));
-        assert_eq!(args.data.unwrap().len(), 2);
-        assert_eq!(args.lora_r, None);
+        assert_eq!(args.train.full, Some(true));
+        assert_eq!(args.train.no_shuffle, Some(true));
+        assert_eq!(args.train.data.unwrap().len(), 2);
+        assert_eq!(args.train.lora_r, None);
+        let cli = Cli::try_parse_from(["ladder", "dpo", "--model", "m", "--data", "p.jsonl", "--beta", "0.2", "--loss", "ipo"]).unwrap();
+        let Command::Dpo(args) = cli.command else { panic!("dpo") };
+        assert_eq!((args.beta, args.loss.as_deref()), (Some(0.2), Some("ipo")));
     }
 }

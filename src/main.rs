@@ -2,7 +2,7 @@
 //! command. No training logic lives here.
 
 mod cli;
-mod sft_args;
+mod stage_args;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,8 +34,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sft(args) => {
-            let job = sft_args::resolve(*args)?;
+            let job = stage_args::resolve_sft(*args)?;
             let report = ladder_train::sft::run(&job)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Dpo(args) => {
+            let job = stage_args::resolve_dpo(*args)?;
+            let report = ladder_train::dpo::run(&job)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

@@ -135,8 +135,11 @@ impl DecoderLayer {
 /// A batch of token ids with their positions and segments (host-side, row-major
 /// `[batch, seq]`).
 ///
-/// Segments implement both padding and packing: a token attends to earlier tokens of its own
-/// segment only, and [`PAD_SEGMENT`] marks padding.
+/// Segments implement padding, packing and shared prompts: a token attends to earlier tokens of
+/// its own segment, [`PAD_SEGMENT`] marks padding, and with [`Tokens::shared_prefix`] segment 0
+/// is a prompt that every later segment of the row also sees (DPO lays out
+/// `prompt | chosen | rejected` in one row, both completions positioned right after the prompt,
+/// so the prompt is computed once per pair).
 #[derive(Clone, Debug)]
 pub struct Tokens<'a> {
     pub ids: &'a [u32],
@@ -144,6 +147,7 @@ pub struct Tokens<'a> {
     pub seq: usize,
     pub positions: Option<&'a [u32]>,
     pub segments: Option<&'a [u32]>,
+    pub shared_prefix: bool,
 }
 
 impl<'a> Tokens<'a> {
@@ -156,6 +160,7 @@ impl<'a> Tokens<'a> {
             seq,
             positions: None,
             segments: None,
+            shared_prefix: false,
         }
     }
 
@@ -166,6 +171,12 @@ impl<'a> Tokens<'a> {
 
     pub fn segments(mut self, segments: &'a [u32]) -> Self {
         self.segments = Some(segments);
+        self
+    }
+
+    /// Makes segment 0 of each row visible to every segment of that row.
+    pub fn shared_prefix(mut self) -> Self {
+        self.shared_prefix = true;
         self
     }
 }
@@ -241,7 +252,7 @@ impl Decoder {
 }
 
 /// Additive attention bias `[batch, 1, seq, seq]`: 0 where query i may attend key j (causal,
-/// same segment, within the sliding window), −∞ elsewhere. A padding query attends only to
+/// same segment or the shared prompt, within the sliding window), −∞ elsewhere. A padding query attends only to
 /// itself so its softmax stays finite; its output is never used.
 fn attention_bias(
     tokens: &Tokens,
@@ -263,7 +274,8 @@ fn attention_bias(
                 let in_window = window.is_none_or(|w| {
                     (positions[row * t + i] as usize) < positions[row * t + j] as usize + w
                 });
-                if seg(j) == seg(i) && in_window {
+                let visible = seg(j) == seg(i) || (tokens.shared_prefix && seg(j) == 0);
+                if visible && in_window {
                     *o = 0.0;
                 }
             }
@@ -332,6 +344,23 @@ mod tests {
         assert!(diff(&packed[..3 * v], &first) < 1e-5);
         assert!(diff(&packed[3 * v..5 * v], &second) < 1e-5);
         assert!(packed.iter().all(|x| x.is_finite()), "padding rows must stay finite");
+    }
+
+    #[test]
+    fn shared_prompt_row_equals_two_separate_rows() {
+        let model = random_decoder(&config(None), 0.5, 4, &Device::flex());
+        let v = 50;
+        let chosen = logits(&model, &Tokens::new(&[5, 6, 7, 8, 9], 1, 5));
+        let rejected = logits(&model, &Tokens::new(&[5, 6, 7, 20, 21, 22], 1, 6));
+        // prompt 5 6 7 | chosen 8 9 | rejected 20 21 22, both completions at positions 3...
+        let ids = [5, 6, 7, 8, 9, 20, 21, 22];
+        let positions = [0, 1, 2, 3, 4, 3, 4, 5];
+        let segments = [0, 0, 0, 1, 1, 2, 2, 2];
+        let row = Tokens::new(&ids, 1, 8).positions(&positions).segments(&segments).shared_prefix();
+        let shared = logits(&model, &row);
+        let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+        assert!(diff(&shared[..5 * v], &chosen) < 1e-5);
+        assert!(diff(&shared[5 * v..], &rejected[3 * v..]) < 1e-5);
     }
 
     #[test]

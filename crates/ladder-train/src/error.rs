@@ -26,8 +26,8 @@ pub enum TrainError {
     },
     #[error("{path}: cannot resume: {message}")]
     Resume { path: PathBuf, message: String },
-    #[error("non-finite loss ({loss}) at step {step}")]
-    NonFinite { step: usize, loss: f64 },
+    #[error("non-finite loss ({loss}) at step {step}, in the batch of rows {rows}; lower --lr, or check those rows")]
+    NonFinite { step: usize, loss: f64, rows: String },
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

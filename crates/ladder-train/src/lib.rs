@@ -1,9 +1,10 @@
 //! Training for `ladder`: losses, AdamW and schedules, the one training loop every stage
-//! shares, checkpoints, metrics and progress display, and the jobs built on them (`sft`,
+//! shares, checkpoints, metrics and progress display, and the jobs built on them (`sft`, `dpo`,
 //! `logprobs`).
 
 pub mod checkpoint;
 pub mod device;
+pub mod dpo;
 pub mod error;
 pub mod logprobs;
 pub mod loss;
@@ -14,10 +15,12 @@ mod progress;
 pub mod schedule;
 pub mod setup;
 pub mod sft;
+pub mod stage;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
 pub use objective::{LossOutput, Objective, Sft};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::SchedulerKind;
+pub use stage::{Method, StageJob};
 pub use trainer::{train, LoopConfig, Summary};

@@ -3,6 +3,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use ladder_model::{Decoder, ForwardMode};
 
 /// Log-probability of every next token, masked to the targets.
 ///
@@ -28,6 +29,46 @@ pub fn target_logprobs(logits: Tensor<3>, ids: &[u32], targets: &[bool], device:
     logp.gather(2, next).reshape([b, t - 1]) * mask
 }
 
+/// Log-probabilities of selected next tokens, with the vocabulary projection computed only at
+/// the positions that predict them: prompt positions never reach the LM head, which on a
+/// long-prompt DPO batch saves most of the `[tokens, vocab]` logits and their gradient.
+///
+/// `sources[k]` is the flat index (`row * seq + position`) of the hidden state that predicts
+/// `tokens[k]`. Also returns each position's mean logit over the vocabulary (TRL's
+/// `logits/chosen` metric), detached.
+///
+/// # Shapes
+/// - hidden: `[batch, seq, hidden]`
+/// - outputs: `[n]` each, `n = sources.len()`
+pub fn selected_logprobs(model: &Decoder, hidden: Tensor<3>, sources: &[usize], tokens: &[u32], mode: ForwardMode) -> (Tensor<1>, Tensor<1>) {
+    let [b, t, h] = hidden.dims();
+    let n = sources.len();
+    let device = hidden.device();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(sources.iter().map(|&s| s as i64).collect(), [n]), &device);
+    let picked = hidden.reshape([b * t, h]).select(0, index).reshape([1, n, h]);
+    let logits = model.logits(picked, mode);
+    let v = logits.dims()[2];
+    let logits = logits.reshape([n, v]);
+    let mean_logits = logits.clone().detach().mean_dim(1).reshape([n]);
+    let next = Tensor::<2, Int>::from_data(TensorData::new(tokens.iter().map(|&i| i as i64).collect(), [n, 1]), &device);
+    (log_softmax(logits, 1).gather(1, next).reshape([n]), mean_logits)
+}
+
+/// Sums `values` by group: output `g` is the sum of `values[k]` over `groups[k] == g`.
+///
+/// # Shapes
+/// - values: `[n]`, output: `[n_groups]`
+pub fn group_sums(values: Tensor<1>, groups: &[usize], n_groups: usize) -> Tensor<1> {
+    let n = groups.len();
+    let mut onehot = vec![0.0f32; n_groups * n];
+    for (k, &g) in groups.iter().enumerate() {
+        onehot[g * n + k] = 1.0;
+    }
+    let device = values.device();
+    let m = Tensor::<2>::from_data(TensorData::new(onehot, [n_groups, n]), &device);
+    m.matmul(values.reshape([n, 1])).reshape([n_groups])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +86,13 @@ mod tests {
         // token 1 from uniform: ln(1/2); token 0 from [2, 0]: 2 - ln(e^2 + 1).
         assert!((v[0] - (0.5f32).ln()).abs() < 1e-6);
         assert!((v[1] - (2.0 - (2.0f32.exp() + 1.0).ln())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn group_sums_add_by_group() {
+        let device = Device::flex();
+        let values = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0, 4.0, 8.0], [4]), &device);
+        let sums: Vec<f32> = group_sums(values, &[1, 0, 1, 2], 3).into_data().try_to_vec().unwrap();
+        assert_eq!(sums, vec![2.0, 5.0, 8.0]);
     }
 }

@@ -1,5 +1,5 @@
 //! What a training step minimises. One loop ([`crate::trainer::train`]) serves every stage;
-//! each stage supplies an [`Objective`] (SFT here; DPO builds on the same trait).
+//! each stage supplies an [`Objective`]: [`Sft`] here, [`crate::dpo::Dpo`] for preferences.
 
 use burn::tensor::Tensor;
 use ladder_data::{collate, Batch, Packed};
@@ -12,22 +12,36 @@ pub struct LossOutput {
     /// Scalar loss, already divided by the step's normaliser, so the gradients of the
     /// micro-batches of one optimizer step add up to the gradient of the step's mean loss.
     pub loss: Tensor<1>,
-    /// Extra metrics summed over the step's micro-batches (e.g. DPO rewards), `(name, value)`.
+    /// Extra metrics, also divided by the step's normalisers, so that summing them over the
+    /// step's micro-batches gives the step's value (e.g. DPO rewards), `(name, value)`.
     pub metrics: Vec<(&'static str, f64)>,
 }
 
 /// A training objective over items of type `Item` (a tokenised example, a preference pair...).
 pub trait Objective {
     type Item: Clone;
+    /// The normalisers of one optimizer step (SFT: its target tokens), computed over all of
+    /// the step's items before any micro-batch runs, so gradient accumulation gives the same
+    /// update as one large batch.
+    type Norm;
 
-    /// How much an item weighs in the step's mean (SFT: its target tokens).
-    fn weight(&self, item: &Self::Item) -> usize;
+    fn norm(&self, items: &[&Self::Item]) -> Self::Norm;
 
     /// Tokens an item feeds through the model (for throughput).
     fn tokens(&self, item: &Self::Item) -> usize;
 
-    /// Loss of `items`, divided by `norm` (the total weight of the optimizer step).
-    fn loss(&self, model: &Decoder, items: &[Self::Item], norm: f64, mode: ForwardMode) -> LossOutput;
+    /// Where an item came from (`file:line`), for errors about a batch.
+    fn origin(&self, _item: &Self::Item) -> Option<String> {
+        None
+    }
+
+    /// Loss of `items`, divided by the step's `norm`.
+    fn loss(&self, model: &Decoder, items: &[Self::Item], norm: &Self::Norm, mode: ForwardMode) -> LossOutput;
+
+    /// The progress bar's extra text for a step's metrics (e.g. DPO accuracy and margin).
+    fn progress(&self, _metrics: &[(&'static str, f64)]) -> String {
+        String::new()
+    }
 }
 
 /// Supervised fine-tuning: mean next-token cross-entropy over target tokens.
@@ -37,16 +51,18 @@ pub struct Sft {
 
 impl Objective for Sft {
     type Item = Packed;
+    type Norm = f64;
 
-    fn weight(&self, item: &Packed) -> usize {
-        item.targets.iter().skip(1).filter(|t| **t).count()
+    fn norm(&self, items: &[&Packed]) -> f64 {
+        let targets: usize = items.iter().map(|i| i.targets.iter().skip(1).filter(|t| **t).count()).sum();
+        targets.max(1) as f64
     }
 
     fn tokens(&self, item: &Packed) -> usize {
         item.input_ids.len()
     }
 
-    fn loss(&self, model: &Decoder, items: &[Packed], norm: f64, mode: ForwardMode) -> LossOutput {
+    fn loss(&self, model: &Decoder, items: &[Packed], norm: &f64, mode: ForwardMode) -> LossOutput {
         let batch: Batch = collate(items, self.pad_id);
         let tokens = Tokens::new(&batch.input_ids, batch.batch_size, batch.seq_len)
             .positions(&batch.position_ids)
@@ -54,7 +70,7 @@ impl Objective for Sft {
         let logits = model.forward(&tokens, mode);
         let logp = target_logprobs(logits, &batch.input_ids, &batch.targets, &model.device());
         LossOutput {
-            loss: logp.sum().neg() / norm,
+            loss: logp.sum().neg() / *norm,
             metrics: Vec::new(),
         }
     }

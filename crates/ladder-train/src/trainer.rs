@@ -146,8 +146,9 @@ pub fn train<O: Objective>(
             epoch_order = Some((epoch, plan.order(epoch)));
         }
         let micro = plan.step(step, &epoch_order.as_ref().expect("set above").1);
-        let norm: usize = micro.iter().flatten().map(|&i| objective.weight(&items[i])).sum();
-        let step_tokens: usize = micro.iter().flatten().map(|&i| objective.tokens(&items[i])).sum();
+        let step_items: Vec<&O::Item> = micro.iter().flatten().map(|&i| &items[i]).collect();
+        let norm = objective.norm(&step_items);
+        let step_tokens: usize = step_items.iter().map(|item| objective.tokens(item)).sum();
         // Dropout masks depend only on (seed, step): resumed runs draw the same ones.
         device.seed(cfg.seed.wrapping_add(step as u64));
         let t0 = Instant::now();
@@ -156,10 +157,14 @@ pub fn train<O: Objective>(
         let mut extra: Vec<(&'static str, f64)> = Vec::new();
         for ids in &micro {
             let batch: Vec<O::Item> = ids.iter().map(|&i| items[i].clone()).collect();
-            let output = objective.loss(&model, &batch, norm.max(1) as f64, mode);
+            let output = objective.loss(&model, &batch, &norm, mode);
             let value = output.loss.clone().into_scalar::<f64>();
             if !value.is_finite() {
-                return Err(TrainError::NonFinite { step: step + 1, loss: value });
+                let rows: Vec<String> = ids
+                    .iter()
+                    .map(|&i| objective.origin(&items[i]).unwrap_or_else(|| format!("item {i}")))
+                    .collect();
+                return Err(TrainError::NonFinite { step: step + 1, loss: value, rows: rows.join(", ") });
             }
             loss += value;
             for (name, v) in output.metrics {
@@ -193,7 +198,11 @@ pub fn train<O: Objective>(
         }
         log.write(&record)?;
         tracing::debug!(step = step + 1, loss, lr, grad_norm, "step");
-        bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {:.0} tok/s", step_tokens as f64 / dt));
+        bar.set_message(format!(
+            "loss {loss:.4}{} lr {lr:.2e} {:.0} tok/s",
+            objective.progress(&extra),
+            step_tokens as f64 / dt
+        ));
         bar.inc(1);
         if cfg.save_every.is_some_and(|n| n > 0 && (step + 1) % n == 0 && step + 1 < total) {
             let state = TrainerState {

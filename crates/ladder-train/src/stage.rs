@@ -1,0 +1,170 @@
+//! What every training stage (SFT, DPO) shares around the loop: loading the model for the
+//! chosen method (full, new LoRA adapter, or a continued one), resuming, the output folder,
+//! `training_args.json`, checkpoints and the final save. A stage only adds its data and its
+//! [`Objective`].
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use ladder_data::Tokenizer;
+use ladder_model::{peft, Decoder, LoraSettings, StorageDtype};
+use serde::Serialize;
+
+use crate::checkpoint::{self, SaveModel};
+use crate::error::{Result, TrainError};
+use crate::objective::Objective;
+use crate::optim::AdamW;
+use crate::setup;
+use crate::trainer::{train, LoopConfig, Summary};
+
+/// How the model is trained.
+#[derive(Clone, Debug, Serialize)]
+pub enum Method {
+    /// Every weight trains.
+    Full,
+    /// A LoRA adapter trains on the frozen base: a new one, or the `--adapter` loaded.
+    Lora(LoraSettings),
+}
+
+/// The options every training stage has (flags and `--config` keys shared by `sft` and `dpo`).
+#[derive(Clone, Debug, Serialize)]
+pub struct StageJob {
+    pub model: String,
+    pub adapter: Option<PathBuf>,
+    pub data: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub device: String,
+    pub method: Method,
+    pub max_seq_len: Option<usize>,
+    pub skip_bad_rows: bool,
+    pub resume: Option<PathBuf>,
+    pub overwrite: bool,
+    pub train: LoopConfig,
+}
+
+/// A model loaded and set up for a stage's method; nothing has been written yet.
+pub struct StageModel {
+    pub model: Decoder,
+    pub tokenizer: Tokenizer,
+    /// The original model folder (tokenizer and config files are copied from it).
+    pub source_dir: PathBuf,
+    pub dtype: StorageDtype,
+    /// The adapter being trained; `None` for full fine-tuning.
+    pub lora: Option<LoraSettings>,
+    /// The checkpoint being resumed, if any.
+    pub resume_dir: Option<PathBuf>,
+    /// The training device (autodiff).
+    pub device: Device,
+    /// Padding id: the tokenizer's pad token, else EOS.
+    pub pad_id: u32,
+}
+
+/// Loads the model (from the checkpoint when resuming) and prepares it for the method: full
+/// fine-tuning trains everything; LoRA freezes the base and attaches a new adapter or trains the
+/// loaded one.
+pub fn load(job: &StageJob) -> Result<StageModel> {
+    let device = crate::device::parse_device(&job.device)?.autodiff();
+    let resume_dir = job.resume.as_deref().map(checkpoint::find).transpose()?;
+    // A resumed LoRA run continues the checkpoint's adapter; a full run its weights.
+    let (model_spec, adapter) = match (&resume_dir, &job.method) {
+        (Some(dir), Method::Full) => (dir.to_string_lossy().into_owned(), None),
+        (Some(dir), Method::Lora(_)) => (job.model.clone(), Some(dir.clone())),
+        (None, _) => (job.model.clone(), job.adapter.clone()),
+    };
+    let loaded = setup::load(&model_spec, adapter.as_deref(), &device)?;
+    let source_dir = match &resume_dir {
+        Some(_) => ladder_model::ModelSource::parse(&job.model)?.resolve()?,
+        None => loaded.dir.clone(),
+    };
+    let pad_id = loaded
+        .tokenizer
+        .pad_id()
+        .or(loaded.tokenizer.eos_id())
+        .ok_or_else(|| TrainError::Invalid("the tokenizer defines neither a pad nor an EOS token".into()))?;
+    let mut model = loaded.model;
+    let lora = match &job.method {
+        Method::Full => {
+            if peft::has_adapters(&model) {
+                return Err(TrainError::Invalid(
+                    "--full with --adapter: merge the adapter first (`ladder merge`) or train the adapter with LoRA".into(),
+                ));
+            }
+            None
+        }
+        Method::Lora(settings) => {
+            // Freeze the base first; adapter factors created or loaded after this train.
+            let adapters: Vec<_> = peft::linears_mut(&mut model).into_iter().map(|(_, l)| l.lora.take()).collect();
+            model = model.no_grad();
+            for ((_, l), a) in peft::linears_mut(&mut model).into_iter().zip(adapters) {
+                l.lora = a;
+            }
+            match loaded.adapter {
+                Some(existing) => Some(existing),
+                None => {
+                    peft::attach_new(&mut model, settings, job.train.seed, &device);
+                    Some(settings.clone())
+                }
+            }
+        }
+    };
+    Ok(StageModel {
+        model,
+        tokenizer: loaded.tokenizer,
+        source_dir,
+        dtype: loaded.dtype,
+        lora,
+        resume_dir,
+        device,
+        pad_id,
+    })
+}
+
+struct Saver<'a> {
+    base: &'a str,
+    source_dir: &'a Path,
+    /// `None` for full fine-tuning.
+    lora: Option<&'a LoraSettings>,
+    dtype: StorageDtype,
+}
+
+impl SaveModel for Saver<'_> {
+    fn save(&self, model: &Decoder, dir: &Path) -> Result<()> {
+        match self.lora {
+            Some(settings) => setup::save_adapter(model, settings, self.base, self.source_dir, dir),
+            None => setup::save_full(model, self.source_dir, dir, self.dtype),
+        }
+    }
+}
+
+/// Trains `stage.model` on `items` and writes the result into `job.out`: the output folder is
+/// created only now, after every input was checked, with `training_args.json` (`config`),
+/// `metrics.jsonl`, checkpoints, and finally the adapter or full checkpoint.
+pub fn run<O: Objective>(
+    job: &StageJob,
+    stage: StageModel,
+    objective: &O,
+    items: &[O::Item],
+    config: serde_json::Value,
+) -> Result<Summary> {
+    setup::prepare_out_dir(&job.out, job.overwrite, stage.resume_dir.is_some())?;
+    ladder_model::write_atomic(
+        &job.out.join("training_args.json"),
+        &serde_json::to_vec_pretty(&config).expect("serialisable"),
+    )?;
+    let resume = match &stage.resume_dir {
+        Some(dir) => Some(checkpoint::load(dir, AdamW::new(job.train.adamw), &stage.device)?),
+        None => None,
+    };
+    let saver = Saver {
+        base: &job.model,
+        source_dir: &stage.source_dir,
+        lora: stage.lora.as_ref(),
+        dtype: stage.dtype,
+    };
+    let (model, summary) = train(&job.train, stage.model, objective, items, &job.out, &saver, resume, config)?;
+    // Final weights: checkpoints are f32, the output keeps the source's storage type.
+    saver.save(&model, &job.out)?;
+    tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");
+    Ok(summary)
+}
