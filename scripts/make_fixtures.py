@@ -85,6 +85,13 @@ PAIR_ROWS = [
     {"prompt": "What is 2 + 3?", "chosen": " 5", "rejected": " 55555555"},
 ]
 
+# DPO parity: six pairs (three optimizer steps of two), rejected sides degenerate as in the method.
+DPO_ROWS = PAIR_ROWS + [
+    {"prompt": "Transcreva: Procura\u00e7\u00e3o", "chosen": " {\"text\": \"procura\u00e7\u00e3o\"}", "rejected": " {\"text\": \"procura procura procura procura"},
+    {"prompt": "Fix: rn0dern docurnent", "chosen": " modern document", "rejected": " modern modern modern modern modern"},
+    {"prompt": "Name the field: CNPJ 12.345.678/0001-90", "chosen": " cnpj", "rejected": " cpf cpf cpf cpf cpf cpf"},
+]
+
 CHAT_ROWS = [
     {"messages": [{"role": "user", "content": "Clean: rnodern"}, {"role": "assistant", "content": "modern"}]},
     {"messages": [
@@ -140,6 +147,7 @@ def write_data():
     d = ROOT / "data"
     write_jsonl(d / "sft.jsonl", SFT_ROWS)
     write_jsonl(d / "pairs.jsonl", PAIR_ROWS)
+    write_jsonl(d / "dpo.jsonl", DPO_ROWS)
     write_jsonl(d / "chat.jsonl", CHAT_ROWS)
     write_jsonl(d / "text.jsonl", TEXT_ROWS)
     # Parquet as Hugging Face `datasets` stores these columns: strings, and list<struct>.
@@ -430,6 +438,107 @@ def sft_reference(name, adapter):
     return {"losses": losses, "grad_norms": norms, "loss_after": after}
 
 
+def dpo_logps(model, tok, pairs):
+    """TRL's layout: 2B right-padded rows, chosen rows then rejected rows. Returns summed
+    completion log-probs [2B], per-token log-probs, completion mask, mean logits."""
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    seqs = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    t = max(len(p) + len(c) for p, c in seqs)
+    ids = torch.full((len(seqs), t), pad)
+    mask = torch.zeros((len(seqs), t), dtype=torch.long)
+    comp = torch.zeros((len(seqs), t), dtype=torch.bool)
+    for b, (p, c) in enumerate(seqs):
+        ids[b, : len(p) + len(c)] = torch.tensor(p + c)
+        mask[b, : len(p) + len(c)] = 1
+        comp[b, len(p) : len(p) + len(c)] = True
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()[:, :-1]
+    per_token = F.log_softmax(logits, dim=-1).gather(2, ids[:, 1:, None])[..., 0]
+    shift_comp = comp[:, 1:]
+    per_token = per_token * shift_comp
+    return per_token.sum(1), per_token, shift_comp, logits.mean(-1)
+
+
+def dpo_reference(name, adapter, loss_type, beta=0.1, eps=0.0, sft_weight=0.0):
+    """Three DPO steps with TRL 1.x's formulas (trl/trainer/dpo_trainer.py `_compute_loss`):
+    sigmoid (with cDPO label smoothing), hinge, ipo (length-normalised), robust, and the "sft"
+    term for RPO; the reference is the frozen starting model. Same optimiser settings as
+    `sft_reference`. Every metric TRL logs is recorded per step."""
+    tok = load_tokenizer(ROOT / name)
+    model = load(name, adapter).train()
+    ref = load(name, adapter).eval()
+    pairs = []
+    for r in DPO_ROWS:
+        p, c = completion_ids(tok, r["prompt"], r["chosen"])
+        _, rj = completion_ids(tok, r["prompt"], r["rejected"])
+        pairs.append((p, c, rj))
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    no_decay = lambda n: n.endswith("bias") or "norm" in n
+    groups = [
+        {"params": [p for n, p in params if not no_decay(n)], "weight_decay": 0.01},
+        {"params": [p for n, p in params if no_decay(n)], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    steps = []
+    for step in range(3):
+        batch = pairs[2 * step : 2 * step + 2]
+        logps, per_token, comp, mean_logits = dpo_logps(model, tok, batch)
+        with torch.no_grad():
+            ref_logps = dpo_logps(ref, tok, batch)[0]
+        n = len(batch)
+        chosen_lr = logps[:n] - ref_logps[:n]
+        rejected_lr = logps[n:] - ref_logps[n:]
+        delta = chosen_lr - rejected_lr
+        if loss_type == "sigmoid":
+            losses = -(1 - eps) * F.logsigmoid(beta * delta) - eps * F.logsigmoid(-beta * delta)
+        elif loss_type == "hinge":
+            losses = torch.relu(1 - beta * delta)
+        elif loss_type == "ipo":
+            lens = comp.sum(1).float()
+            losses = (chosen_lr / lens[:n] - rejected_lr / lens[n:] - 1 / (2 * beta)) ** 2
+        elif loss_type == "robust":
+            losses = (-(1 - eps) * F.logsigmoid(beta * delta) + eps * F.logsigmoid(-beta * delta)) / (1 - 2 * eps)
+        loss = losses.mean()
+        if sft_weight:
+            loss = loss + sft_weight * -per_token[:n][comp[:n]].mean()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+        opt.zero_grad()
+        with torch.no_grad():
+            rc, rr = beta * chosen_lr.detach(), beta * rejected_lr.detach()
+            steps.append({
+                "loss": float(loss),
+                "grad_norm": float(norm),
+                "rewards/chosen": float(rc.mean()),
+                "rewards/rejected": float(rr.mean()),
+                "rewards/accuracies": float((rc > rr).float().mean()),
+                "rewards/margins": float((rc - rr).mean()),
+                "logps/chosen": float(logps[:n].mean()),
+                "logps/rejected": float(logps[n:].mean()),
+                "logits/chosen": float(mean_logits[:n][comp[:n]].mean()),
+                "logits/rejected": float(mean_logits[n:][comp[n:]].mean()),
+            })
+    return steps
+
+
+DPO_CASES = {
+    "sigmoid": dict(loss_type="sigmoid"),
+    "ipo": dict(loss_type="ipo"),
+    "hinge": dict(loss_type="hinge"),
+    "robust": dict(loss_type="robust", eps=0.1),
+    "sigmoid-smoothed": dict(loss_type="sigmoid", eps=0.1),
+    "rpo": dict(loss_type="sigmoid", sft_weight=0.5),
+}
+
+
+def expected_dpo(out):
+    result = {}
+    for case, kwargs in DPO_CASES.items():
+        result[f"lora/{case}"] = dpo_reference("qwen2-tiny", "qwen2-tiny-lora-init", **kwargs)
+        result[f"full/{case}"] = dpo_reference("qwen2-tiny", None, **kwargs)
+    (out / "dpo.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main():
     torch.set_num_threads(2)
     ROOT.mkdir(parents=True, exist_ok=True)
@@ -450,6 +559,7 @@ def main():
         "qwen2-tiny/lora": sft_reference("qwen2-tiny", "qwen2-tiny-lora-init"),
     }
     (out / "sft.json").write_text(json.dumps(sft, indent=1) + "\n")
+    expected_dpo(out)
     import transformers, peft, tokenizers
     versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
                 "tokenizers": tokenizers.__version__}

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod dpo;
 mod errors;
 mod parity;
 mod training;

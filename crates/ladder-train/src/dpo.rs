@@ -491,19 +491,21 @@ pub enum CacheOutcome {
     Recomputed,
 }
 
-/// The cache file: reference log-probs of every pair, keyed and checksummed.
+/// The cache file: reference log-probs of every pair, keyed and checksummed. Values are the
+/// f32 sums the model computed; JSON holds them exactly (an f32 survives serde_json's f64
+/// round trip, which may be one f64 ulp off).
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
     format: String,
     fingerprint: String,
-    chosen: Vec<f64>,
-    rejected: Vec<f64>,
+    chosen: Vec<f32>,
+    rejected: Vec<f32>,
     checksum: String,
 }
 
 const CACHE_FORMAT: &str = "ladder-reference-logps/1";
 
-fn checksum(chosen: &[f64], rejected: &[f64]) -> String {
+fn checksum(chosen: &[f32], rejected: &[f32]) -> String {
     let mut h = Sha256::new();
     for v in chosen.iter().chain(rejected) {
         h.update(v.to_le_bytes());
@@ -563,11 +565,11 @@ fn read_cache(path: &Path, fingerprint: &str, n: usize) -> std::result::Result<V
     if checksum(&file.chosen, &file.rejected) != file.checksum {
         return Err("checksum mismatch (corrupted)".into());
     }
-    Ok(file.chosen.into_iter().zip(file.rejected).collect())
+    Ok(file.chosen.into_iter().zip(file.rejected).map(|(c, r)| (c as f64, r as f64)).collect())
 }
 
 fn write_cache(path: &Path, fingerprint: &str, values: &[(f64, f64)]) -> Result<()> {
-    let (chosen, rejected): (Vec<f64>, Vec<f64>) = values.iter().copied().unzip();
+    let (chosen, rejected): (Vec<f32>, Vec<f32>) = values.iter().map(|&(c, r)| (c as f32, r as f32)).unzip();
     let file = CacheFile {
         format: CACHE_FORMAT.into(),
         fingerprint: fingerprint.into(),
