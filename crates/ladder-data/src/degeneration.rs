@@ -485,8 +485,11 @@ mod tests {
         assert_eq!(zlib_ratio("a"), 1.0 / 9.0);
         // zlib-rs chooses matches differently from C zlib on repetitive input: within 10% here
         // and on every fixture of ladder-eval's tests/fixtures/metrics.json.
-        let cases: [(&str, usize, f64); 3] =
-            [("a", 400, 400.0 / 14.0), ("hello world ", 50, 600.0 / 27.0), ("\"header\": \"OFÍCIO\", ", 40, 840.0 / 38.0)];
+        let cases: [(&str, usize, f64); 3] = [
+            ("a", 400, 400.0 / 14.0),
+            ("hello world ", 50, 600.0 / 27.0),
+            ("\"header\": \"OFÍCIO\", ", 40, 840.0 / 38.0),
+        ];
         for (unit, times, python) in cases {
             let ratio = zlib_ratio(&unit.repeat(times));
             assert!((ratio - python).abs() / python < 0.1, "{unit:?}: {ratio} vs {python}");
