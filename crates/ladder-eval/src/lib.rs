@@ -6,12 +6,12 @@
 //!
 //! - [`levenshtein_ratio`]: `1 − char_edit_distance / max(len_pred, len_ref)`, 0.0 for two empty
 //!   strings (the benchmark's convention); rapidfuzz `Levenshtein.normalized_similarity` otherwise.
-//! - [`bleu`]: sentence BLEU-4 on whitespace tokens with Chen & Cherry smoothing method 1, as
+//! - [`bleu()`]: sentence BLEU-4 on whitespace tokens with Chen & Cherry smoothing method 1, as
 //!   NLTK's `sentence_bleu([ref.split()], pred.split(), smoothing_function=SmoothingFunction().method1)`.
 //! - [`score`]: `(levenshtein_ratio + bleu) / 2`, the benchmark's composite score.
 //! - [`cer`], [`wer`]: edit distance over chars / words divided by the reference length, as jiwer
 //!   with no transforms; an empty reference gives 0.0 (empty prediction) or 1.0 (otherwise).
-//! - [`chrf`]: sacreBLEU's `CHRF().sentence_score` (chrF2, char n-grams 1–6), **divided by 100**.
+//! - [`chrf()`]: sacreBLEU's `CHRF().sentence_score` (chrF2, char n-grams 1–6), **divided by 100**.
 //!
 //! Lengths are Unicode characters and words are Python `str.split()` words, never bytes.
 //! Degeneration comes from [`ladder_data::degeneration`]: the benchmark rule decides, the other
