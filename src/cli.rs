@@ -51,6 +51,15 @@ pub enum Command {
     Logprobs(LogprobsArgs),
     /// Fold a LoRA adapter into its base model and write a full checkpoint.
     Merge(MergeArgs),
+    /// Score predictions against references the way the structured-OCR benchmark does.
+    ///
+    /// Per row: the composite score (levenshtein_ratio + BLEU-4) / 2, CER, WER, chrF, whether
+    /// the output degenerated (no EOS and its last 15 characters repeated 4+ times) and which
+    /// rule fired; for JSON pages, whether the output parses with header/margin/footer/text and
+    /// the score of its text field. Writes eval.json ({"rows", "aggregate"}) and prints a table.
+    ///
+    /// Example: ladder eval --predictions preds.jsonl --out eval.json --price-per-hour 2.5 --pages-per-s 1.8
+    Eval(EvalArgs),
 }
 
 /// Options every training stage shares (`ladder sft`, `ladder dpo`). Every option is also a key
@@ -249,6 +258,31 @@ pub struct MergeArgs {
     /// Output folder for the merged checkpoint.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// `ladder eval` options.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Rows {"prediction","reference"} with an optional "finish_reason" (eos|stop|length), from
+    /// any system (an API, vLLM, `ladder generate`).
+    #[arg(long, value_name = "FILE")]
+    pub predictions: PathBuf,
+    /// Where to write eval.json.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Judge rows without a finish_reason as this one (eos, stop or length) instead of leaving
+    /// them out of the degeneration rate.
+    #[arg(long, value_name = "REASON")]
+    pub assume_finish_reason: Option<String>,
+    /// Measured throughput of the system that produced the predictions, in pages per second.
+    #[arg(long, value_name = "X")]
+    pub pages_per_s: Option<f64>,
+    /// Hourly price of that hardware: gives the cost per million pages (needs --pages-per-s).
+    #[arg(long, value_name = "USD")]
+    pub price_per_hour: Option<f64>,
+    /// Also print one line per row.
+    #[arg(long)]
+    pub rows: bool,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, LogprobsArgs, MergeArgs};
+use cli::{Cli, Command, EvalArgs, LogprobsArgs, MergeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,7 +47,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Logprobs(args) => logprobs(args),
         Command::Merge(args) => merge(args),
+        Command::Eval(args) => eval(args),
     }
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let assume_finish_reason = args
+        .assume_finish_reason
+        .as_deref()
+        .map(|r| serde_json::from_value(serde_json::json!(r)))
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--assume-finish-reason: expected eos, stop or length"))?;
+    if args.price_per_hour.is_some() && args.pages_per_s.is_none() {
+        anyhow::bail!("--price-per-hour needs --pages-per-s (the throughput it is paid for)");
+    }
+    if let Some(x) = args.pages_per_s.filter(|x| !(*x > 0.0 && x.is_finite())) {
+        anyhow::bail!("--pages-per-s must be a positive number, got {x}");
+    }
+    let opts = ladder_eval::EvalOptions {
+        assume_finish_reason,
+        throughput: args.pages_per_s.map(|pages_per_s| ladder_eval::Throughput { pages_per_s, output_tokens_per_s: None }),
+        price_per_hour: args.price_per_hour,
+        ..Default::default()
+    };
+    let report = ladder_eval::score_predictions(&args.predictions, &opts)?;
+    write_file(&args.out, &serde_json::to_vec_pretty(&report)?)?;
+    if args.rows {
+        print!("{}", report.rows_table());
+    }
+    print!("{}", report.table());
+    Ok(())
 }
 
 fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {

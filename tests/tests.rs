@@ -5,5 +5,6 @@ mod util;
 
 mod dpo;
 mod errors;
+mod eval;
 mod parity;
 mod training;
