@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// CPU threads for the numerics [default: all cores].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +63,15 @@ pub enum Command {
     ///
     /// Example: ladder eval --predictions preds.jsonl --out eval.json --price-per-hour 2.5 --pages-per-s 1.8
     Eval(EvalArgs),
+    /// Training speed and peak memory of the real training loop on a standard model shape.
+    ///
+    /// Set up as shared/bench/torch_anchor.py sets up PyTorch + PEFT (random weights and tokens,
+    /// batch 8 × 256, loss on the second half, LoRA r 16 on all linear layers, DPO on 4 pairs
+    /// with the first half as prompt, 2 warm-up and 5 timed steps), so the two tokens/s compare
+    /// directly. Prints one JSON line.
+    ///
+    /// Example: ladder bench --mode lora --threads 2
+    Bench(BenchArgs),
 }
 
 /// Options every training stage shares (`ladder sft`, `ladder dpo`). Every option is also a key
@@ -258,6 +270,29 @@ pub struct MergeArgs {
     /// Output folder for the merged checkpoint.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// `ladder bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// full, lora or dpo.
+    #[arg(long, default_value = "lora")]
+    pub mode: String,
+    /// bench-30m (the PyTorch anchor's shape), tiny, or qwen2-0.5b.
+    #[arg(long, default_value = "bench-30m")]
+    pub shape: String,
+    /// Tokens per row.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Rows per step (DPO: half as many pairs).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Timed optimizer steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// cpu, cuda, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// `ladder eval` options.

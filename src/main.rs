@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, EvalArgs, LogprobsArgs, MergeArgs};
+use cli::{BenchArgs, Cli, Command, EvalArgs, LogprobsArgs, MergeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,6 +22,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    if let Some(n) = cli.threads {
+        // Burn's CPU backend runs its kernels on rayon's global pool.
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: --threads {n}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -48,7 +55,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logprobs(args) => logprobs(args),
         Command::Merge(args) => merge(args),
         Command::Eval(args) => eval(args),
+        Command::Bench(args) => bench(args),
     }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.batch_size < 2 || args.seq_len < 4 || args.steps == 0 {
+        anyhow::bail!("ladder bench needs --batch-size ≥ 2, --seq-len ≥ 4 and --steps ≥ 1");
+    }
+    let cfg = ladder_train::bench::BenchConfig {
+        mode: args.mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?,
+        shape: args.shape,
+        device: args.device,
+        batch_size: args.batch_size,
+        seq_len: args.seq_len,
+        warmup_steps: 2,
+        timed_steps: args.steps,
+    };
+    let result = ladder_train::bench::run(&cfg)?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {

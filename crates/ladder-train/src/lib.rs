@@ -2,6 +2,7 @@
 //! shares, checkpoints, metrics and progress display, and the jobs built on them (`sft`, `dpo`,
 //! `logprobs`).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod device;
 pub mod dpo;

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use ladder_data::{collate, Batch, Packed};
 use ladder_model::{Decoder, ForwardMode, Tokens};
 
-use crate::loss::target_logprobs;
+use crate::loss::selected_logprobs;
 
 /// The loss of a micro-batch and the numbers worth logging.
 pub struct LossOutput {
@@ -67,8 +67,17 @@ impl Objective for Sft {
         let tokens = Tokens::new(&batch.input_ids, batch.batch_size, batch.seq_len)
             .positions(&batch.position_ids)
             .segments(&batch.segment_ids);
-        let logits = model.forward(&tokens, mode);
-        let logp = target_logprobs(logits, &batch.input_ids, &batch.targets, &model.device());
+        // Only target positions reach the LM head and the softmax (prompt tokens are no
+        // targets by default, and their vocabulary logits would be thrown away).
+        let (sources, next): (Vec<usize>, Vec<u32>) = batch
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|&(i, &is_target)| is_target && i % batch.seq_len > 0)
+            .map(|(i, _)| (i - 1, batch.input_ids[i]))
+            .unzip();
+        let hidden = model.hidden(&tokens, mode);
+        let (logp, _) = selected_logprobs(model, hidden, &sources, &next, mode);
         LossOutput {
             loss: logp.sum().neg() / *norm,
             metrics: Vec::new(),

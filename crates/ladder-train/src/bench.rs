@@ -1,0 +1,238 @@
+//! `ladder bench`: tokens/s and peak memory of the real training loop ([`crate::trainer::train`]
+//! with the [`Sft`] and [`Dpo`] objectives) on a named model shape, set up exactly as
+//! `shared/bench/torch_anchor.py` sets up PyTorch + PEFT: random weights and tokens, batch 8 of
+//! 256 tokens, loss on the second half of each row, LoRA r 16 α 32 on every linear layer, DPO
+//! on 4 pairs whose prompt is the first half, 2 warm-up then 5 timed optimizer steps.
+//!
+//! Throughput counts tokens as the anchor does (every row it feeds the model: for DPO, prompt +
+//! chosen and prompt + rejected), so the ratio compares work done, although `ladder` feeds the
+//! shared prompt once.
+
+use std::path::Path;
+
+use ladder_data::Packed;
+use ladder_model::{peft, Architecture, Decoder, DecoderConfig, LoraSettings};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::checkpoint::SaveModel;
+use crate::dpo::{Dpo, DpoLoss, DpoSettings, Pair, Reference, ReferenceKind};
+use crate::error::{io, Result, TrainError};
+use crate::objective::{Objective, Sft};
+use crate::optim::AdamWConfig;
+use crate::schedule::SchedulerKind;
+use crate::trainer::{train, LoopConfig};
+
+/// What to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    Full,
+    Lora,
+    Dpo,
+}
+
+impl std::str::FromStr for BenchMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "full" => Ok(BenchMode::Full),
+            "lora" => Ok(BenchMode::Lora),
+            "dpo" => Ok(BenchMode::Dpo),
+            _ => Err(format!("unknown mode {s:?}; expected full, lora or dpo")),
+        }
+    }
+}
+
+/// A benchmark run.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub mode: BenchMode,
+    /// A named shape: `bench-30m` (the anchor's) or `tiny`.
+    pub shape: String,
+    pub device: String,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub warmup_steps: usize,
+    pub timed_steps: usize,
+}
+
+/// One JSON line of results.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    pub mode: BenchMode,
+    pub shape: String,
+    pub params: usize,
+    pub trainable_params: usize,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub tokens_per_s: f64,
+    pub step_s: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// The model shapes the bench knows, as Qwen2 configs.
+pub fn shape(name: &str, seq_len: usize) -> Result<DecoderConfig> {
+    let (vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads) = match name {
+        // shared/bench/torch_anchor.py's bench-30m.
+        "bench-30m" => (8192, 512, 1536, 8, 8, 2),
+        "tiny" => (512, 64, 128, 2, 4, 2),
+        // The 0.5B Qwen2 shape of the GPU issue.
+        "qwen2-0.5b" => (151936, 896, 4864, 24, 14, 2),
+        _ => return Err(TrainError::Invalid(format!("unknown shape {name:?}; expected bench-30m, tiny or qwen2-0.5b"))),
+    };
+    Ok(DecoderConfig {
+        architecture: Architecture::Qwen2,
+        vocab_size,
+        hidden_size,
+        intermediate_size,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        head_dim: hidden_size / num_heads,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: seq_len.max(1024),
+        tie_word_embeddings: true,
+        qkv_bias: true,
+        o_bias: false,
+        mlp_bias: false,
+        sliding_window: None,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+    })
+}
+
+struct NoSave;
+
+impl SaveModel for NoSave {
+    fn save(&self, _model: &Decoder, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn loop_config(batch_size: usize, steps: usize) -> LoopConfig {
+    LoopConfig {
+        lr: 1e-4,
+        scheduler: SchedulerKind::Constant,
+        warmup_steps: 0,
+        adamw: AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() },
+        max_grad_norm: None,
+        batch_size,
+        grad_accum: 1,
+        epochs: 1,
+        max_steps: Some(steps),
+        seed: 0,
+        shuffle: false,
+        save_every: None,
+    }
+}
+
+/// Runs `objective` through the real loop and returns the mean time of the timed steps.
+fn timed<O: Objective>(cfg: &BenchConfig, model: Decoder, objective: &O, items: &[O::Item], batch: usize) -> Result<f64> {
+    let dir = tempfile::tempdir().map_err(io(Path::new("a temporary folder")))?;
+    let steps = cfg.warmup_steps + cfg.timed_steps;
+    train(&loop_config(batch, steps), model, objective, items, dir.path(), &NoSave, None, serde_json::Value::Null)?;
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).map_err(io(dir.path()))?;
+    let times: Vec<f64> = metrics
+        .lines()
+        .skip(cfg.warmup_steps)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["step_s"].as_f64())
+        .collect();
+    Ok(times.iter().sum::<f64>() / times.len().max(1) as f64)
+}
+
+/// Builds the model and data of `cfg`, trains, and reports.
+pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
+    use burn::module::Module;
+    let device = crate::device::parse_device(&cfg.device)?.autodiff();
+    let config = shape(&cfg.shape, cfg.seq_len)?;
+    let mut model = ladder_model::random_decoder(&config, 0.02, 0, &device);
+    let params = model.num_params();
+    if cfg.mode != BenchMode::Full {
+        model = model.no_grad();
+        let lora = LoraSettings {
+            r: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            targets: peft::ALL_LINEAR.iter().map(|s| s.to_string()).collect(),
+            rslora: false,
+        };
+        peft::attach_new(&mut model, &lora, 0, &device);
+    }
+    let trainable = trainable_params(&model);
+    let (b, t) = (cfg.batch_size, cfg.seq_len);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let rows: Vec<Vec<u32>> = (0..b).map(|_| (0..t).map(|_| rng.random_range(0..config.vocab_size as u32)).collect()).collect();
+    let half = t / 2;
+    let step_s = match cfg.mode {
+        BenchMode::Full | BenchMode::Lora => {
+            let items: Vec<Packed> = rows
+                .iter()
+                .map(|r| Packed::from(ladder_data::Example { input_ids: r.clone(), targets: (0..t).map(|i| i >= half).collect() }))
+                .collect();
+            timed(cfg, model, &Sft { pad_id: 0 }, &items, b)?
+        }
+        BenchMode::Dpo => {
+            let pairs: Vec<Pair> = (0..b / 2)
+                .map(|i| Pair {
+                    origin: format!("pair {i}"),
+                    prompt: rows[i][..half].to_vec(),
+                    chosen: rows[i][half..].to_vec(),
+                    rejected: rows[b / 2 + i][half..].to_vec(),
+                    reference: None,
+                })
+                .collect();
+            let settings = DpoSettings {
+                beta: 0.1,
+                loss: DpoLoss::Sigmoid,
+                label_smoothing: 0.0,
+                sft_weight: 0.0,
+                reference: ReferenceKind::AdapterOff,
+                reference_cache: std::env::temp_dir(),
+                max_prompt_len: None,
+                truncate_prompts: false,
+            };
+            let objective = Dpo { settings, reference: Reference::AdapterOff, pad_id: 0 };
+            timed(cfg, model, &objective, &pairs, b / 2)?
+        }
+    };
+    Ok(BenchResult {
+        mode: cfg.mode,
+        shape: cfg.shape.clone(),
+        params,
+        trainable_params: trainable,
+        batch_size: b,
+        seq_len: t,
+        tokens_per_s: (b * t) as f64 / step_s,
+        step_s,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+fn trainable_params(model: &Decoder) -> usize {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.val().is_require_grad() {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut c = Count(0);
+    model.visit(&mut c);
+    c.0
+}
