@@ -27,6 +27,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a new, randomly initialised model with its own tokenizer (Hugging Face format).
+    ///
+    /// Trains a byte-level BPE tokenizer (ChatML special tokens and chat template) on the text
+    /// of --tokenizer-data, or copies --tokenizer; writes config.json, model.safetensors and
+    /// the tokenizer files. Pre-train it with `ladder sft --full` on {"text"} rows.
+    ///
+    /// Example: ladder init --out models/tiny --tokenizer-data datasets/general/train.jsonl --hidden-size 256 --layers 4
+    Init(InitArgs),
     /// Supervised fine-tuning, full or LoRA.
     ///
     /// Data rows (JSONL or Parquet): {"prompt","completion"}, {"messages":[...]} rendered with
@@ -270,6 +278,54 @@ pub struct MergeArgs {
     /// Output folder for the merged checkpoint.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// `ladder init` options.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Output folder for the new model.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Train the tokenizer on the text of these .jsonl/.parquet files (repeat for several).
+    #[arg(long, value_name = "FILE", required_unless_present = "tokenizer", help_heading = "Tokenizer")]
+    pub tokenizer_data: Vec<PathBuf>,
+    /// Vocabulary size of the trained tokenizer (the model's vocab_size follows it).
+    #[arg(long, default_value_t = 4096, help_heading = "Tokenizer")]
+    pub vocab_size: usize,
+    /// Copy the tokenizer of this model folder instead of training one.
+    #[arg(long, value_name = "DIR", conflicts_with = "tokenizer_data", help_heading = "Tokenizer")]
+    pub tokenizer: Option<PathBuf>,
+    /// qwen2 (q/k/v bias) or llama.
+    #[arg(long, default_value = "qwen2", help_heading = "Architecture")]
+    pub arch: String,
+    #[arg(long, default_value_t = 256, help_heading = "Architecture")]
+    pub hidden_size: usize,
+    /// MLP width [default: 8/3 × hidden, rounded up to a multiple of 64].
+    #[arg(long, help_heading = "Architecture")]
+    pub intermediate_size: Option<usize>,
+    #[arg(long, default_value_t = 4, help_heading = "Architecture")]
+    pub layers: usize,
+    #[arg(long, default_value_t = 4, help_heading = "Architecture")]
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention) [default: --heads].
+    #[arg(long, help_heading = "Architecture")]
+    pub kv_heads: Option<usize>,
+    #[arg(long, default_value_t = 2048, help_heading = "Architecture")]
+    pub max_position_embeddings: usize,
+    #[arg(long, default_value_t = 10000.0, help_heading = "Architecture")]
+    pub rope_theta: f64,
+    /// Give the model its own output head instead of tying it to the embeddings.
+    #[arg(long, help_heading = "Architecture")]
+    pub untie_embeddings: bool,
+    /// Seed of the weight initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Standard deviation of the normal initialisation.
+    #[arg(long, default_value_t = 0.02)]
+    pub init_std: f64,
+    /// Replace a model already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `ladder bench` options.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{BenchArgs, Cli, Command, EvalArgs, LogprobsArgs, MergeArgs};
+use cli::{BenchArgs, Cli, Command, EvalArgs, InitArgs, LogprobsArgs, MergeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,7 +56,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge(args),
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(args),
+        Command::Init(args) => init(args),
     }
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    use ladder_train::init::{InitJob, TokenizerSource};
+    let architecture = match args.arch.as_str() {
+        "qwen2" => ladder_model::Architecture::Qwen2,
+        "llama" => ladder_model::Architecture::Llama,
+        other => anyhow::bail!("--arch {other:?}: expected qwen2 or llama"),
+    };
+    let tokenizer = match args.tokenizer {
+        Some(dir) => TokenizerSource::Existing(dir),
+        None => TokenizerSource::Train { data: args.tokenizer_data, vocab_size: args.vocab_size },
+    };
+    let job = InitJob {
+        out: args.out,
+        architecture,
+        hidden_size: args.hidden_size,
+        intermediate_size: args.intermediate_size.unwrap_or_else(|| (args.hidden_size * 8 / 3).div_ceil(64) * 64),
+        num_layers: args.layers,
+        num_heads: args.heads,
+        num_kv_heads: args.kv_heads.unwrap_or(args.heads),
+        max_position_embeddings: args.max_position_embeddings,
+        rope_theta: args.rope_theta,
+        tie_word_embeddings: !args.untie_embeddings,
+        tokenizer,
+        seed: args.seed,
+        init_std: args.init_std,
+        overwrite: args.overwrite,
+    };
+    let report = ladder_train::init::run(&job)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {

@@ -135,3 +135,28 @@ fn parquet_trains_like_jsonl_and_chat_rows_train() {
         assert!(loss.is_finite() && loss > 0.0, "{data}: loss {loss}");
     }
 }
+
+/// `ladder init` makes a model from scratch that trains, and refuses to clobber one.
+#[test]
+fn init_makes_a_trainable_model_with_its_own_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let (m, text, sft_data) = (model.to_string_lossy().into_owned(), fixture("data/text.jsonl"), fixture("data/sft.jsonl"));
+    let args = ["init", "--out", &m, "--tokenizer-data", &text, "--tokenizer-data", &sft_data, "--vocab-size", "400", "--hidden-size", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2"];
+    let out = ladder(&args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config = read_json(model.join("config.json"));
+    assert_eq!(config["vocab_size"], report["vocab_size"]);
+    assert_eq!(config["architectures"][0], "Qwen2ForCausalLM");
+    let tok = ladder_data::Tokenizer::from_dir(&model).unwrap();
+    let unseen = "Procuração — 日本";
+    assert_eq!(tok.decode(&tok.encode(unseen, true).unwrap(), false).unwrap(), unseen, "byte-level: nothing is unknown");
+    let o = dir.path().join("pre").to_string_lossy().into_owned();
+    ladder(&["sft", "--model", &m, "--data", &text, "--out", &o, "--full", "--max-steps", "2", "--lr", "1e-3"]);
+    let err = ladder_fails(&args);
+    assert!(err.contains("already holds a model") && err.contains("--overwrite"), "{err}");
+    let small = dir.path().join("small").to_string_lossy().into_owned();
+    let err = ladder_fails(&["init", "--out", &small, "--tokenizer-data", &text, "--vocab-size", "100"]);
+    assert!(err.contains("--vocab-size 100"), "{err}");
+    assert!(!std::path::Path::new(&small).exists());
+}

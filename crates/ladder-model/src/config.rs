@@ -203,6 +203,66 @@ impl DecoderConfig {
         })
     }
 
+    /// `config.json` as transformers writes it for this architecture, so that a model made by
+    /// `ladder init` loads in `AutoModelForCausalLM.from_pretrained`.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let model_type = match self.architecture {
+            Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Mistral => "mistral",
+        };
+        let rope_scaling = match &self.rope_scaling {
+            None => serde_json::Value::Null,
+            Some(RopeScaling::Linear { factor }) => serde_json::json!({"rope_type": "linear", "factor": factor}),
+            Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }) => {
+                serde_json::json!({
+                    "rope_type": "llama3",
+                    "factor": factor,
+                    "low_freq_factor": low_freq_factor,
+                    "high_freq_factor": high_freq_factor,
+                    "original_max_position_embeddings": original_max_position_embeddings,
+                })
+            }
+        };
+        let eos = match self.eos_token_ids.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        };
+        let mut config = serde_json::json!({
+            "architectures": [self.architecture.hf_name()],
+            "model_type": model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "hidden_act": "silu",
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_scaling": rope_scaling,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": eos,
+            "torch_dtype": "float32",
+        });
+        match self.architecture {
+            Architecture::Qwen2 => {
+                config["use_sliding_window"] = serde_json::json!(self.sliding_window.is_some());
+                config["sliding_window"] = serde_json::json!(self.sliding_window);
+            }
+            Architecture::Mistral => config["sliding_window"] = serde_json::json!(self.sliding_window),
+            Architecture::Llama => {
+                config["attention_bias"] = serde_json::json!(self.qkv_bias);
+                config["mlp_bias"] = serde_json::json!(self.mlp_bias);
+            }
+        }
+        config
+    }
+
     /// Number of query heads sharing one key/value head (grouped-query attention).
     pub fn kv_groups(&self) -> usize {
         self.num_heads / self.num_kv_heads
@@ -294,6 +354,20 @@ mod tests {
         assert_eq!(a.rope_theta, 500000.0);
         assert!(matches!(a.rope_scaling, Some(RopeScaling::Llama3 { factor, .. }) if factor == 8.0));
         assert!(!a.qkv_bias);
+    }
+
+    #[test]
+    fn hf_json_reads_back_as_the_same_config() {
+        for json in [QWEN.to_string(), QWEN.replace("Qwen2", "Llama").replace(
+            "\"rope_theta\":1000000.0",
+            r#""rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":64}"#,
+        )] {
+            let c = parse(&json).unwrap();
+            let back: HfConfig = serde_json::from_value(c.to_hf_json()).unwrap();
+            let mut again = DecoderConfig::from_hf(&back, Path::new("config.json")).unwrap();
+            again.max_position_embeddings = c.max_position_embeddings;
+            assert_eq!(again, c);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod dpo;
 pub mod error;
+pub mod init;
 pub mod logprobs;
 pub mod loss;
 pub mod metrics;
