@@ -13,6 +13,7 @@ See datasets/README.md for the columns and the OCR noise model.
 """
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -57,6 +58,10 @@ DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 WEEKDAYS_EN = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 WEEKDAYS_PT = ["segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira",
                "sábado", "domingo"]
+
+
+def weekday(date):
+    return datetime.date(*date).weekday()
 
 
 def rand_date(rng, y0, y1):
@@ -484,6 +489,82 @@ PT_TOPIC_OPEN = ["Segue uma nota curta sobre {t}.", "Alguns fatos sobre {t}:",
                  "{T} é mais simples do que parece.", "Muita gente pergunta sobre {t}."]
 
 
+TOWN_EN = {
+    "size": ["small", "quiet", "busy", "old market", "hill", "river", "coastal"],
+    "where": ["on the banks of a wide river", "at the foot of a range of low hills", "by a sheltered bay",
+              "in the middle of farmland", "at the end of the old railway line", "on a plateau above the valley"],
+    "known": ["its stone bridge", "its Saturday market", "its cheese", "a Gothic church", "its apple orchards",
+              "a music festival", "its wool mills", "a long sandy beach", "its botanical garden"],
+    "event": ["the streets fill with stalls for the harvest fair", "a regatta is held on the river",
+              "the school choir sings in the square", "farmers bring their animals to the show ground",
+              "the whole town turns out for the lantern parade", "a book fair takes over the town hall"],
+    "season": ["spring", "summer", "autumn", "winter", "September", "May"],
+    "work": ["farming and small shops", "tourism", "the hospital and the schools", "fishing and boat repair",
+             "a large furniture factory", "the nearby quarry", "offices in the city, an hour away by train"],
+    "close": ["Visitors usually stay for a weekend.", "Housing is cheaper than in the city, so many young families have moved in.",
+              "The population has hardly changed in fifty years.", "A new cycle path now links it with the next village.",
+              "The old cinema was recently restored as a community centre."],
+}
+TOWN_PT = {
+    "size": ["pequena", "tranquila", "movimentada", "antiga", "serrana", "ribeirinha", "litorânea"],
+    "where": ["às margens de um rio largo", "ao pé de uma serra baixa", "junto a uma baía abrigada",
+              "no meio de uma região agrícola", "no fim da antiga linha de trem", "num planalto acima do vale"],
+    "known": ["sua ponte de pedra", "sua feira de sábado", "seus queijos", "uma igreja barroca", "seus cafezais",
+              "um festival de música", "suas fábricas de doces", "uma praia extensa", "seu jardim botânico"],
+    "event": ["as ruas se enchem de barracas para a festa da colheita", "acontece uma regata no rio",
+              "o coral da escola se apresenta na praça", "os produtores trazem seus animais para a exposição",
+              "a cidade inteira sai para a procissão", "uma feira do livro ocupa a prefeitura"],
+    "season": ["na primavera", "no verão", "no outono", "no inverno", "em setembro", "em julho"],
+    "work": ["na agricultura e no comércio", "no turismo", "no hospital e nas escolas", "na pesca e no conserto de barcos",
+             "numa grande fábrica de móveis", "na pedreira da região", "na capital, a uma hora de ônibus"],
+    "close": ["Os visitantes costumam ficar um fim de semana.", "A moradia é mais barata que na capital, e muitas famílias jovens se mudaram para lá.",
+              "A população quase não mudou em cinquenta anos.", "Uma nova ciclovia liga a cidade ao distrito vizinho.",
+              "O antigo cinema foi restaurado e virou centro cultural."],
+}
+DIARY_EN = {"did": ["finished the report for work", "repaired the kitchen tap", "visited my grandmother",
+                    "planted tomatoes in the back garden", "cleaned out the garage", "went swimming before breakfast",
+                    "baked bread for the first time", "met Anna for lunch in town", "read half of a new novel"],
+            "felt": ["I felt tired but pleased.", "It was harder than I expected.", "I should do this more often.",
+                     "Nothing went quite to plan, but it was fine.", "It put me in a good mood for the evening."],
+            "plan": ["call the plumber", "go to the library", "start the new course", "write to my cousin",
+                     "take the bike for a long ride", "pay the gas bill", "sort out the photographs"]}
+DIARY_PT = {"did": ["terminei o relatório do trabalho", "consertei a torneira da cozinha", "visitei minha avó",
+                    "plantei tomates no quintal", "arrumei a garagem", "nadei antes do café da manhã",
+                    "fiz pão pela primeira vez", "almocei com a Ana no centro", "li metade de um romance novo"],
+            "felt": ["Fiquei cansado, mas satisfeito.", "Foi mais difícil do que eu esperava.", "Preciso fazer isso mais vezes.",
+                     "Nada saiu como planejado, mas tudo bem.", "Isso me deixou de bom humor para a noite."],
+            "plan": ["ligar para o encanador", "ir à biblioteca", "começar o curso novo", "escrever para minha prima",
+                     "dar uma volta longa de bicicleta", "pagar a conta de gás", "organizar as fotografias"]}
+
+
+def gen_town(rng, pt):
+    t = {k: pick(rng, v) for k, v in (TOWN_PT if pt else TOWN_EN).items()}
+    k1, k2 = sample(rng, (TOWN_PT if pt else TOWN_EN)["known"], 2)
+    if pt:
+        town = pick(rng, PT_TOWNS)
+        s = [f"{town} é uma cidade {t['size']} {t['where']}.", f"É conhecida por {k1} e por {k2}.",
+             f"Todos os anos, {t['season']}, {t['event']}.", f"A maior parte dos moradores trabalha {t['work']}."]
+    else:
+        town = pick(rng, EN_TOWNS)
+        s = [f"{town} is a {t['size']} town {t['where']}.", f"It is known for {k1} and {k2}.",
+             f"Every {t['season']}, {t['event']}.", f"Most people work in {t['work']}."]
+    if rng.random() < 0.7:
+        s.append(t["close"])
+    return " ".join(s)
+
+
+def gen_diary(rng, pt):
+    src = DIARY_PT if pt else DIARY_EN
+    did = sample(rng, src["did"], rng.randint(1, 2))
+    d = rand_date(rng, 2015, 2025)
+    w = pick(rng, WEATHER_PT if pt else WEATHER_EN)
+    if pt:
+        return (f"{cap(WEEKDAYS_PT[weekday(d)])}, {date_pt(d)}. O dia estava {w}. Hoje {' e '.join(did)}. "
+                f"{pick(rng, src['felt'])} Amanhã preciso {pick(rng, src['plan'])}.").replace("estava chuva", "teve chuva").replace("estava neblina", "teve neblina").replace("estava trovoadas", "teve trovoadas").replace("estava ventania", "teve ventania").replace("estava céu limpo", "estava de céu limpo")
+    return (f"{WEEKDAYS_EN[weekday(d)]}, {date_en(d)}. Weather: {w}. Today I {' and '.join(did)}. "
+            f"{pick(rng, src['felt'])} Tomorrow I need to {pick(rng, src['plan'])}.")
+
+
 def _pron_en(rng):
     g = rng.random() < 0.5
     return (pick(rng, EN_FIRST), "she" if g else "he")
@@ -607,55 +688,115 @@ def gen_record(rng, pt):
     return "\n".join(lines)
 
 
+def alt(rng, s):
+    """One of the " | "-separated phrasings of a line."""
+    return pick(rng, s.split(" | "))
+
+
+# Scenes: (slots, turns); each turn is (speaker 0 or 1, phrasings). Slots are drawn per row.
+DIALOGUES_EN = [
+    ({"drink": ["a flat white", "an orange juice", "a mint tea", "a cappuccino", "a hot chocolate"],
+      "food": ["a cheese scone", "a slice of carrot cake", "a toasted sandwich", "a croissant"]},
+     [(1, "Good morning! What can I get you? | Hi there, what would you like? | Morning. What are you having today?"),
+      (0, "I'd like {drink}, please. | Could I have {drink}? | Just {drink} for me, thanks."),
+      (1, "Anything to eat with that? | Anything else? | Would you like something to eat?"),
+      (0, "Yes, {food} as well. | Go on then, {food}. | Maybe {food}, if you still have one."),
+      (1, "That's {price} altogether. | {price}, please. | That comes to {price}."),
+      (0, "Here you are. | Can I pay by card? | Keep the change."),
+      (1, "Thank you, I'll bring it to your table. | Lovely, have a nice day. | Enjoy!")]),
+    ({"place": ["the pharmacy", "the museum", "the station", "the post office", "the town hall"],
+      "side": ["right", "left"], "k": ["two", "three", "four"]},
+     [(0, "Excuse me, how do I get to {place}? | Sorry to bother you, where is {place}? | Could you tell me the way to {place}?"),
+      (1, "Go straight for {k} blocks and turn {side}. | Take the second street on the {side}, it's {k} blocks from here. | Follow this road and turn {side} after {k} blocks."),
+      (0, "Is it far to walk? | Can I walk there? | Is there a bus?"),
+      (1, "Not really, about {mins} minutes. | It's a {mins}-minute walk. | You can walk, it's only {mins} minutes."),
+      (0, "Thank you so much! | Great, thanks. | Thanks for your help.")]),
+    ({"n": ["one night", "two nights", "three nights", "a week"],
+      "guests": ["Two people.", "Just me.", "Two adults and a child."]},
+     [(0, "Good afternoon, I'd like to book a room for {n}. | Hello, do you have a room free for {n}?"),
+      (1, "Of course. For how many people? | Let me check. How many guests?"),
+      (0, "{guests}"),
+      (1, "Breakfast is included. May I see some identification? | We have a room with a view of the garden. Could I have your name, please?"),
+      (0, "~Sure, here is my passport. | It's {name}."),
+      (1, "All set, room {room}. Check-out is at noon. | Your room is {room}, on the second floor. Enjoy your stay.")]),
+    ({"dev": ["the printer", "the router", "the laptop", "the projector"]},
+     [(0, "Hi, {dev} stopped working yesterday. | Hello, I have a problem with {dev}. | Sorry, {dev} isn't working again."),
+      (1, "Have you tried switching it off and on again? | What happens when you turn it on? | Is there an error message?"),
+      (0, "Yes, twice. The light keeps blinking. | Nothing happens at all. | It says the device is not connected."),
+      (1, "Then let's check the cable. Is it plugged in firmly? | Let me have a look. Can you bring it to my desk?"),
+      (0, "~Oh, the cable was loose. It works again! | Sure, I'll bring it after lunch."),
+      (1, "~Great. Call me if it happens again. | Fine, I'll be here all afternoon.")]),
+    ({"day": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"], "time": ["nine", "ten", "half past two", "four"]},
+     [(0, "Hello, I'd like to make an appointment with the doctor. | Good morning, can I book a check-up?"),
+      (1, "Certainly. Is {day} at {time} all right? | The first free slot is {day} at {time}."),
+      (0, "That's fine. | Do you have anything earlier? | {day} works for me."),
+      (1, "Then I'll put you down for {day}. Can I have your date of birth? | Noted. Please bring your health card."),
+      (0, "Of course. Thank you. | Thanks, see you on {day}.")]),
+]
+DIALOGUES_PT = [
+    ({"drink": ["um café com leite", "um suco de laranja", "um chá de hortelã", "um cappuccino", "um pingado"],
+      "food": ["um pão de queijo", "uma fatia de bolo de cenoura", "um misto-quente", "uma coxinha"]},
+     [(1, "Bom dia! O que vai ser? | Oi, o que você vai querer? | Bom dia, posso ajudar?"),
+      (0, "Eu queria {drink}, por favor. | Me vê {drink}? | Só {drink}, obrigada."),
+      (1, "Mais alguma coisa? | Vai querer comer alguma coisa? | Mais algum pedido?"),
+      (0, "Sim, {food} também. | Pode ser {food}. | Hoje não, obrigada."),
+      (1, "Fica R$ {reais},00 ao todo. | Deu R$ {reais},00. | São R$ {reais},00."),
+      (0, "Pode ser no cartão? | Vou pagar no Pix. | Aqui está, pode ficar com o troco."),
+      (1, "Pode, sim. Já levo na mesa. | Obrigado, volte sempre! | Tudo certo, bom dia!")]),
+    ({"place": ["a farmácia", "o museu", "a estação", "o correio", "a prefeitura"],
+      "side": ["direita", "esquerda"], "k": ["dois", "três", "quatro"]},
+     [(0, "Com licença, como eu chego até {place}? | Desculpe, sabe onde fica {place}? | Pode me ensinar o caminho para {place}?"),
+      (1, "Siga reto por {k} quarteirões e vire à {side}. | Pegue a segunda rua à {side}, fica a {k} quarteirões daqui. | Vá por esta rua e vire à {side} depois de {k} quarteirões."),
+      (0, "É longe para ir a pé? | Dá para ir andando? | Tem ônibus para lá?"),
+      (1, "Não, uns {mins} minutos. | Dá uns {mins} minutos a pé. | Dá para ir andando, são só {mins} minutos."),
+      (0, "Muito obrigada! | Valeu, obrigada. | Obrigada pela ajuda.")]),
+    ({"n": ["uma noite", "duas noites", "três noites", "uma semana"],
+      "guests": ["Duas pessoas.", "Só para mim.", "Dois adultos e uma criança."]},
+     [(0, "Boa tarde, eu gostaria de reservar um quarto para {n}. | Olá, vocês têm quarto disponível para {n}?"),
+      (1, "Claro. Para quantas pessoas? | Vou verificar. Quantos hóspedes?"),
+      (0, "{guests}"),
+      (1, "O café da manhã está incluído. Pode me passar um documento? | Temos um quarto com vista para o jardim. Qual é o seu nome?"),
+      (0, "~Claro, aqui está minha identidade. | É {name}."),
+      (1, "Pronto, quarto {room}. O check-out é até o meio-dia. | Seu quarto é o {room}, no segundo andar. Boa estadia.")]),
+    ({"dev": ["a impressora", "o roteador", "o notebook", "o projetor"]},
+     [(0, "Oi, {dev} parou de funcionar desde ontem. | Olá, estou com um problema com {dev}. | Desculpe, {dev} deu problema de novo."),
+      (1, "Você já tentou desligar e ligar de novo? | O que acontece quando você liga? | Aparece alguma mensagem de erro?"),
+      (0, "Já, duas vezes. A luz fica piscando. | Não acontece nada. | Diz que o aparelho não está conectado."),
+      (1, "Então vamos verificar o cabo. Está bem encaixado? | Deixa eu dar uma olhada. Pode trazer até a minha mesa?"),
+      (0, "~O cabo estava solto. Agora voltou a funcionar! | Claro, levo depois do almoço."),
+      (1, "~Ótimo. Qualquer coisa é só chamar. | Combinado, fico aqui a tarde toda.")]),
+    ({"day": ["segunda", "terça", "quarta", "quinta", "sexta"], "time": ["nove", "dez", "duas e meia", "quatro"]},
+     [(0, "Olá, eu queria marcar uma consulta com o médico. | Bom dia, posso agendar um check-up?"),
+      (1, "Claro. Pode ser na {day} às {time}? | O primeiro horário livre é na {day} às {time}."),
+      (0, "Pode ser. | Não tem nada mais cedo? | Na {day} eu consigo."),
+      (1, "Então fica marcado para {day}. Qual a sua data de nascimento? | Anotado. Traga a carteirinha do convênio."),
+      (0, "Claro. Obrigada. | Obrigada, até {day}.")]),
+]
+
+
 def gen_dialogue(rng, pt):
     if pt:
         a = pick(rng, PT_FIRST_F)
         b = pick(rng, PT_FIRST_M)
+        name = f"{a} {pick(rng, PT_LAST)}"
     else:
         a = pick(rng, EN_FIRST[::2])
         b = pick(rng, EN_FIRST[1::2])
-    kind = rng.randrange(4)
-    n = rng.randint(1, 4)
-    if kind == 0:  # café
-        drink = pick(rng, ["um café com leite", "um suco de laranja", "um chá de hortelã", "um cappuccino"] if pt
-                     else ["a flat white", "an orange juice", "a mint tea", "a cappuccino"])
-        food = pick(rng, ["um pão de queijo", "uma fatia de bolo de cenoura", "um misto-quente"] if pt
-                    else ["a cheese scone", "a slice of carrot cake", "a toasted sandwich"])
-        price = rng.randint(9, 35)
-        turns = ([(b, "Bom dia! O que vai ser?"), (a, f"Bom dia. Eu queria {drink}, por favor."),
-                  (b, f"Mais alguma coisa?"), (a, f"Sim, {food} também."),
-                  (b, f"Fica R$ {price},00 ao todo. Pode ser no cartão?"), (a, "Pode, sim. Obrigada!")] if pt else
-                 [(b, "Good morning! What can I get you?"), (a, f"Morning. I'd like {drink}, please."),
-                  (b, "Anything else?"), (a, f"Yes, {food} as well."),
-                  (b, f"That's {price // 3}.{rng.randint(0, 9)}0 altogether. Card or cash?"), (a, "Card, please. Thanks!")])
-    elif kind == 1:  # directions
-        place = pick(rng, ["a farmácia", "o museu", "a estação", "o correio"] if pt else ["the pharmacy", "the museum", "the station", "the post office"])
-        k = rng.randint(2, 5)
-        side = pick(rng, ["direita", "esquerda"] if pt else ["right", "left"])
-        turns = ([(a, f"Com licença, como eu chego até {place}?"), (b, f"Siga reto por {k} quarteirões e vire à {side}."),
-                  (a, "É longe para ir a pé?"), (b, f"Não, uns {k * 4} minutos."), (a, "Muito obrigada!"), (b, "De nada, bom passeio.")] if pt else
-                 [(a, f"Excuse me, how do I get to {place}?"), (b, f"Go straight for {k} blocks and turn {side}."),
-                  (a, "Is it far to walk?"), (b, f"Not really, about {k * 4} minutes."), (a, "Thank you so much!"), (b, "You're welcome.")])
-    elif kind == 2:  # hotel
-        nights = rng.randint(1, 6)
-        turns = ([(a, f"Boa tarde, eu gostaria de reservar um quarto para {nights} noite{'s' if nights > 1 else ''}."),
-                  (b, "Claro. Para quantas pessoas?"), (a, pick(rng, ["Duas pessoas.", "Só para mim.", "Dois adultos e uma criança."])),
-                  (b, "O café da manhã está incluído. Pode me passar um documento?"), (a, "Aqui está."),
-                  (b, f"Pronto, quarto {rng.randint(101, 420)}. O check-out é até o meio-dia.")] if pt else
-                 [(a, f"Good afternoon, I'd like to book a room for {nights} night{'s' if nights > 1 else ''}."),
-                  (b, "Of course. For how many people?"), (a, pick(rng, ["Two people.", "Just me.", "Two adults and a child."])),
-                  (b, "Breakfast is included. May I see some identification?"), (a, "Here you are."),
-                  (b, f"All set, room {rng.randint(101, 420)}. Check-out is at noon.")])
-    else:  # support
-        dev = pick(rng, ["a impressora", "o roteador", "o notebook"] if pt else ["the printer", "the router", "the laptop"])
-        turns = ([(a, f"Oi, {dev} parou de funcionar desde ontem."), (b, "Você já tentou desligar e ligar de novo?"),
-                  (a, "Já, duas vezes. A luz fica piscando."), (b, "Então vamos verificar o cabo de energia. Está bem encaixado?"),
-                  (a, "Agora sim, voltou a funcionar!"), (b, "Ótimo. Qualquer coisa é só chamar.")] if pt else
-                 [(a, f"Hi, {dev} stopped working yesterday."), (b, "Have you tried switching it off and on again?"),
-                  (a, "Yes, twice. The light keeps blinking."), (b, "Then let's check the power cable. Is it plugged in firmly?"),
-                  (a, "Oh, now it works again!"), (b, "Great. Call me if it happens again.")])
-    turns = turns[:max(4, 2 * n + 2)] if rng.random() < 0.4 else turns
-    return "\n".join(f"{s}: {t}" for s, t in turns)
+        name = f"{a} {pick(rng, EN_LAST)}"
+    slots, turns = pick(rng, DIALOGUES_PT if pt else DIALOGUES_EN)
+    fill = {k: pick(rng, v) for k, v in slots.items()}
+    fill.update(name=name, room=rng.randint(101, 420), mins=rng.randint(3, 20), reais=rng.randint(9, 35),
+                price=f"£{rng.randint(3, 12)}.{pick(rng, ['00', '20', '50', '80'])}")
+    if rng.random() < 0.3:  # the conversation ends early
+        turns = turns[:rng.randint(4, len(turns))]
+    speakers = (a, b)
+    lines, last = [], 0
+    for who, t in turns:
+        opts = t.lstrip("~").split(" | ")
+        # "~" ties the phrasing to the previous turn's (an answer that fits its question)
+        last = last % len(opts) if t.startswith("~") else rng.randrange(len(opts))
+        lines.append(f"{speakers[who]}: {opts[last].format(**fill)}")
+    return "\n".join(lines)
 
 
 CAPITALS = [("France", "França", "Paris"), ("Japan", "Japão", "Tokyo|Tóquio"), ("Brazil", "Brasil", "Brasília"),
@@ -714,19 +855,24 @@ def gen_qa(rng, pt):
 
 def gen_general(rows, seed):
     rng = random.Random(seed * 1_000_003 + 1)
-    out = []
+    out, seen = [], set()
     while len(out) < rows:
         pt = rng.random() < 0.5
         kind = rng.random()
-        if kind < 0.45:
+        if kind < 0.3:
             text = gen_prose_pt(rng) if pt else gen_prose_en(rng)
+        elif kind < 0.38:
+            text = gen_town(rng, pt)
+        elif kind < 0.45:
+            text = gen_diary(rng, pt)
         elif kind < 0.65:
             text = gen_record(rng, pt)
         elif kind < 0.85:
             text = gen_dialogue(rng, pt)
         else:
             text = gen_qa(rng, pt)
-        if 100 <= len(text) <= 600:
+        if 100 <= len(text) <= 600 and text not in seen:
+            seen.add(text)
             out.append({"text": text})
     return out
 
@@ -1073,6 +1219,11 @@ class Registry:
                 return full
 
 
+def de(c):
+    """The city with the preposition Portuguese gives it: "do Rio de Janeiro", "de Campinas"."""
+    return ("do " if c[0] in ("Rio de Janeiro", "Recife") else "de ") + c[0]
+
+
 def surname_particle(name):
     if name in ("Silva", "Costa", "Rocha", "Cunha", "Conceição", "Cruz", "Luz", "Paz", "Mata", "Fonseca"):
         return "da"
@@ -1126,13 +1277,13 @@ def selo(rng, reg):
 
 
 def cartorio_notas(rng, c):
-    return pick(rng, [f"Cartório do {pick(rng, ORDINALS[:6])} Ofício de Notas de {c[0]}",
-                      f"{pick(rng, ORDINALS[:9])} Tabelionato de Notas de {c[0]}/{c[1]}"])
+    return pick(rng, [f"Cartório do {pick(rng, ORDINALS[:6])} Ofício de Notas {de(c)}",
+                      f"{pick(rng, ORDINALS[:9])} Tabelionato de Notas {de(c)}/{c[1]}"])
 
 
 def cartorio_civil(rng, c):
-    return pick(rng, [f"Oficial de Registro Civil das Pessoas Naturais do {pick(rng, ORDINALS)} Subdistrito de {c[0]}/{c[1]}",
-                      f"Cartório do {pick(rng, ORDINALS[:4])} Ofício de Registro Civil de {c[0]}/{c[1]}",
+    return pick(rng, [f"Oficial de Registro Civil das Pessoas Naturais do {pick(rng, ORDINALS)} Subdistrito {de(c)}/{c[1]}",
+                      f"Cartório do {pick(rng, ORDINALS[:4])} Ofício de Registro Civil {de(c)}/{c[1]}",
                       f"Registro Civil das Pessoas Naturais — {c[0]}/{c[1]}"])
 
 
@@ -1142,10 +1293,23 @@ def oficial(rng, reg):
         ("Escrevente Autorizada" if fem else "Escrevente Autorizado")
 
 
-def footer(rng, reg, total=1, page=1):
-    parts = [f"Página {page} de {total}", f"Selo digital: {selo(rng, reg)}"]
-    if rng.random() < 0.3:
-        parts.append(f"Emolumentos: R$ {rng.randint(20, 180)},{rng.randint(0, 99):02d}")
+def footer(rng, reg, kind, c, total=1, page=1):
+    """Notaries and registries print the digital seal and fees; a private instrument carries a
+    seal when a firm was recognised; a public office prints its address or an e-signature code."""
+    parts = [f"Página {page} de {total}"]
+    if kind == "cartorio" or (kind == "private" and rng.random() < 0.5):
+        parts.append(f"Selo digital: {selo(rng, reg)}")
+        if kind == "cartorio" and rng.random() < 0.4:
+            parts.append(f"Emolumentos: R$ {rng.randint(20, 180)},{rng.randint(0, 99):02d}")
+    elif kind == "admin":
+        r = rng.random()
+        if r < 0.4:
+            parts.append(f"{pick(rng, ['Paço Municipal', 'Centro Administrativo', 'Sede da Secretaria'])}: {address(rng, c)}")
+        elif r < 0.8:
+            parts.append(f"Documento assinado eletronicamente. Código verificador {rng.randint(1000000, 9999999)}, "
+                         f"CRC {selo(rng, reg)}")
+    elif kind == "private" and rng.random() < 0.4:
+        parts.append("Rubricas das partes: ____ ____")
     rng.shuffle(parts)
     return "\n".join(parts) if rng.random() < 0.6 else " — ".join(parts)
 
@@ -1208,7 +1372,7 @@ def doc_nascimento(rng, reg):
     lines.append(f"{off} — {cargo}")
     margin = margin_notes(rng, reg, c, issued, [off], stamp_prob=0.1,
                           extra=[f"Averbação: nada consta até {date_num(issued)}.", f"Conferido por {reg.name(rng, rng.random() < 0.5)}"])
-    return header, margin, None, lines
+    return header, margin, "cartorio", lines
 
 
 def doc_casamento(rng, reg):
@@ -1233,7 +1397,7 @@ def doc_casamento(rng, reg):
              f"{off} — {cargo}"]
     margin = margin_notes(rng, reg, c, issued, [off], stamp_prob=0.1,
                           extra=[pick(rng, ["Averbação: nada consta.", f"Averbação de divórcio em {date_num(add_days(d, rng.randint(400, 5000)))}, conforme mandado judicial."])])
-    return header, margin, None, lines
+    return header, margin, "cartorio", lines
 
 
 def doc_obito(rng, reg):
@@ -1249,7 +1413,7 @@ def doc_obito(rng, reg):
              f"Data e hora do falecimento: {date_pt(d)}, às {_hm(rng, 0, 23)}.",
              f"Local do falecimento: {pick(rng, HOSPITALS)}, {c[0]}/{c[1]}.",
              f"Causa da morte: {pick(rng, CAUSES)}.",
-             f"Sepultamento: {pick(rng, CEMETERIES)} de {c[0]}.",
+             f"Sepultamento: {pick(rng, CEMETERIES)} {de(c)}.",
              f"Declarante: {decl['name']}, CPF {decl['cpf']}.",
              pick(rng, [f"Deixou {words_pt(rng.randint(2, 6))} filhos maiores.", "Não deixou filhos.", "Deixou bens a inventariar.",
                         "Não deixou bens nem testamento conhecido."]),
@@ -1257,7 +1421,7 @@ def doc_obito(rng, reg):
              f"O referido é verdade e dou fé. {c[0]}, {date_pt(add_days(d, rng.randint(1, 300)))}.",
              f"{off} — {cargo}"]
     margin = margin_notes(rng, reg, c, d, [off], stamp_prob=0.1, extra=["Averbação: nada consta."])
-    return header, margin, None, lines
+    return header, margin, "cartorio", lines
 
 
 def doc_negativa(rng, reg):
@@ -1273,7 +1437,7 @@ def doc_negativa(rng, reg):
         who = f"{p['name']}, inscrit{g(p, 'o', 'a')} no CPF sob o nº {p['cpf']}, residente na {p['addr']}"
     kind = rng.randrange(2)
     if kind == 0:
-        header = f"PREFEITURA MUNICIPAL DE {c[0].upper()}\nSecretaria Municipal da Fazenda\nCERTIDÃO NEGATIVA DE DÉBITOS MUNICIPAIS"
+        header = f"PREFEITURA MUNICIPAL {de(c).upper()}\nSecretaria Municipal da Fazenda\nCERTIDÃO NEGATIVA DE DÉBITOS MUNICIPAIS"
         lines = [f"Certidão nº {rng.randint(1, 99999):05d}/{d[0]}",
                  f"Certificamos, para os devidos fins, que até a presente data não constam débitos relativos a tributos "
                  f"municipais em nome de {who}.",
@@ -1298,7 +1462,7 @@ def doc_negativa(rng, reg):
         margin.append(f"Conferido com o original em {date_num(add_days(d, rng.randint(0, 20)))}. Assinado: {reg.name(rng, rng.random() < 0.5)}")
     if rng.random() < 0.2:
         margin.append(f"Protocolo nº {rng.randint(1000, 99999)}/{d[0]}")
-    return header, margin, None, lines
+    return header, margin, "admin", lines
 
 
 PODERES = [
@@ -1337,7 +1501,7 @@ def doc_procuracao(rng, reg):
         lines.append(a["name"])
     extra = [f"Selo de autenticidade {selo(rng, reg)}"] if not publica else []
     margin = margin_notes(rng, reg, c, d, [a["name"]], stamp_prob=0.0 if publica else 0.75, extra=extra)
-    return header, margin, None, lines
+    return header, margin, ("cartorio" if publica else "private"), lines
 
 
 def doc_locacao(rng, reg):
@@ -1356,10 +1520,10 @@ def doc_locacao(rng, reg):
                pick(rng, [f"CLÁUSULA QUARTA — Como garantia, {g(b, 'o', 'a')} locatári{g(b, 'o', 'a')} entrega caução de {money_pt(v * 3)}, equivalente a três aluguéis.",
                           "CLÁUSULA QUARTA — As despesas de condomínio, água, energia elétrica e IPTU correm por conta do locatário.",
                           "CLÁUSULA QUARTA — É vedada a sublocação, cessão ou empréstimo do imóvel sem consentimento prévio e por escrito."]),
-               f"Fica eleito o foro da comarca de {c[0]}/{c[1]} para dirimir quaisquer dúvidas oriundas deste contrato.",
+               f"Fica eleito o foro da comarca {de(c)}/{c[1]} para dirimir quaisquer dúvidas oriundas deste contrato.",
                f"{c[0]}, {date_pt(d)}."]
     margin = margin_notes(rng, reg, c, d, [a["name"], b["name"]], extra=[f"Testemunha: {reg.name(rng, rng.random() < 0.5)}"])
-    return header, margin, None, clauses
+    return header, margin, "private", clauses
 
 
 def doc_compra_venda(rng, reg):
@@ -1376,7 +1540,7 @@ def doc_compra_venda(rng, reg):
         v = rng.randint(30, 180) * 500
     else:
         objeto = (f"o imóvel situado na {address(rng, c)}, matriculado sob o nº {rng.randint(1000, 199999)} no "
-                  f"{pick(rng, ORDINALS[:4])} Cartório de Registro de Imóveis de {c[0]}")
+                  f"{pick(rng, ORDINALS[:4])} Cartório de Registro de Imóveis {de(c)}")
         v = rng.randint(80, 900) * 1000
     parcelas = pick(rng, [1, 1, 2, 3, 10, 12])
     pag = ("à vista, nesta data, por transferência bancária, do que dá plena quitação" if parcelas == 1 else
@@ -1384,13 +1548,13 @@ def doc_compra_venda(rng, reg):
     header = "CONTRATO PARTICULAR DE COMPRA E VENDA"
     clauses = [f"VENDEDOR{g(a, '', 'A')}: {qualify(a)}.",
                f"COMPRADOR{g(b, '', 'A')}: {qualify(b)}.",
-               f"CLÁUSULA 1ª — {g(a, 'O vendedor', 'A vendedora')} vende a{g(b, 'o comprador', ' compradora')} {objeto}, livre de ônus, dívidas e gravames.",
+               f"CLÁUSULA 1ª — {g(a, 'O vendedor', 'A vendedora')} vende {g(b, 'ao comprador', 'à compradora')} {objeto}, livre de ônus, dívidas e gravames.",
                f"CLÁUSULA 2ª — O preço certo e ajustado é de {money_words_pt(v)}, pago {pag}.",
                pick(rng, ["CLÁUSULA 3ª — A posse é transmitida nesta data, respondendo o comprador, a partir de então, por tributos e multas.",
                           "CLÁUSULA 3ª — O presente contrato é celebrado em caráter irrevogável e irretratável, obrigando herdeiros e sucessores."]),
                f"E, por estarem justos e contratados, assinam o presente em duas vias de igual teor. {c[0]}, {date_pt(d)}."]
     margin = margin_notes(rng, reg, c, d, [a["name"], b["name"]], stamp_prob=0.8)
-    return header, margin, None, clauses
+    return header, margin, "private", clauses
 
 
 SERVICOS = ["manutenção preventiva e corretiva das instalações elétricas e hidráulicas",
@@ -1420,9 +1584,9 @@ def doc_servicos(rng, reg):
                f"CLÁUSULA PRIMEIRA — DO OBJETO: prestação de serviços de {pick(rng, SERVICOS)}.",
                f"CLÁUSULA SEGUNDA — DO PREÇO: pelos serviços a contratante pagará mensalmente {money_words_pt(v)}, mediante emissão de nota fiscal.",
                f"CLÁUSULA TERCEIRA — DO PRAZO: {meses} ({words_pt(meses)}) meses a partir de {date_num(d)}, podendo ser rescindido por qualquer das partes com aviso prévio de 30 (trinta) dias.",
-               f"Foro: comarca de {c[0]}/{c[1]}. {c[0]}, {date_pt(d)}."]
+               f"Foro: comarca {de(c)}/{c[1]}. {c[0]}, {date_pt(d)}."]
     margin = margin_notes(rng, reg, c, d, signers, stamp_prob=0.5)
-    return header, margin, None, clauses
+    return header, margin, "private", clauses
 
 
 SECRETARIAS = ["Administração", "Educação", "Saúde", "Obras e Serviços Públicos", "Meio Ambiente", "Fazenda",
@@ -1440,7 +1604,7 @@ def doc_oficio(rng, reg):
     dest = person(rng, reg, None, c)
     signer = person(rng, reg, None, c)
     num = f"{rng.randint(1, 999):03d}/{d[0]}"
-    header = f"PREFEITURA MUNICIPAL DE {c[0].upper()}\nSecretaria Municipal de {sec}\nOfício nº {num}"
+    header = f"PREFEITURA MUNICIPAL {de(c).upper()}\nSecretaria Municipal de {sec}\nOfício nº {num}"
     subj, body = pick(rng, ASSUNTOS)
     proc = f"{rng.randint(1, 99999)}/{d[0]}"
     body = body.format(proc=proc, data=date_num(add_days(d, rng.randint(7, 30))), hora=_hm(rng, 8, 16), end=address(rng, c))
@@ -1462,7 +1626,7 @@ def doc_oficio(rng, reg):
     if rng.random() < 0.3:
         margin.append(f"Assinado: {signer['name']}")
     rng.shuffle(margin)
-    return header, margin, None, lines
+    return header, margin, "admin", lines
 
 
 PEDIDOS = [("a expedição de segunda via do alvará de funcionamento", "o documento original foi extraviado durante a mudança de endereço do estabelecimento"),
@@ -1480,8 +1644,8 @@ def doc_requerimento(rng, reg):
     d = rand_date(rng, 2015, 2025)
     p = person(rng, reg, None, c)
     pedido, motivo = pick(rng, PEDIDOS)
-    autoridade = pick(rng, [f"Ilustríssimo Senhor Prefeito Municipal de {c[0]}", f"Ilmo. Sr. Secretário Municipal de {pick(rng, SECRETARIAS)}",
-                            f"Ilmo. Sr. Diretor do Departamento de Recursos Humanos da Prefeitura de {c[0]}"])
+    autoridade = pick(rng, [f"Ilustríssimo Senhor Prefeito Municipal {de(c)}", f"Ilmo. Sr. Secretário Municipal de {pick(rng, SECRETARIAS)}",
+                            f"Ilmo. Sr. Diretor do Departamento de Recursos Humanos da Prefeitura {de(c)}"])
     header = "REQUERIMENTO"
     lines = [autoridade,
              f"{qualify(p)}, vem, respeitosamente, à presença de Vossa Senhoria requerer {pedido}, pelos motivos a seguir expostos:",
@@ -1497,7 +1661,7 @@ def doc_requerimento(rng, reg):
         margin.append(f"{pick(rng, DESPACHOS)} Em {date_num(add_days(d, rng.randint(2, 30)))}. Assinado: {reg.name(rng, rng.random() < 0.5)}")
     if rng.random() < 0.3:
         margin.append(f"Assinado: {p['name']}")
-    return header, margin, None, lines
+    return header, margin, "plain", lines
 
 
 DOMAIN_KINDS = [doc_nascimento, doc_casamento, doc_obito, doc_negativa, doc_procuracao, doc_locacao,
@@ -1509,7 +1673,7 @@ def domain_page(rng, reg):
     stamps land between body lines (and sometimes above the header or below the footer)."""
     while True:
         snapshot = (set(reg.names), set(reg.cpfs), set(reg.cnpjs), set(reg.codes))
-        header, margin, _, lines = pick(rng, DOMAIN_KINDS)(rng, reg)
+        header, margin, foot_kind, lines = pick(rng, DOMAIN_KINDS)(rng, reg)
         # A long document runs over several pages: lay the lines out on pages and keep one.
         limit = rng.randint(800, 1200)
         pages, cur = [], []
@@ -1524,7 +1688,8 @@ def domain_page(rng, reg):
         text = "\n".join(lines)
         if 300 <= len(text) <= 1200:
             total = len(pages) + (1 if rng.random() < 0.2 else 0)  # sometimes a signature page follows
-            foot = footer(rng, reg, total, k + 1)
+            city = next((c for c in CITIES if c[0] in text), CITIES[0])
+            foot = footer(rng, reg, foot_kind, city, total, k + 1)
             break
         reg.names, reg.cpfs, reg.cnpjs, reg.codes = snapshot  # a rejected page frees its people
     clean = json.dumps({"header": header, "margin": "\n".join(margin), "footer": foot, "text": text},
