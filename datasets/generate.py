@@ -1173,6 +1173,20 @@ class Registry:
 
     def __init__(self):
         self.names, self.cpfs, self.cnpjs, self.codes = set(), set(), set(), set()
+        self.journal = []  # (set, value) in order of drawing, to undo a rejected page
+
+    def _add(self, bucket, v):
+        bucket.add(v)
+        self.journal.append((bucket, v))
+        return v
+
+    def mark(self):
+        return len(self.journal)
+
+    def undo(self, mark):
+        while len(self.journal) > mark:
+            bucket, v = self.journal.pop()
+            bucket.discard(v)
 
     def cpf(self, rng):
         while True:
@@ -1181,23 +1195,20 @@ class Registry:
                 continue
             v = fmt_cpf(cpf_digits(base))
             if v not in self.cpfs:
-                self.cpfs.add(v)
-                return v
+                return self._add(self.cpfs, v)
 
     def cnpj(self, rng):
         while True:
             base = [rng.randint(0, 9) for _ in range(8)] + [0, 0, 0, rng.choice([1, 1, 1, 2])]
             v = fmt_cnpj(cnpj_digits(base))
             if v not in self.cnpjs:
-                self.cnpjs.add(v)
-                return v
+                return self._add(self.cnpjs, v)
 
     def code(self, rng, fmt):
         while True:
             v = fmt(rng)
             if v not in self.codes:
-                self.codes.add(v)
-                return v
+                return self._add(self.codes, v)
 
     def name(self, rng, fem, surnames=None):
         while True:
@@ -1215,8 +1226,7 @@ class Registry:
                 last = surnames
             full = f"{first} {last}"
             if full not in self.names:
-                self.names.add(full)
-                return full
+                return self._add(self.names, full)
 
 
 def de(c):
@@ -1354,7 +1364,6 @@ def doc_nascimento(rng, reg):
     mother = person(rng, reg, True, c)
     child_last = father["name"].split()[-1]
     child = reg.name(rng, fem, surnames=f"{mother['name'].split()[-1]} {child_last}")
-    reg.names.add(child)
     issued = rand_date(rng, max(birth[0], 2010), 2025)
     off, cargo = oficial(rng, reg)
     header = f"REPÚBLICA FEDERATIVA DO BRASIL\nREGISTRO CIVIL DAS PESSOAS NATURAIS\n{cartorio_civil(rng, c)}\nCERTIDÃO DE NASCIMENTO"
@@ -1672,7 +1681,7 @@ def domain_page(rng, reg):
     """One scanned page: the clean structured JSON and its noisy OCR, where margin notes and
     stamps land between body lines (and sometimes above the header or below the footer)."""
     while True:
-        snapshot = (set(reg.names), set(reg.cpfs), set(reg.cnpjs), set(reg.codes))
+        mark = reg.mark()
         header, margin, foot_kind, lines = pick(rng, DOMAIN_KINDS)(rng, reg)
         # A long document runs over several pages: lay the lines out on pages and keep one.
         limit = rng.randint(800, 1200)
@@ -1691,7 +1700,7 @@ def domain_page(rng, reg):
             city = next((c for c in CITIES if c[0] in text), CITIES[0])
             foot = footer(rng, reg, foot_kind, city, total, k + 1)
             break
-        reg.names, reg.cpfs, reg.cnpjs, reg.codes = snapshot  # a rejected page frees its people
+        reg.undo(mark)  # a rejected page frees its people and numbers
     clean = json.dumps({"header": header, "margin": "\n".join(margin), "footer": foot, "text": text},
                        ensure_ascii=False)
     width = rng.randint(45, 95)
