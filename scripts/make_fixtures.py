@@ -411,19 +411,25 @@ def batch_loss(model, tok, examples):
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
-def sft_reference(name, adapter):
-    """Three AdamW steps (batch 2, file order, clipping 1.0, weight decay 0.01 except biases
-    and norms as HF Trainer), then the loss on rows 6-7 with the updated weights."""
-    tok = load_tokenizer(ROOT / name)
-    model = load(name, adapter).train()
-    examples = [completion_ids(tok, r["prompt"], r["completion"]) for r in SFT_ROWS]
+def adamw(model):
+    """The trainable parameters and AdamW as the Rust tests configure it: lr 1e-3, eps 1e-8,
+    weight decay 0.01 except biases and norm weights (HF Trainer's grouping)."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     no_decay = lambda n: n.endswith("bias") or "norm" in n
     groups = [
         {"params": [p for n, p in params if not no_decay(n)], "weight_decay": 0.01},
         {"params": [p for n, p in params if no_decay(n)], "weight_decay": 0.0},
     ]
-    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    return params, torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+
+
+def sft_reference(name, adapter):
+    """Three AdamW steps (batch 2, file order, clipping 1.0, weight decay 0.01 except biases
+    and norms as HF Trainer), then the loss on rows 6-7 with the updated weights."""
+    tok = load_tokenizer(ROOT / name)
+    model = load(name, adapter).train()
+    examples = [completion_ids(tok, r["prompt"], r["completion"]) for r in SFT_ROWS]
+    params, opt = adamw(model)
     losses, norms = [], []
     for step in range(3):
         loss = batch_loss(model, tok, examples[2 * step : 2 * step + 2])
@@ -471,13 +477,7 @@ def dpo_reference(name, adapter, loss_type, beta=0.1, eps=0.0, sft_weight=0.0):
         p, c = completion_ids(tok, r["prompt"], r["chosen"])
         _, rj = completion_ids(tok, r["prompt"], r["rejected"])
         pairs.append((p, c, rj))
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = lambda n: n.endswith("bias") or "norm" in n
-    groups = [
-        {"params": [p for n, p in params if not no_decay(n)], "weight_decay": 0.01},
-        {"params": [p for n, p in params if no_decay(n)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    params, opt = adamw(model)
     steps = []
     for step in range(3):
         batch = pairs[2 * step : 2 * step + 2]
