@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, LogprobsArgs, MergeArgs};
+use cli::{Cli, Command, GenerateArgs, LogprobsArgs, MergeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,7 +41,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Logprobs(args) => logprobs(args),
         Command::Merge(args) => merge(args),
+        Command::Generate(args) => generate(args),
     }
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let job = ladder_train::generate::GenerateJob {
+        model: args.model,
+        adapter: args.adapter,
+        data: args.data,
+        out: args.out,
+        device: args.device,
+        batch_size: args.batch_size,
+        config: ladder_model::GenerateConfig {
+            max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            repetition_penalty: args.repetition_penalty,
+            stop: args.stop,
+            seed: args.seed,
+            use_cache: !args.no_cache,
+        },
+    };
+    let report = ladder_train::generate::run(&job)?;
+    eprintln!(
+        "generated {} tokens for {} rows in {:.2}s ({:.1} tokens/s; finished: {} eos, {} stop, {} length) into {}",
+        report.tokens,
+        report.rows,
+        report.seconds,
+        report.tokens_per_second,
+        report.eos,
+        report.stop,
+        report.length,
+        report.out.display()
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {

@@ -1,10 +1,11 @@
 //! Training for `ladder`: losses, AdamW and schedules, the one training loop every stage
 //! shares, checkpoints, metrics and progress display, and the jobs built on them (`sft`,
-//! `logprobs`).
+//! `logprobs`, `generate`).
 
 pub mod checkpoint;
 pub mod device;
 pub mod error;
+pub mod generate;
 pub mod logprobs;
 pub mod loss;
 pub mod metrics;
