@@ -4,5 +4,6 @@
 mod util;
 
 mod errors;
+mod generation;
 mod parity;
 mod training;
