@@ -5,6 +5,7 @@ PEFT, PyTorch). Run by hand, never in CI:
 
     pip install torch transformers peft pyarrow
     python3 scripts/make_fixtures.py
+    python3 scripts/make_fixtures.py --only generate   # generation numbers only
 
 What it writes (see tests/fixtures/README.md):
 - tokenizers: two byte-level BPE `tokenizer.json` files trained here on a small corpus, one
@@ -16,8 +17,9 @@ What it writes (see tests/fixtures/README.md):
   `qwen2-tiny-rslora-peft` (rsLoRA, q/v), `qwen2-tiny-lora-init` (the start of the LoRA
   parity run), with non-zero B so they change the logits;
 - data: JSONL and Parquet rows in TRL's formats;
-- expected/: logits (transformers, PEFT), completion log-probs (TRL's tokenisation), and SFT
-  losses, gradient norms and the loss after three AdamW steps (PyTorch).
+- expected/: logits (transformers, PEFT), completion log-probs (TRL's tokenisation), SFT
+  losses, gradient norms and the loss after three AdamW steps (PyTorch), and greedy
+  `model.generate` token ids (plain, LoRA, repetition penalty, extra EOS id).
 """
 
 import json
@@ -537,10 +539,103 @@ def expected_dpo(out):
         result[f"lora/{case}"] = dpo_reference("qwen2-tiny", "qwen2-tiny-lora-init", **kwargs)
         result[f"full/{case}"] = dpo_reference("qwen2-tiny", None, **kwargs)
     (out / "dpo.json").write_text(json.dumps(result, indent=1) + "\n")
+# ---------------------------------------------------------------------------------------------
+# Generation (`python3 scripts/make_fixtures.py --only generate`: loads the committed models,
+# writes only data/prompts.jsonl and expected/generate.json)
+
+PROMPT_ROWS = [
+    {"prompt": "What is 2 + 3?", "reference": "5"},
+    {"prompt": "Clean this OCR line: Tlie qnick brovvn fox", "completion": " The quick brown fox"},
+    {"prompt": [{"role": "user", "content": "Transcreva: procura\u00e7\u00e3o"}]},
+    {"messages": [
+        {"role": "system", "content": "You transcribe records."},
+        {"role": "user", "content": "Fix: Tlie"},
+        {"role": "assistant", "content": "The"},
+    ]},
+    {"prompt": "Certid\u00e3o"},
+]
+
+GENERATE_MAX_NEW_TOKENS = 10
+
+
+def generation_prompt_ids(tok, row):
+    """The prompt as `ladder generate` encodes it: text with special tokens; messages (all but
+    a final assistant turn) rendered with the generation prompt, encoded without."""
+    if isinstance(row.get("prompt"), str):
+        return tok(row["prompt"])["input_ids"]
+    messages = row["prompt"] if "prompt" in row else row["messages"]
+    if messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def greedy(model, tok, eos, **kwargs):
+    """transformers' greedy search, one prompt at a time (no padding), so every row is exactly
+    what the model produces for that prompt alone; ladder runs them as one left-padded batch
+    and must match row for row."""
+    rows = []
+    for row in PROMPT_ROWS:
+        ids = generation_prompt_ids(tok, row)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                do_sample=False,
+                max_new_tokens=GENERATE_MAX_NEW_TOKENS,
+                eos_token_id=eos,
+                pad_token_id=eos[0],
+                **kwargs,
+            )
+        new = out[0, len(ids):].tolist()
+        rows.append({
+            "prompt_ids": ids,
+            "generated_ids": new,
+            "text": tok.decode(new, skip_special_tokens=True),
+            "finish_reason": "eos" if new and new[-1] in eos else "length",
+        })
+    return rows
+
+
+def expected_generate(out):
+    write_jsonl(ROOT / "data" / "prompts.jsonl", PROMPT_ROWS)
+    cases = {}
+    for key, name, adapter in [
+        ("qwen2-tiny", "qwen2-tiny", None),
+        ("llama-tiny", "llama-tiny", None),
+        ("qwen2-tiny+lora-peft", "qwen2-tiny", "qwen2-tiny-lora-peft"),
+    ]:
+        tok = load_tokenizer(ROOT / name)
+        model = load(name, adapter).eval()
+        # What ladder stops on: config.json's eos_token_id(s) and the tokenizer's EOS.
+        config_eos = model.config.eos_token_id
+        eos = sorted(set(([config_eos] if isinstance(config_eos, int) else list(config_eos)) + [tok.eos_token_id]))
+        cases[key] = {"eos_token_ids": eos, "rows": greedy(model, tok, eos)}
+        if key == "qwen2-tiny":
+            penalty = 1.5
+            cases["qwen2-tiny/repetition_penalty"] = {
+                "eos_token_ids": eos, "repetition_penalty": penalty,
+                "rows": greedy(model, tok, eos, repetition_penalty=penalty),
+            }
+            # An extra EOS id: the third token greedy search picks for the first prompt, so
+            # that row (and any other producing it) ends early with finish_reason eos.
+            extra = cases["qwen2-tiny"]["rows"][0]["generated_ids"][2]
+            cases["qwen2-tiny/eos"] = {"eos_token_ids": eos + [extra], "rows": greedy(model, tok, eos + [extra])}
+    result = {"max_new_tokens": GENERATE_MAX_NEW_TOKENS, "cases": cases}
+    (out / "generate.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["generate"], help="write only these expected numbers, loading the committed models")
+    args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.only == "generate":
+        expected_generate(ROOT / "expected")
+        print("generation fixtures written to", ROOT)
+        return
     ROOT.mkdir(parents=True, exist_ok=True)
     write_data()
     for seed, (name, (config, style, dtype)) in enumerate(configs().items()):
@@ -553,6 +648,7 @@ def main():
     expected_logits(out)
     expected_logprobs(out)
     expected_chat(out)
+    expected_generate(out)
     sft = {
         "qwen2-tiny/full": sft_reference("qwen2-tiny", None),
         "llama-tiny/full": sft_reference("llama-tiny", None),

@@ -80,6 +80,17 @@ pub enum Command {
     ///
     /// Example: ladder bench --mode lora --threads 2
     Bench(BenchArgs),
+    /// Generate continuations of prompts, in batches, with a KV cache.
+    ///
+    /// Rows (JSONL): {"prompt": "text"}, {"prompt": [messages]} (rendered with the chat
+    /// template and its generation prompt) or {"messages": [...]} (all but a final assistant
+    /// turn). Other columns, e.g. "completion" or "reference", are copied to the output, which
+    /// adds "generated", "n_tokens" and "finish_reason" (eos, stop or length). Greedy unless
+    /// --temperature is above 0.
+    ///
+    /// Example: ladder generate --model models/qwen --adapter runs/sft --data prompts.jsonl
+    /// --out generations.jsonl --max-new-tokens 256
+    Generate(GenerateArgs),
 }
 
 /// Options every training stage shares (`ladder sft`, `ladder dpo`). Every option is also a key
@@ -266,6 +277,55 @@ pub struct LogprobsArgs {
     pub device: String,
 }
 
+/// `ladder generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Model folder or hf://ORG/NAME[@REVISION].
+    #[arg(long)]
+    pub model: String,
+    /// A PEFT LoRA adapter to apply.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Prompts (.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Output JSONL, one row per prompt, in input order (written only when every row is done).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Most new tokens per row, the EOS token included.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy search.
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sample from the K most likely tokens only; 0 disables.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub top_k: usize,
+    /// Sample from the smallest set of tokens whose probability reaches P; 1 disables.
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Divide positive / multiply negative logits of tokens already seen (prompt included) by
+    /// R, as transformers' repetition_penalty; 1 disables.
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    pub repetition_penalty: f64,
+    /// Stop a row when its text contains STR (cut before it); repeat for several.
+    #[arg(long = "stop", value_name = "STR")]
+    pub stop: Vec<String>,
+    /// Sampling seed; each row gets its own stream, so batching does not change samples.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Prompts decoded together.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub batch_size: usize,
+    /// cpu, cuda, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Recompute the whole sequence every step instead of using the KV cache (slow; for
+    /// checks and benchmarks).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
 /// `ladder merge` options.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
@@ -397,5 +457,13 @@ mod tests {
         let cli = Cli::try_parse_from(["ladder", "dpo", "--model", "m", "--data", "p.jsonl", "--beta", "0.2", "--loss", "ipo"]).unwrap();
         let Command::Dpo(args) = cli.command else { panic!("dpo") };
         assert_eq!((args.beta, args.loss.as_deref()), (Some(0.2), Some("ipo")));
+    }
+
+    #[test]
+    fn generate_flags_parse() {
+        let cli = Cli::try_parse_from(["ladder", "generate", "--model", "m", "--data", "p.jsonl", "--out", "o.jsonl", "--stop", "###", "--stop", "END", "--top-k", "5"]).unwrap();
+        let Command::Generate(args) = cli.command else { panic!("generate") };
+        assert_eq!(args.stop, vec!["###", "END"]);
+        assert_eq!((args.top_k, args.max_new_tokens, args.temperature, args.batch_size), (5, 128, 0.0, 8));
     }
 }

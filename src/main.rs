@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{BenchArgs, Cli, Command, EvalArgs, InitArgs, LogprobsArgs, MergeArgs};
+use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, InitArgs, LogprobsArgs, MergeArgs};
 
 /// glibc's malloc hands large freed buffers back to the kernel and then page-faults fresh ones
 /// in on the next step: measured at 5–10% of a training step in `clear_page` and page faults.
@@ -74,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(args),
         Command::Init(args) => init(args),
+        Command::Generate(args) => generate(args),
     }
 }
 
@@ -105,6 +106,41 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         overwrite: args.overwrite,
     };
     let report = ladder_train::init::run(&job)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let job = ladder_train::generate::GenerateJob {
+        model: args.model,
+        adapter: args.adapter,
+        data: args.data,
+        out: args.out,
+        device: args.device,
+        batch_size: args.batch_size,
+        config: ladder_model::GenerateConfig {
+            max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            repetition_penalty: args.repetition_penalty,
+            stop: args.stop,
+            seed: args.seed,
+            use_cache: !args.no_cache,
+        },
+    };
+    let report = ladder_train::generate::run(&job)?;
+    eprintln!(
+        "generated {} tokens for {} rows in {:.2}s ({:.1} tokens/s; finished: {} eos, {} stop, {} length) into {}",
+        report.tokens,
+        report.rows,
+        report.seconds,
+        report.tokens_per_second,
+        report.eos,
+        report.stop,
+        report.length,
+        report.out.display()
+    );
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

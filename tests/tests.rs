@@ -6,5 +6,6 @@ mod util;
 mod dpo;
 mod errors;
 mod eval;
+mod generation;
 mod parity;
 mod training;

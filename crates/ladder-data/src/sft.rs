@@ -37,13 +37,18 @@ fn eos(tok: &Tokenizer) -> Result<u32> {
     tok.eos_id().ok_or_else(|| DataError::Invalid("the tokenizer has no eos_token (tokenizer_config.json), so completions cannot be terminated".into()))
 }
 
-/// Prompt ids (rendered and encoded as TRL does) and completion ids ending with EOS.
+/// Prompt ids as TRL encodes them: text with special tokens, a conversation rendered with
+/// the generation prompt and encoded without (the template writes any BOS itself).
+pub fn prompt_ids(tok: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
+    match prompt {
+        Prompt::Text(text) => tok.encode(text, true),
+        Prompt::Messages(messages) => tok.encode(&tok.apply_chat_template(messages, true)?, false),
+    }
+}
+
+/// Prompt ids ([`prompt_ids`]) and completion ids ending with EOS.
 pub fn completion_ids(tok: &Tokenizer, prompt: &Prompt, completion: &str) -> Result<(Vec<u32>, Vec<u32>)> {
-    let prompt_ids = match prompt {
-        Prompt::Text(text) => tok.encode(text, true)?,
-        // The template writes any BOS itself.
-        Prompt::Messages(messages) => tok.encode(&tok.apply_chat_template(messages, true)?, false)?,
-    };
+    let prompt_ids = prompt_ids(tok, prompt)?;
     let mut completion_ids = tok.encode(completion, false)?;
     completion_ids.push(eos(tok)?);
     Ok((prompt_ids, completion_ids))

@@ -78,6 +78,38 @@ impl Attention {
         bias: Tensor<4>,
         mode: ForwardMode,
     ) -> Tensor<3> {
+        let (q, k, v) = self.qkv(x, cos, sin, mode);
+        self.attend(q, k, v, bias, mode)
+    }
+
+    /// [`Attention::forward`] for new tokens after the keys and values in `cache`, which it
+    /// extends. The module itself is unchanged (style point 6).
+    ///
+    /// # Shapes
+    /// - x: `[batch, new, hidden]`; cos/sin: `[batch, 1, new, head_dim]`;
+    ///   bias: `[batch, 1, new, cached + new]`
+    /// - output: `[batch, new, hidden]`
+    pub fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        cos: Tensor<4>,
+        sin: Tensor<4>,
+        bias: Tensor<4>,
+        cache: &mut LayerCache,
+        mode: ForwardMode,
+    ) -> Tensor<3> {
+        let (q, k, v) = self.qkv(x, cos, sin, mode);
+        let (k, v) = match cache.kv.take() {
+            Some((k0, v0)) => (Tensor::cat(vec![k0, k], 2), Tensor::cat(vec![v0, v], 2)),
+            None => (k, v),
+        };
+        cache.kv = Some((k.clone(), v.clone()));
+        self.attend(q, k, v, bias, mode)
+    }
+
+    /// Projected heads with RoPE applied: q `[batch, heads, seq, head_dim]`, k and v
+    /// `[batch, kv_heads, seq, head_dim]`.
+    fn qkv(&self, x: Tensor<3>, cos: Tensor<4>, sin: Tensor<4>, mode: ForwardMode) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let [b, t, _] = x.dims();
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, d]).swap_dims(1, 2);
@@ -86,6 +118,13 @@ impl Attention {
         let v = heads(self.v_proj.forward(x, mode), kv);
         let q = rope::apply(q, cos.clone(), sin.clone());
         let k = rope::apply(k, cos, sin);
+        (q, k, v)
+    }
+
+    /// Softmax attention of `q` over `k`/`v` (any number of keys), then the output projection.
+    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, mode: ForwardMode) -> Tensor<3> {
+        let [b, h, t, d] = q.dims();
+        let kv = self.num_kv_heads;
         // transformers' `repeat_kv`: query head i reads key/value head i / groups.
         let (k, v) = (repeat_kv(k, h / kv), repeat_kv(v, h / kv));
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt()) + bias;
@@ -129,6 +168,90 @@ impl DecoderLayer {
         let x = x + attn;
         let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()), mode);
         x + mlp
+    }
+
+    /// [`DecoderLayer::forward`] through [`Attention::forward_cached`].
+    pub fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        cos: Tensor<4>,
+        sin: Tensor<4>,
+        bias: Tensor<4>,
+        cache: &mut LayerCache,
+        mode: ForwardMode,
+    ) -> Tensor<3> {
+        let normed = self.input_layernorm.forward(x.clone());
+        let x = x + self.self_attn.forward_cached(normed, cos, sin, bias, cache, mode);
+        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()), mode);
+        x + mlp
+    }
+}
+
+/// One layer's keys (after RoPE) and values, `[batch, kv_heads, cached, head_dim]`.
+#[derive(Clone, Debug, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+/// Keys and values of every token a batch has seen so far, with each cached slot's position
+/// and segment. Owned by the caller and passed to [`Decoder::hidden_cached`], never stored
+/// in the model, so one frozen model can serve several generations at once (style point 6).
+///
+/// Rows may hold padding slots (segment [`PAD_SEGMENT`]); no real token attends to them.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    batch: usize,
+    /// Per row: the position of each cached slot.
+    positions: Vec<Vec<u32>>,
+    /// Per row: the segment of each cached slot.
+    segments: Vec<Vec<u32>>,
+}
+
+impl KvCache {
+    /// An empty cache for `batch` rows of `model`.
+    pub fn new(model: &Decoder, batch: usize) -> Self {
+        KvCache {
+            layers: vec![LayerCache::default(); model.layers.len()],
+            batch,
+            positions: vec![Vec::new(); batch],
+            segments: vec![Vec::new(); batch],
+        }
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Number of cached slots per row (padding included).
+    pub fn len(&self) -> usize {
+        self.positions.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the given rows, in that order (finished sequences leave the batch).
+    pub fn retain_rows(&mut self, rows: &[usize]) {
+        if rows.len() == self.batch && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return;
+        }
+        let device = self.layers.iter().find_map(|l| l.kv.as_ref().map(|(k, _)| k.device()));
+        if let Some(device) = device {
+            let index = Tensor::<1, Int>::from_data(
+                TensorData::new(rows.iter().map(|&r| r as i64).collect(), [rows.len()]),
+                &device,
+            );
+            for layer in &mut self.layers {
+                if let Some((k, v)) = layer.kv.take() {
+                    layer.kv = Some((k.select(0, index.clone()), v.select(0, index.clone())));
+                }
+            }
+        }
+        self.positions = rows.iter().map(|&r| self.positions[r].clone()).collect();
+        self.segments = rows.iter().map(|&r| self.segments[r].clone()).collect();
+        self.batch = rows.len();
     }
 }
 
@@ -249,11 +372,50 @@ impl Decoder {
     pub fn forward(&self, tokens: &Tokens, mode: ForwardMode) -> Tensor<3> {
         self.logits(self.hidden(tokens, mode), mode)
     }
+
+    /// Final hidden states of `tokens`, which continue the rows already in `cache` (empty for
+    /// a prefill); `cache` is extended with them. `tokens.positions` default to continuing
+    /// each row's last position; `tokens.segments` mark padding as in [`Decoder::hidden`].
+    /// Equal, up to float rounding, to [`Decoder::hidden`] on the concatenated rows.
+    ///
+    /// # Shapes
+    /// - output: `[batch, new, hidden]`
+    pub fn hidden_cached(&self, tokens: &Tokens, cache: &mut KvCache, mode: ForwardMode) -> Tensor<3> {
+        let device = self.device();
+        let (b, t) = (tokens.batch, tokens.seq);
+        assert_eq!(b, cache.batch, "tokens and cache disagree on the batch size");
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(tokens.ids.iter().map(|&i| i as i64).collect(), [b * t]),
+            &device,
+        );
+        let mut x = self.embed_tokens.val().select(0, ids).reshape([b, t, self.config.hidden_size]);
+        let positions: Vec<u32> = match tokens.positions {
+            Some(p) => p.to_vec(),
+            None => (0..b)
+                .flat_map(|r| {
+                    let next = cache.positions[r].last().map_or(0, |p| p + 1);
+                    next..next + t as u32
+                })
+                .collect(),
+        };
+        let segments: Vec<u32> = tokens.segments.map_or_else(|| vec![0; b * t], <[u32]>::to_vec);
+        for r in 0..b {
+            cache.positions[r].extend_from_slice(&positions[r * t..(r + 1) * t]);
+            cache.segments[r].extend_from_slice(&segments[r * t..(r + 1) * t]);
+        }
+        let (cos, sin) = self.rope.cos_sin(&positions, b, t, &device);
+        let keys = cache.len();
+        let bias = bias_over_keys(b, t, keys - t, &cache.positions, &cache.segments, false, self.config.sliding_window, &device);
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward_cached(x, cos.clone(), sin.clone(), bias.clone(), layer_cache, mode);
+        }
+        self.norm.forward(x)
+    }
 }
 
 /// Additive attention bias `[batch, 1, seq, seq]`: 0 where query i may attend key j (causal,
-/// same segment or the shared prompt, within the sliding window), −∞ elsewhere. A padding query attends only to
-/// itself so its softmax stays finite; its output is never used.
+/// same segment or the shared prompt, within the sliding window), −∞ elsewhere. A padding
+/// query attends only to itself so its softmax stays finite; its output is never used.
 fn attention_bias(
     tokens: &Tokens,
     positions: &[u32],
@@ -261,27 +423,46 @@ fn attention_bias(
     device: &Device,
 ) -> Tensor<4> {
     let (b, t) = (tokens.batch, tokens.seq);
-    let mut bias = vec![f32::NEG_INFINITY; b * t * t];
-    for row in 0..b {
-        let seg = |i: usize| tokens.segments.map_or(0, |s| s[row * t + i]);
-        for i in 0..t {
-            let out = &mut bias[(row * t + i) * t..(row * t + i + 1) * t];
-            if seg(i) == PAD_SEGMENT {
+    let rows = |v: &[u32]| (0..b).map(|r| v[r * t..(r + 1) * t].to_vec()).collect::<Vec<_>>();
+    let segments = tokens.segments.map_or_else(|| vec![vec![0; t]; b], rows);
+    bias_over_keys(b, t, 0, &rows(positions), &segments, tokens.shared_prefix, window, device)
+}
+
+/// The bias of [`attention_bias`] for `queries` new tokens that sit at key slots
+/// `offset..offset + queries` of rows described by each key slot's position and segment:
+/// `[batch, 1, queries, keys]`. With `shared_prefix`, segment 0 is visible to every segment.
+#[allow(clippy::too_many_arguments)]
+fn bias_over_keys(
+    batch: usize,
+    queries: usize,
+    offset: usize,
+    positions: &[Vec<u32>],
+    segments: &[Vec<u32>],
+    shared_prefix: bool,
+    window: Option<usize>,
+    device: &Device,
+) -> Tensor<4> {
+    let keys = offset + queries;
+    let mut bias = vec![f32::NEG_INFINITY; batch * queries * keys];
+    for row in 0..batch {
+        let (pos, seg) = (&positions[row], &segments[row]);
+        for q in 0..queries {
+            let i = offset + q;
+            let out = &mut bias[(row * queries + q) * keys..(row * queries + q + 1) * keys];
+            if seg[i] == PAD_SEGMENT {
                 out[i] = 0.0;
                 continue;
             }
             for (j, o) in out.iter_mut().enumerate().take(i + 1) {
-                let in_window = window.is_none_or(|w| {
-                    (positions[row * t + i] as usize) < positions[row * t + j] as usize + w
-                });
-                let visible = seg(j) == seg(i) || (tokens.shared_prefix && seg(j) == 0);
+                let in_window = window.is_none_or(|w| (pos[i] as usize) < pos[j] as usize + w);
+                let visible = seg[j] == seg[i] || (shared_prefix && seg[j] == 0);
                 if visible && in_window {
                     *o = 0.0;
                 }
             }
         }
     }
-    Tensor::from_data(TensorData::new(bias, [b, 1, t, t]), device)
+    Tensor::from_data(TensorData::new(bias, [batch, 1, queries, keys]), device)
 }
 
 #[cfg(test)]
@@ -376,5 +557,48 @@ mod tests {
         let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
         assert!(diff(&a[..2 * v], &b[..2 * v]) < 1e-5);
         assert!(diff(&a[4 * v..], &b[4 * v..]) > 1e-4);
+    }
+
+    /// Prefill of a left-padded batch, then one token at a time through the cache, gives the
+    /// logits of the full forward on each row alone (with and without a sliding window).
+    #[test]
+    fn cached_forward_equals_full_forward() {
+        for window in [None, Some(3)] {
+            let model = random_decoder(&config(window), 0.5, 4, &Device::flex());
+            let v = 50;
+            let rows: [&[u32]; 2] = [&[5, 6, 7, 8, 9, 10, 11], &[12, 13, 14, 15, 16, 17, 18]];
+            let prompt_lens = [4, 2];
+            let pad = 4 - 2;
+            // Prefill: row 1 left-padded by two.
+            let ids = [5, 6, 7, 8, 0, 0, 12, 13];
+            let positions = [0, 1, 2, 3, 0, 0, 0, 1];
+            let segments = [0, 0, 0, 0, PAD_SEGMENT, PAD_SEGMENT, 0, 0];
+            let mut cache = KvCache::new(&model, 2);
+            let mode = ForwardMode::default();
+            let prefill = Tokens::new(&ids, 2, 4).positions(&positions).segments(&segments);
+            let mut got: Vec<Vec<f32>> = vec![Vec::new(), Vec::new()];
+            let h = host(model.logits(model.hidden_cached(&prefill, &mut cache, mode), mode));
+            got[0].extend_from_slice(&h[..4 * v]);
+            got[1].extend_from_slice(&h[(4 + pad) * v..8 * v]);
+            for step in 0..3 {
+                let next = [rows[0][prompt_lens[0] + step], rows[1][prompt_lens[1] + step]];
+                let h = host(model.logits(model.hidden_cached(&Tokens::new(&next, 2, 1), &mut cache, mode), mode));
+                got[0].extend_from_slice(&h[..v]);
+                got[1].extend_from_slice(&h[v..]);
+            }
+            assert_eq!(cache.len(), 7);
+            let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+            for r in 0..2 {
+                let n = prompt_lens[r] + 3;
+                let want = logits(&model, &Tokens::new(&rows[r][..n], 1, n));
+                let d = diff(&got[r], &want);
+                assert!(d < 1e-4, "row {r} window {window:?}: max diff {d:.2e}");
+            }
+            // Dropping a row keeps the other's cache intact.
+            cache.retain_rows(&[1]);
+            let h = host(model.logits(model.hidden_cached(&Tokens::new(&[rows[1][5]], 1, 1), &mut cache, mode), mode));
+            let want = logits(&model, &Tokens::new(&rows[1][..6], 1, 6));
+            assert!(diff(&h, &want[5 * v..]) < 1e-4);
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod decoder;
 pub mod error;
+pub mod generate;
 mod io;
 pub mod linear;
 pub mod peft;
@@ -13,8 +14,9 @@ pub mod source;
 pub mod weights;
 
 pub use config::{Architecture, DecoderConfig};
-pub use decoder::{Decoder, Tokens, PAD_SEGMENT};
+pub use decoder::{Decoder, KvCache, Tokens, PAD_SEGMENT};
 pub use error::{ModelError, Result};
+pub use generate::{generate, FinishReason, GenerateConfig, Generation, Request};
 pub use io::write_atomic;
 pub use linear::{ForwardMode, Linear, Lora};
 pub use peft::{AdapterConfig, LoraSettings};

@@ -1,6 +1,6 @@
 //! Training for `ladder`: losses, AdamW and schedules, the one training loop every stage
 //! shares, checkpoints, metrics and progress display, and the jobs built on them (`sft`, `dpo`,
-//! `logprobs`).
+//! `logprobs`, `generate`, `init`, `bench`).
 
 pub mod bench;
 pub mod checkpoint;
@@ -8,6 +8,7 @@ pub mod device;
 pub mod dpo;
 pub mod error;
 pub mod init;
+pub mod generate;
 pub mod logprobs;
 pub mod loss;
 pub mod metrics;

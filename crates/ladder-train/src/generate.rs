@@ -1,0 +1,206 @@
+//! `ladder generate`: continuations of JSONL prompts with a model (and optional LoRA adapter),
+//! in batches, written as JSONL rows that keep every input column. The decoding itself is
+//! [`ladder_model::generate`]; this is the job around it (rows, tokenisation as TRL encodes
+//! prompts, batching, progress, atomic output).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ladder_data::{Message, Prompt, Tokenizer};
+use ladder_model::generate::{generate_with, row_seed};
+use ladder_model::{FinishReason, ForwardMode, GenerateConfig, Request};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{io, Result, TrainError};
+use crate::setup;
+
+/// Everything `ladder generate` needs.
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerateJob {
+    pub model: String,
+    pub adapter: Option<PathBuf>,
+    /// JSONL rows `{"prompt": text | messages}` or `{"messages": [...]}`.
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub device: String,
+    /// Prompts decoded together.
+    pub batch_size: usize,
+    pub config: GenerateConfig,
+}
+
+/// What a finished job reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerateReport {
+    pub out: PathBuf,
+    pub rows: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    pub eos: usize,
+    pub stop: usize,
+    pub length: usize,
+}
+
+/// A prompt row: its JSON object (carried to the output) and prompt token ids.
+pub struct PromptRow {
+    pub columns: Map<String, Value>,
+    pub ids: Vec<u32>,
+}
+
+/// The prompt a generation row asks for: `prompt` (text, or messages rendered with the
+/// generation prompt), or `messages` without a final assistant turn.
+pub fn row_prompt(value: &Value) -> std::result::Result<Prompt, String> {
+    const SHAPES: &str = "{\"prompt\": text or messages} or {\"messages\": [...]}";
+    let obj = value.as_object().ok_or_else(|| format!("expected a JSON object {SHAPES}"))?;
+    let messages = |v: &Value, key: &str| -> std::result::Result<Vec<Message>, String> {
+        let list: Vec<Message> = serde_json::from_value(v.clone())
+            .map_err(|e| format!("\"{key}\" must be a string or a list of {{\"role\",\"content\"}} messages ({e})"))?;
+        if list.is_empty() {
+            return Err(format!("\"{key}\" is empty"));
+        }
+        Ok(list)
+    };
+    if let Some(p) = obj.get("prompt") {
+        return match p {
+            Value::String(s) => Ok(Prompt::Text(s.clone())),
+            other => Ok(Prompt::Messages(messages(other, "prompt")?)),
+        };
+    }
+    if let Some(m) = obj.get("messages") {
+        let mut list = messages(m, "messages")?;
+        if list.last().is_some_and(|m| m.role == "assistant") {
+            list.pop();
+        }
+        if list.is_empty() {
+            return Err("\"messages\" holds only an assistant turn: nothing to prompt with".into());
+        }
+        return Ok(Prompt::Messages(list));
+    }
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    Err(format!("no prompt in a row with keys {keys:?}; expected {SHAPES}"))
+}
+
+/// Reads and tokenises every row, failing on the first bad one with `file:line: reason`.
+pub fn read_prompts(path: &Path, tok: &Tokenizer) -> Result<Vec<PromptRow>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "jsonl" | "json") {
+        return Err(TrainError::Invalid(format!("{}: expected a .jsonl file of prompts", path.display())));
+    }
+    let text = std::fs::read(path).map_err(io(path))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        let at = |message: String| TrainError::Invalid(format!("{}:{}: {message}", path.display(), i + 1));
+        let line = std::str::from_utf8(line).map_err(|e| at(format!("not valid UTF-8 (byte {})", e.valid_up_to())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line).map_err(|e| at(format!("malformed JSON at column {}: {e}", e.column())))?;
+        let prompt = row_prompt(&value).map_err(at)?;
+        let ids = ladder_data::sft::prompt_ids(tok, &prompt).map_err(|e| at(e.to_string()))?;
+        if ids.is_empty() {
+            return Err(at("the prompt encodes to no tokens".into()));
+        }
+        let Value::Object(columns) = value else { unreachable!("row_prompt checked it") };
+        rows.push(PromptRow { columns, ids });
+    }
+    if rows.is_empty() {
+        return Err(TrainError::Invalid(format!("{}: no prompts", path.display())));
+    }
+    Ok(rows)
+}
+
+/// Runs the job and writes `job.out` (all rows, or nothing on error).
+pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
+    job.config.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
+    if job.batch_size == 0 {
+        return Err(TrainError::Invalid("--batch-size must be at least 1".into()));
+    }
+    let device = crate::device::parse_device(&job.device)?;
+    let loaded = setup::load(&job.model, job.adapter.as_deref(), &device)?;
+    let rows = read_prompts(&job.data, &loaded.tokenizer)?;
+    let mut eos = loaded.model.config.eos_token_ids.clone();
+    eos.extend(loaded.tokenizer.eos_id());
+    let tok = &loaded.tokenizer;
+    let decode = |ids: &[u32]| tok.decode(ids, true).unwrap_or_else(|e| format!("<{e}>"));
+
+    // Similar lengths together waste less on padding; seeds follow the row index, so the
+    // output does not depend on the batching.
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(rows[i].ids.len()));
+    let bar = crate::progress::bar(rows.len(), 0, "rows");
+    bar.set_prefix("generate");
+    let start = Instant::now();
+    let mut tokens = 0usize;
+    let mut results = vec![None; rows.len()];
+    for batch in order.chunks(job.batch_size) {
+        let requests: Vec<Request> = batch
+            .iter()
+            .map(|&i| Request { ids: rows[i].ids.clone(), seed: row_seed(job.config.seed, i as u64) })
+            .collect();
+        let mut on_token = |n: usize| {
+            tokens += n;
+            bar.set_message(format!("{:.1} tokens/s", tokens as f64 / start.elapsed().as_secs_f64()));
+        };
+        let out = generate_with(&loaded.model, &requests, &job.config, &eos, &decode, ForwardMode::default(), &mut on_token);
+        for (&i, g) in batch.iter().zip(out) {
+            results[i] = Some(g);
+        }
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+
+    let mut report = GenerateReport {
+        out: job.out.clone(),
+        rows: rows.len(),
+        tokens,
+        seconds,
+        tokens_per_second: tokens as f64 / seconds.max(1e-9),
+        eos: 0,
+        stop: 0,
+        length: 0,
+    };
+    let mut text = String::new();
+    for (row, g) in rows.into_iter().zip(results) {
+        let g = g.expect("every row generated");
+        match g.finish_reason {
+            FinishReason::Eos => report.eos += 1,
+            FinishReason::Stop => report.stop += 1,
+            FinishReason::Length => report.length += 1,
+        }
+        let mut columns = row.columns;
+        columns.insert("generated".into(), Value::String(g.text));
+        columns.insert("n_tokens".into(), g.n_tokens.into());
+        columns.insert("finish_reason".into(), serde_json::to_value(g.finish_reason).expect("serialisable"));
+        text.push_str(&Value::Object(columns).to_string());
+        text.push('\n');
+    }
+    if let Some(parent) = job.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    ladder_model::write_atomic(&job.out, text.as_bytes())?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prompts_from_every_row_shape() {
+        assert_eq!(row_prompt(&json!({"prompt": "hi", "reference": "x"})).unwrap(), Prompt::Text("hi".into()));
+        let chat = json!({"prompt": [{"role": "user", "content": "hi"}]});
+        assert_eq!(row_prompt(&chat).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
+        let conversation = json!({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]});
+        assert_eq!(row_prompt(&conversation).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
+        let open = json!({"messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(row_prompt(&open).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
+        assert!(row_prompt(&json!({"text": "x"})).unwrap_err().contains("[\"text\"]"));
+        assert!(row_prompt(&json!({"prompt": 3})).unwrap_err().contains("\"prompt\" must be"));
+        assert!(row_prompt(&json!({"messages": [{"role": "assistant", "content": "a"}]})).unwrap_err().contains("only an assistant"));
+        assert!(row_prompt(&json!([1])).is_err());
+    }
+}
