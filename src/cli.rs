@@ -62,6 +62,15 @@ pub enum Command {
     Logprobs(LogprobsArgs),
     /// Fold a LoRA adapter into its base model and write a full checkpoint.
     Merge(MergeArgs),
+    /// Preference pairs from a model's own degenerate outputs (the DPO data of the method).
+    ///
+    /// For each {"prompt","completion"} row, samples K generations; those the degeneration
+    /// detector flags (no EOS and the last 15 characters repeated 4+ times, by default) become
+    /// "rejected", the reference "chosen". Writes TRL-format rows with provenance ("source")
+    /// and a summary (<stem>.summary.json). Deterministic for a --seed.
+    ///
+    /// Example: ladder pairs --model M --adapter runs/sft --data train.jsonl --out pairs.jsonl --samples 4 --max-new-tokens 512
+    Pairs(Box<PairsArgs>),
     /// Score predictions against references the way the structured-OCR benchmark does.
     ///
     /// Per row: the composite score (levenshtein_ratio + BLEU-4) / 2, CER, WER, chrF, whether
@@ -70,7 +79,8 @@ pub enum Command {
     /// the score of its text field. Writes eval.json ({"rows", "aggregate"}) and prints a table.
     ///
     /// Example: ladder eval --predictions preds.jsonl --out eval.json --price-per-hour 2.5 --pages-per-s 1.8
-    Eval(EvalArgs),
+    /// Example: ladder eval --model M --adapter runs/dpo --data test.jsonl --out runs/eval/eval.json --max-new-tokens 512
+    Eval(Box<EvalArgs>),
     /// Training speed and peak memory of the real training loop on a standard model shape.
     ///
     /// Set up as shared/bench/torch_anchor.py sets up PyTorch + PEFT (random weights and tokens,
@@ -292,38 +302,103 @@ pub struct GenerateArgs {
     /// Output JSONL, one row per prompt, in input order (written only when every row is done).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Most new tokens per row, the EOS token included.
-    #[arg(long, value_name = "N", default_value_t = 128)]
-    pub max_new_tokens: usize,
-    /// Sampling temperature; 0 is greedy search.
-    #[arg(long, value_name = "T", default_value_t = 0.0)]
-    pub temperature: f64,
-    /// Sample from the K most likely tokens only; 0 disables.
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    pub top_k: usize,
-    /// Sample from the smallest set of tokens whose probability reaches P; 1 disables.
-    #[arg(long, value_name = "P", default_value_t = 1.0)]
-    pub top_p: f64,
-    /// Divide positive / multiply negative logits of tokens already seen (prompt included) by
-    /// R, as transformers' repetition_penalty; 1 disables.
-    #[arg(long, value_name = "R", default_value_t = 1.0)]
-    pub repetition_penalty: f64,
-    /// Stop a row when its text contains STR (cut before it); repeat for several.
-    #[arg(long = "stop", value_name = "STR")]
-    pub stop: Vec<String>,
-    /// Sampling seed; each row gets its own stream, so batching does not change samples.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub seed: u64,
-    /// Prompts decoded together.
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub batch_size: usize,
     /// cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Decoding options shared by `generate`, `pairs` and `eval --model`.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Most new tokens per row, the EOS token included.
+    #[arg(long, value_name = "N", default_value_t = 128, help_heading = "Decoding")]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy search [default: 0, or 1 for `ladder pairs`].
+    #[arg(long, value_name = "T", help_heading = "Decoding")]
+    pub temperature: Option<f64>,
+    /// Sample from the K most likely tokens only; 0 disables.
+    #[arg(long, value_name = "K", default_value_t = 0, help_heading = "Decoding")]
+    pub top_k: usize,
+    /// Sample from the smallest set of tokens whose probability reaches P; 1 disables.
+    #[arg(long, value_name = "P", default_value_t = 1.0, help_heading = "Decoding")]
+    pub top_p: f64,
+    /// Divide positive / multiply negative logits of tokens already seen (prompt included) by
+    /// R, as transformers' repetition_penalty; 1 disables.
+    #[arg(long, value_name = "R", default_value_t = 1.0, help_heading = "Decoding")]
+    pub repetition_penalty: f64,
+    /// Stop a row when its text contains STR (cut before it); repeat for several.
+    #[arg(long = "stop", value_name = "STR", help_heading = "Decoding")]
+    pub stop: Vec<String>,
+    /// Sampling seed; each row gets its own stream, so batching does not change samples.
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Decoding")]
+    pub seed: u64,
+    /// Prompts decoded together.
+    #[arg(long, value_name = "N", default_value_t = 8, help_heading = "Decoding")]
+    pub batch_size: usize,
     /// Recompute the whole sequence every step instead of using the KV cache (slow; for
     /// checks and benchmarks).
-    #[arg(long)]
+    #[arg(long, help_heading = "Decoding")]
     pub no_cache: bool,
+}
+
+impl SamplingArgs {
+    /// The library's decoding options, with this command's default temperature.
+    pub fn config(&self, default_temperature: f64) -> ladder_model::GenerateConfig {
+        ladder_model::GenerateConfig {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature.unwrap_or(default_temperature),
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            stop: self.stop.clone(),
+            seed: self.seed,
+            use_cache: !self.no_cache,
+        }
+    }
+}
+
+/// `ladder pairs` options.
+#[derive(Debug, Args)]
+pub struct PairsArgs {
+    /// The model whose outputs become the rejected side (usually the SFT model).
+    #[arg(long)]
+    pub model: String,
+    /// Its PEFT LoRA adapter.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Rows {"prompt","completion"}: the completion is the clean reference, the chosen side.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Output JSONL of {"prompt","chosen","rejected","source"}; the summary goes to
+    /// <stem>.summary.json beside it.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Samples drawn per prompt (K).
+    #[arg(long, value_name = "K", default_value_t = 4)]
+    pub samples: usize,
+    /// Also reject non-degenerate samples whose composite score against the reference is
+    /// below X.
+    #[arg(long, value_name = "X")]
+    pub min_score: Option<f64>,
+    /// For prompts with no rejected sample, build a repetition loop from the reference.
+    #[arg(long)]
+    pub synthetic_fallback: bool,
+    /// At most N pairs per prompt; 0 keeps all distinct rejected samples.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub max_pairs_per_prompt: usize,
+    /// Degeneration rule: the last C characters...
+    #[arg(long, value_name = "C", default_value_t = 15, help_heading = "Detector")]
+    pub suffix_chars: usize,
+    /// ...occur at least N times in an output that ended without EOS.
+    #[arg(long, value_name = "N", default_value_t = 4, help_heading = "Detector")]
+    pub min_suffix_count: usize,
+    /// cpu, cuda, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 /// `ladder merge` options.
@@ -414,10 +489,24 @@ pub struct BenchArgs {
 /// `ladder eval` options.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Rows {"prediction","reference"} with an optional "finish_reason" (eos|stop|length), from
-    /// any system (an API, vLLM, `ladder generate`).
-    #[arg(long, value_name = "FILE")]
-    pub predictions: PathBuf,
+    /// Score this file of rows {"prediction","reference"} with an optional "finish_reason"
+    /// (eos|stop|length), from any system (an API, vLLM, `ladder generate`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "data"], required_unless_present = "model")]
+    pub predictions: Option<PathBuf>,
+    /// Or generate with this model (greedy unless --temperature), timed, and score that.
+    #[arg(long, requires = "data")]
+    pub model: Option<String>,
+    /// Its PEFT LoRA adapter.
+    #[arg(long, value_name = "DIR", requires = "model")]
+    pub adapter: Option<PathBuf>,
+    /// Test rows {"prompt","completion"} for --model: the completion is the reference.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub data: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or wgpu (with --model).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Where to write eval.json.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -425,10 +514,11 @@ pub struct EvalArgs {
     /// them out of the degeneration rate.
     #[arg(long, value_name = "REASON")]
     pub assume_finish_reason: Option<String>,
-    /// Measured throughput of the system that produced the predictions, in pages per second.
-    #[arg(long, value_name = "X")]
+    /// Measured throughput of the system that produced --predictions, in pages per second
+    /// (with --model it is measured).
+    #[arg(long, value_name = "X", conflicts_with = "model")]
     pub pages_per_s: Option<f64>,
-    /// Hourly price of that hardware: gives the cost per million pages (needs --pages-per-s).
+    /// Hourly price of the hardware: gives the cost per million pages.
     #[arg(long, value_name = "USD")]
     pub price_per_hour: Option<f64>,
     /// Also print one line per row.
@@ -463,7 +553,12 @@ mod tests {
     fn generate_flags_parse() {
         let cli = Cli::try_parse_from(["ladder", "generate", "--model", "m", "--data", "p.jsonl", "--out", "o.jsonl", "--stop", "###", "--stop", "END", "--top-k", "5"]).unwrap();
         let Command::Generate(args) = cli.command else { panic!("generate") };
-        assert_eq!(args.stop, vec!["###", "END"]);
-        assert_eq!((args.top_k, args.max_new_tokens, args.temperature, args.batch_size), (5, 128, 0.0, 8));
+        assert_eq!(args.sampling.stop, vec!["###", "END"]);
+        let c = args.sampling.config(0.0);
+        assert_eq!((c.top_k, c.max_new_tokens, c.temperature, args.sampling.batch_size), (5, 128, 0.0, 8));
+        let cli = Cli::try_parse_from(["ladder", "pairs", "--model", "m", "--data", "p.jsonl", "--out", "o.jsonl"]).unwrap();
+        let Command::Pairs(args) = cli.command else { panic!("pairs") };
+        assert_eq!((args.samples, args.sampling.config(1.0).temperature), (4, 1.0));
+        assert!(Cli::try_parse_from(["ladder", "eval", "--out", "e.json"]).is_err(), "eval needs --predictions or --model");
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, InitArgs, LogprobsArgs, MergeArgs};
+use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, InitArgs, LogprobsArgs, MergeArgs, PairsArgs};
 
 /// glibc's malloc hands large freed buffers back to the kernel and then page-faults fresh ones
 /// in on the next step: measured at 5–10% of a training step in `clear_page` and page faults.
@@ -71,7 +71,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Logprobs(args) => logprobs(args),
         Command::Merge(args) => merge(args),
-        Command::Eval(args) => eval(args),
+        Command::Eval(args) => eval(*args),
+        Command::Pairs(args) => pairs(*args),
         Command::Bench(args) => bench(args),
         Command::Init(args) => init(args),
         Command::Generate(args) => generate(args),
@@ -117,17 +118,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         data: args.data,
         out: args.out,
         device: args.device,
-        batch_size: args.batch_size,
-        config: ladder_model::GenerateConfig {
-            max_new_tokens: args.max_new_tokens,
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            repetition_penalty: args.repetition_penalty,
-            stop: args.stop,
-            seed: args.seed,
-            use_cache: !args.no_cache,
-        },
+        batch_size: args.sampling.batch_size,
+        config: args.sampling.config(0.0),
     };
     let report = ladder_train::generate::run(&job)?;
     eprintln!(
@@ -163,6 +155,43 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn pairs(args: PairsArgs) -> anyhow::Result<()> {
+    let detector = ladder_data::degeneration::Detector {
+        suffix_chars: args.suffix_chars,
+        min_suffix_count: args.min_suffix_count,
+        ..Default::default()
+    };
+    let job = ladder_train::pairs::PairsJob {
+        model: args.model,
+        adapter: args.adapter,
+        data: args.data,
+        out: args.out,
+        device: args.device,
+        samples: args.samples,
+        generate: args.sampling.config(1.0),
+        batch_size: args.sampling.batch_size,
+        detector,
+        min_score: args.min_score,
+        synthetic_fallback: args.synthetic_fallback,
+        max_pairs_per_prompt: args.max_pairs_per_prompt,
+    };
+    let summary = ladder_train::pairs::run(&job)?;
+    eprintln!(
+        "{} prompts, {} samples: {} degenerate {:?}, {} low-score, {} synthetic → {} pairs in {} ({} prompts without a pair)",
+        summary.prompts,
+        summary.samples,
+        summary.degenerate,
+        summary.by_rule,
+        summary.low_score,
+        summary.synthetic,
+        summary.pairs,
+        summary.out.display(),
+        summary.prompts_without_pair
+    );
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let assume_finish_reason = args
         .assume_finish_reason
@@ -170,20 +199,37 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .map(|r| serde_json::from_value(serde_json::json!(r)))
         .transpose()
         .map_err(|_| anyhow::anyhow!("--assume-finish-reason: expected eos, stop or length"))?;
-    if args.price_per_hour.is_some() && args.pages_per_s.is_none() {
-        anyhow::bail!("--price-per-hour needs --pages-per-s (the throughput it is paid for)");
-    }
     if let Some(x) = args.pages_per_s.filter(|x| !(*x > 0.0 && x.is_finite())) {
         anyhow::bail!("--pages-per-s must be a positive number, got {x}");
     }
-    let opts = ladder_eval::EvalOptions {
-        assume_finish_reason,
-        throughput: args.pages_per_s.map(|pages_per_s| ladder_eval::Throughput { pages_per_s, output_tokens_per_s: None }),
-        price_per_hour: args.price_per_hour,
-        ..Default::default()
+    let report = match (&args.predictions, &args.model, &args.data) {
+        (Some(predictions), _, _) => {
+            if args.price_per_hour.is_some() && args.pages_per_s.is_none() {
+                anyhow::bail!("--price-per-hour with --predictions needs --pages-per-s (the throughput it is paid for)");
+            }
+            let opts = ladder_eval::EvalOptions {
+                assume_finish_reason,
+                throughput: args.pages_per_s.map(|pages_per_s| ladder_eval::Throughput { pages_per_s, output_tokens_per_s: None }),
+                price_per_hour: args.price_per_hour,
+                ..Default::default()
+            };
+            let report = ladder_eval::score_predictions(predictions, &opts)?;
+            write_file(&args.out, &serde_json::to_vec_pretty(&report)?)?;
+            report
+        }
+        (None, Some(model), Some(data)) => ladder_train::evaluate::run(&ladder_train::evaluate::EvalJob {
+            model: model.clone(),
+            adapter: args.adapter.clone(),
+            data: data.clone(),
+            out: args.out.clone(),
+            device: args.device.clone(),
+            generate: args.sampling.config(0.0),
+            batch_size: args.sampling.batch_size,
+            price_per_hour: args.price_per_hour,
+            detector: Default::default(),
+        })?,
+        _ => anyhow::bail!("ladder eval needs --predictions FILE, or --model M with --data FILE"),
     };
-    let report = ladder_eval::score_predictions(&args.predictions, &opts)?;
-    write_file(&args.out, &serde_json::to_vec_pretty(&report)?)?;
     if args.rows {
         print!("{}", report.rows_table());
     }

@@ -7,5 +7,6 @@ mod dpo;
 mod errors;
 mod eval;
 mod generation;
+mod pairs;
 mod parity;
 mod training;
