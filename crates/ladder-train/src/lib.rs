@@ -11,6 +11,7 @@ pub mod loss;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
+pub mod options;
 mod progress;
 pub mod schedule;
 pub mod setup;
