@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use serde::{Deserialize, Serialize};
+
+pub use ladder_train::options::{DpoArgs, SftArgs};
 
 /// Fine-tune small language models up a specialization ladder: SFT then DPO, on Burn.
 ///
@@ -81,6 +82,25 @@ pub enum Command {
     /// Example: ladder eval --predictions preds.jsonl --out eval.json --price-per-hour 2.5 --pages-per-s 1.8
     /// Example: ladder eval --model M --adapter runs/dpo --data test.jsonl --out runs/eval/eval.json --max-new-tokens 512
     Eval(Box<EvalArgs>),
+    /// Check a recipe without training: schema and unknown keys (with the closest valid key),
+    /// types, files, stage references and cycles, LoRA/full consistency between chained stages,
+    /// the DPO reference after an adapter, dataset columns, tokenizer/model compatibility.
+    ///
+    /// Example: ladder validate recipes/two-level.toml
+    Validate(ValidateArgs),
+    /// Print a recipe's stage graph per start, and what `ladder run` would run or skip.
+    Plan(PlanArgs),
+    /// Run a recipe: every start × stage into <output>/<recipe>/<start>/<stage>/ with a
+    /// manifest.json. Up-to-date stages (same fingerprint of config and inputs) are skipped and
+    /// interrupted ones resume from their latest checkpoint.
+    ///
+    /// Example: ladder run recipes/two-level.toml
+    Run(RunArgs),
+    /// Report each stage of a run folder from its manifests (and squeue/sacct for Slurm runs).
+    Status(StatusArgs),
+    /// Compare the starts of a run side by side; writes report.md, report.json and pareto.svg
+    /// into the run folder and prints the table.
+    Compare(StatusArgs),
     /// Training speed and peak memory of the real training loop on a standard model shape.
     ///
     /// Set up as shared/bench/torch_anchor.py sets up PyTorch + PEFT (random weights and tokens,
@@ -103,168 +123,50 @@ pub enum Command {
     Generate(GenerateArgs),
 }
 
-/// Options every training stage shares (`ladder sft`, `ladder dpo`). Every option is also a key
-/// of `--config`; unknown keys are rejected by `stage_args` (serde's `deny_unknown_fields` does
-/// not work with the flattened stage structs).
-#[derive(Debug, Default, Args, Serialize, Deserialize)]
-pub struct TrainArgs {
-    /// A TOML file with any of these options (same names, snake_case); flags win over it.
-    #[arg(long, value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-
-    /// Base model: a Hugging Face folder or hf://ORG/NAME[@REVISION].
-    #[arg(long, value_name = "MODEL", help_heading = "Inputs")]
-    pub model: Option<String>,
-    /// Continue training this PEFT LoRA adapter instead of creating a new one.
-    #[arg(long, value_name = "DIR", help_heading = "Inputs")]
-    pub adapter: Option<PathBuf>,
-    /// Training data: .jsonl or .parquet files (repeat the flag for several).
-    #[arg(long, value_name = "FILE", help_heading = "Inputs")]
-    pub data: Option<Vec<PathBuf>>,
-    /// Output folder (adapter or full checkpoint, metrics.jsonl, checkpoints/).
-    #[arg(long, value_name = "DIR", help_heading = "Inputs")]
-    pub out: Option<PathBuf>,
-    /// Replace a finished model already in --out.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Inputs")]
-    pub overwrite: Option<bool>,
-    /// cpu, cuda, cuda:N or wgpu (GPU backends need a build with --features cuda / wgpu).
-    #[arg(long, value_name = "DEVICE", help_heading = "Inputs")]
-    pub device: Option<String>,
-
-    /// Full fine-tuning: every weight trains (default: LoRA).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Method")]
-    pub full: Option<bool>,
-    /// LoRA rank [default: 16].
-    #[arg(long, value_name = "R", help_heading = "Method")]
-    pub lora_r: Option<usize>,
-    /// LoRA alpha; the update is scaled by alpha/r [default: 2·r].
-    #[arg(long, value_name = "ALPHA", help_heading = "Method")]
-    pub lora_alpha: Option<f64>,
-    /// Dropout on the LoRA input [default: 0.0].
-    #[arg(long, value_name = "P", help_heading = "Method")]
-    pub lora_dropout: Option<f64>,
-    /// Layers that get adapters: comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,
-    /// down_proj, or all-linear [default: all-linear].
-    #[arg(long, value_name = "LIST", help_heading = "Method")]
-    pub lora_targets: Option<String>,
-    /// Rank-stabilised LoRA: scale by alpha/√r.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Method")]
-    pub rslora: Option<bool>,
-
-    /// Truncate examples to this many tokens (the count truncated is reported).
-    #[arg(long, value_name = "N", help_heading = "Data")]
-    pub max_seq_len: Option<usize>,
-    /// Skip malformed rows (counted and reported) instead of stopping at the first one.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
-    pub skip_bad_rows: Option<bool>,
-
-    /// Peak learning rate [default: 2e-4 for LoRA, 2e-5 for --full].
-    #[arg(long, value_name = "LR", help_heading = "Optimisation")]
-    pub lr: Option<f64>,
-    /// Learning-rate decay after warmup: cosine, linear or constant [default: cosine].
-    #[arg(long, value_name = "KIND", help_heading = "Optimisation")]
-    pub lr_scheduler: Option<String>,
-    /// Linear warmup steps from 0 to --lr [default: 0].
-    #[arg(long, value_name = "N", help_heading = "Optimisation")]
-    pub warmup_steps: Option<usize>,
-    /// Examples per micro-batch [default: 8].
-    #[arg(long, value_name = "N", help_heading = "Optimisation")]
-    pub batch_size: Option<usize>,
-    /// Micro-batches per optimizer step [default: 1].
-    #[arg(long, value_name = "N", help_heading = "Optimisation")]
-    pub grad_accum: Option<usize>,
-    /// Passes over the data [default: 1].
-    #[arg(long, value_name = "N", help_heading = "Optimisation")]
-    pub epochs: Option<usize>,
-    /// Stop after this many optimizer steps (overrides --epochs).
-    #[arg(long, value_name = "N", help_heading = "Optimisation")]
-    pub max_steps: Option<usize>,
-    /// AdamW decoupled weight decay; biases and norm weights are exempt [default: 0.0].
-    #[arg(long, value_name = "WD", help_heading = "Optimisation")]
-    pub weight_decay: Option<f64>,
-    /// AdamW beta1 [default: 0.9].
-    #[arg(long, value_name = "B1", help_heading = "Optimisation")]
-    pub adam_beta1: Option<f64>,
-    /// AdamW beta2 [default: 0.999].
-    #[arg(long, value_name = "B2", help_heading = "Optimisation")]
-    pub adam_beta2: Option<f64>,
-    /// AdamW epsilon [default: 1e-8].
-    #[arg(long, value_name = "EPS", help_heading = "Optimisation")]
-    pub adam_eps: Option<f64>,
-    /// Clip the global gradient norm to this value; 0 disables [default: 1.0].
-    #[arg(long, value_name = "NORM", help_heading = "Optimisation")]
-    pub max_grad_norm: Option<f64>,
-    /// Random seed (adapter init, shuffling, dropout) [default: 42].
-    #[arg(long, value_name = "N", help_heading = "Optimisation")]
-    pub seed: Option<u64>,
-    /// Shuffle the data each epoch (seeded) [default: true].
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Optimisation")]
-    pub shuffle: Option<bool>,
-    /// Keep file order (same as --shuffle false).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Optimisation")]
-    pub no_shuffle: Option<bool>,
-
-    /// Save a checkpoint every N optimizer steps under --out/checkpoints/step-N.
-    #[arg(long, value_name = "N", help_heading = "Checkpoints")]
-    pub save_every: Option<usize>,
-    /// Resume from a checkpoint folder (or a run folder: its latest checkpoint).
-    #[arg(long, value_name = "DIR", help_heading = "Checkpoints")]
-    pub resume: Option<PathBuf>,
+/// `ladder validate` options.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The recipe TOML file.
+    pub recipe: PathBuf,
 }
 
-/// `ladder sft` options.
-#[derive(Debug, Default, Args, Serialize, Deserialize)]
-pub struct SftArgs {
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub train: TrainArgs,
-    /// Also train on prompt tokens (default: completion / assistant tokens only).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
-    pub train_on_prompt: Option<bool>,
-    /// Pack short examples together into sequences of --max-seq-len tokens (attention stays
-    /// within each example).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
-    pub packing: Option<bool>,
+/// `ladder plan` options.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The recipe TOML file.
+    pub recipe: PathBuf,
+    /// Output root instead of the recipe's `output`.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
-/// `ladder dpo` options: the training options of `ladder sft` plus the preference loss and the
-/// reference model.
-#[derive(Debug, Default, Args, Serialize, Deserialize)]
-pub struct DpoArgs {
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub train: TrainArgs,
-    /// Strength of the KL regularisation toward the reference (TRL's beta) [default: 0.1].
-    #[arg(long, value_name = "BETA", help_heading = "Preference")]
-    pub beta: Option<f64>,
-    /// sigmoid (DPO), ipo (length-normalised, squared), hinge (SLiC) or robust (noise-robust
-    /// DPO, with --label-smoothing) [default: sigmoid].
-    #[arg(long, value_name = "LOSS", help_heading = "Preference")]
-    pub loss: Option<String>,
-    /// Assumed share of flipped labels ε for sigmoid (cDPO) and robust [default: 0.0].
-    #[arg(long, value_name = "EPS", help_heading = "Preference")]
-    pub label_smoothing: Option<f64>,
-    /// Add α × NLL of the chosen completion (RPO; TRL's loss_type ["sigmoid", "sft"]) [default: 0].
-    #[arg(long, value_name = "ALPHA", help_heading = "Preference")]
-    pub sft_weight: Option<f64>,
-    /// The reference policy: adapter-off (the base under a new LoRA adapter, no second copy),
-    /// frozen (a frozen copy of the starting model: base + --adapter when continuing one), or
-    /// precomputed (reference log-probs computed once before training and cached on disk)
-    /// [default: adapter-off for a new adapter, precomputed otherwise].
-    #[arg(long, value_name = "KIND", help_heading = "Preference")]
-    pub reference: Option<String>,
-    /// Folder of the precomputed-reference cache [default: $LADDER_CACHE_DIR, else
-    /// $XDG_CACHE_HOME/ladder, else ~/.cache/ladder].
-    #[arg(long, value_name = "DIR", help_heading = "Preference")]
-    pub reference_cache: Option<PathBuf>,
-    /// Longest prompt in tokens [default: --max-seq-len / 2 when --max-seq-len is set]. Longer
-    /// prompts are skipped and counted, or cut from the left with --truncate-prompts.
-    #[arg(long, value_name = "N", help_heading = "Preference")]
-    pub max_prompt_len: Option<usize>,
-    /// Keep the last --max-prompt-len tokens of long prompts instead of skipping their pairs.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Preference")]
-    pub truncate_prompts: Option<bool>,
+/// `ladder run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The recipe TOML file.
+    pub recipe: PathBuf,
+    /// local (in this process, one stage at a time) or slurm (one sbatch job per stage, then exit).
+    #[arg(long, value_name = "KIND", default_value = "local")]
+    pub executor: String,
+    /// Re-run this stage (STAGE or START/STAGE) and its descendants even if up to date; repeatable.
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
+    /// Run only this stage (STAGE or START/STAGE) and its descendants; repeatable.
+    #[arg(long, value_name = "STAGE")]
+    pub from: Vec<String>,
+    /// Run only this stage (STAGE or START/STAGE); its parents must be complete; repeatable.
+    #[arg(long, value_name = "STAGE")]
+    pub only: Vec<String>,
+    /// Output root instead of the recipe's `output`.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+}
+
+/// `ladder status` / `ladder compare` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A run folder: <output>/<recipe name>.
+    pub run_dir: PathBuf,
 }
 
 /// `ladder logprobs` options.

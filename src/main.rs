@@ -2,7 +2,6 @@
 //! command. No training logic lives here.
 
 mod cli;
-mod stage_args;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, InitArgs, LogprobsArgs, MergeArgs, PairsArgs};
+use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, InitArgs, LogprobsArgs, MergeArgs, PairsArgs, RunArgs};
 
 /// glibc's malloc hands large freed buffers back to the kernel and then page-faults fresh ones
 /// in on the next step: measured at 5–10% of a training step in `clear_page` and page faults.
@@ -58,13 +57,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sft(args) => {
-            let job = stage_args::resolve_sft(*args)?;
+            let job = ladder_train::options::resolve_sft(*args)?;
             let report = ladder_train::sft::run(&job)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Dpo(args) => {
-            let job = stage_args::resolve_dpo(*args)?;
+            let job = ladder_train::options::resolve_dpo(*args)?;
             let report = ladder_train::dpo::run(&job)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
@@ -76,7 +75,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench(args),
         Command::Init(args) => init(args),
         Command::Generate(args) => generate(args),
+        Command::Validate(args) => {
+            let src = ladder_recipe::load(&args.recipe)?;
+            let plan = ladder_recipe::plan(&src, None)?;
+            let stages: usize = plan.starts.iter().map(|s| s.stages.len()).sum();
+            println!("{}: ok ({} start(s), {stages} stage run(s))", args.recipe.display(), plan.starts.len());
+            Ok(())
+        }
+        Command::Plan(args) => {
+            let src = ladder_recipe::load(&args.recipe)?;
+            print!("{}", ladder_recipe::plan(&src, args.output.as_deref())?.describe());
+            Ok(())
+        }
+        Command::Run(args) => run_recipe(args),
+        Command::Status(args) => {
+            let rows = ladder_recipe::report::status(&args.run_dir)?;
+            print!("{}", ladder_recipe::report::status_table(&rows));
+            Ok(())
+        }
+        Command::Compare(args) => {
+            let comparison = ladder_recipe::report::compare(&args.run_dir)?;
+            comparison.write()?;
+            print!("{}", comparison.markdown());
+            eprintln!("wrote report.md, report.json and pareto.svg in {}", args.run_dir.display());
+            Ok(())
+        }
     }
+}
+
+fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
+    let executor = match args.executor.as_str() {
+        "local" => ladder_recipe::Executor::Local,
+        "slurm" => ladder_recipe::Executor::Slurm,
+        other => anyhow::bail!("--executor: expected local or slurm, got {other:?}"),
+    };
+    let src = ladder_recipe::load(&args.recipe)?;
+    let opts = ladder_recipe::RunOptions { executor, force: args.force, from: args.from, only: args.only, output: args.output };
+    let outcomes = ladder_recipe::run(&src, &opts)?;
+    for o in outcomes {
+        println!("{}/{}: {}{}", o.start, o.stage, o.action, o.detail.map(|d| format!(" {d}")).unwrap_or_default());
+    }
+    Ok(())
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {

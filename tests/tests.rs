@@ -9,4 +9,5 @@ mod eval;
 mod generation;
 mod pairs;
 mod parity;
+mod recipe;
 mod training;

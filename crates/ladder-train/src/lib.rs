@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod pairs;
+pub mod options;
 mod progress;
 pub mod schedule;
 pub mod setup;
