@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use ladder_train::options::{DpoArgs, SftArgs, TrainArgs};
+pub use ladder_train::options::{DpoArgs, SftArgs};
 
 /// Fine-tune small language models up a specialization ladder: SFT then DPO, on Burn.
 ///
