@@ -594,7 +594,7 @@ fn check_data(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) -> bool {
     let predictions = t.get("predictions").and_then(|v| v.as_str()).map(PathBuf::from);
     match st.kind {
         StageKind::Sft if files.is_empty() => c.at("stage", i, "name", format!("stage `{}`: an sft stage needs `data`", st.name)),
-        StageKind::Dpo if files.is_empty() => {
+        StageKind::Dpo if files.is_empty() && st.pairs.is_none() => {
             c.at("stage", i, "name", format!("stage `{}`: a dpo stage needs `pairs` (a pairs stage or a file) or `data`", st.name))
         }
         StageKind::Dpo if st.pairs.is_some() && t.contains_key("data") => {

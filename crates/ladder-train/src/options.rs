@@ -17,7 +17,7 @@ use crate::sft::SftJob;
 use crate::{AdamWConfig, LoopConfig, Method, StageJob};
 
 /// Options every training stage shares (`ladder sft`, `ladder dpo`). Every option is also a key
-/// of `--config`; unknown keys are rejected by `stage_args` (serde's `deny_unknown_fields` does
+/// of `--config`; unknown keys are rejected by [`merge_config`] (serde's `deny_unknown_fields` does
 /// not work with the flattened stage structs).
 #[derive(Debug, Default, Args, Serialize, Deserialize)]
 pub struct TrainArgs {
