@@ -15,6 +15,12 @@ use serde::{Deserialize, Serialize};
 /// offline). LoRA adapters are read and written in PEFT's format.
 ///
 /// Logs go to stderr; set RUST_LOG=debug for more.
+///
+/// Exit codes: 0 success; 1 error; 75 (EX_TEMPFAIL) a training run stopped by SIGTERM, SIGINT
+/// or SIGUSR1 after saving a checkpoint at a step boundary, resumable with --resume OUT
+/// (SIGUSR1 also runs `scontrol requeue $SLURM_JOB_ID` under Slurm, for
+/// `sbatch --signal=USR1@120`); 130 a second Ctrl-C, which exits at once (the last complete
+/// checkpoint stays intact).
 #[derive(Debug, Parser)]
 #[command(name = "ladder", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -167,9 +173,23 @@ pub struct TrainArgs {
     /// Save a checkpoint every N optimizer steps under --out/checkpoints/step-N.
     #[arg(long, value_name = "N", help_heading = "Checkpoints")]
     pub save_every: Option<usize>,
-    /// Resume from a checkpoint folder (or a run folder: its latest checkpoint).
+    /// Keep only the newest N checkpoints (older ones are deleted after each save) [default:
+    /// keep all].
+    #[arg(long, value_name = "N", help_heading = "Checkpoints")]
+    pub keep_last: Option<usize>,
+    /// Resume from a checkpoint folder, or a run folder: its newest checkpoint that passes its
+    /// sha256 checks (corrupt or incomplete ones are reported and passed over). The resumed
+    /// run repeats the uninterrupted one exactly: same data order, losses and weights.
     #[arg(long, value_name = "DIR", help_heading = "Checkpoints")]
     pub resume: Option<PathBuf>,
+
+    /// What a non-finite (NaN/inf) loss or gradient does: stop (naming the step and its rows)
+    /// or skip (drop that step's update, log it) [default: stop].
+    #[arg(long, value_name = "POLICY", help_heading = "Reliability")]
+    pub on_nonfinite: Option<String>,
+    /// With --on-nonfinite skip: stop once more than N steps were skipped [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Reliability")]
+    pub max_skipped_steps: Option<usize>,
 }
 
 /// `ladder sft` options.

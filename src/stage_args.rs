@@ -29,7 +29,10 @@ fn merge_config<A: Serialize + DeserializeOwned + Default>(cli: A, config: Optio
             bail!("{}{line}: unknown key `{key}`{hint}", path.display());
         }
     }
-    let file: A = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), explain_toml(&e, &text)))?;
+    let file: A = toml::from_str(&text).map_err(|e| {
+        let why = wrong_key::<A>(&table, &text).unwrap_or_else(|| explain_toml(&e, &text));
+        anyhow::anyhow!("{}: {why}", path.display())
+    })?;
     let mut merged = serde_json::to_value(&file)?;
     let flags = serde_json::to_value(&cli)?;
     for (key, value) in flags.as_object().expect("struct").iter() {
@@ -38,6 +41,17 @@ fn merge_config<A: Serialize + DeserializeOwned + Default>(cli: A, config: Optio
         }
     }
     Ok(serde_json::from_value(merged)?)
+}
+
+/// The key whose value has the wrong type, as `line N: key `k`: why`. Serde loses the key of
+/// a type error inside flattened structs, so each key is checked on its own.
+fn wrong_key<A: DeserializeOwned>(table: &toml::Table, text: &str) -> Option<String> {
+    table.iter().find_map(|(key, value)| {
+        let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+        let err = toml::Value::Table(one).try_into::<A>().err()?;
+        let line = line_of_key(text, key).map(|l| format!("line {l}: ")).unwrap_or_default();
+        Some(format!("{line}key `{key}`: {}", err.message().trim()))
+    })
 }
 
 /// The 1-based line where `key` is assigned at the start of a line.
@@ -137,6 +151,15 @@ fn resolve_stage(a: TrainArgs) -> anyhow::Result<StageJob> {
         bail!("--batch-size and --grad-accum must be at least 1");
     }
     let max_grad_norm = a.max_grad_norm.unwrap_or(1.0);
+    if a.keep_last == Some(0) {
+        bail!("--keep-last must be at least 1 (leave it out to keep every checkpoint)");
+    }
+    let on_nonfinite = a
+        .on_nonfinite
+        .as_deref()
+        .unwrap_or("stop")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--on-nonfinite: {e}"))?;
     let shuffle = !a.no_shuffle.unwrap_or(false) && a.shuffle.unwrap_or(true);
     Ok(StageJob {
         model,
@@ -167,6 +190,10 @@ fn resolve_stage(a: TrainArgs) -> anyhow::Result<StageJob> {
             seed: a.seed.unwrap_or(42),
             shuffle,
             save_every: a.save_every,
+            keep_last: a.keep_last,
+            on_nonfinite,
+            max_skipped_steps: a.max_skipped_steps.unwrap_or(10),
+            interrupt: Default::default(),
         },
     })
 }

@@ -7,4 +7,5 @@ mod dpo;
 mod errors;
 mod eval;
 mod parity;
+mod reliability;
 mod training;
