@@ -16,6 +16,12 @@ pub use ladder_train::options::{DpoArgs, SftArgs};
 /// offline). LoRA adapters are read and written in PEFT's format.
 ///
 /// Logs go to stderr; set RUST_LOG=debug for more.
+///
+/// Exit codes: 0 success; 1 error; 75 (EX_TEMPFAIL) a training run stopped by SIGTERM, SIGINT
+/// or SIGUSR1 after saving a checkpoint at a step boundary, resumable with --resume OUT
+/// (SIGUSR1 also runs `scontrol requeue $SLURM_JOB_ID` under Slurm, for
+/// `sbatch --signal=USR1@120`); 130 a second Ctrl-C, which exits at once (the last complete
+/// checkpoint stays intact).
 #[derive(Debug, Parser)]
 #[command(name = "ladder", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {

@@ -2,6 +2,7 @@
 //! command. No training logic lives here.
 
 mod cli;
+mod signals;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -45,25 +46,41 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let signals = match signals::install() {
+        Ok(s) => s,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(1)
+            eprintln!("error: installing signal handlers: {err}");
+            return ExitCode::from(1);
         }
+    };
+    match run(cli, &signals) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<ladder_train::TrainError>() {
+            Some(stopped @ ladder_train::TrainError::Interrupted { .. }) => {
+                eprintln!("{stopped}");
+                signals.requeue_if_asked();
+                ExitCode::from(signals::EXIT_RESUMABLE)
+            }
+            _ => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
     match cli.command {
         Command::Sft(args) => {
-            let job = ladder_train::options::resolve_sft(*args)?;
+            let mut job = ladder_train::options::resolve_sft(*args)?;
+            job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::sft::run(&job)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Dpo(args) => {
-            let job = ladder_train::options::resolve_dpo(*args)?;
+            let mut job = ladder_train::options::resolve_dpo(*args)?;
+            job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::dpo::run(&job)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())

@@ -100,3 +100,140 @@ fn adapter_that_does_not_fit_the_model() {
     let err = sft_fails(&fixture("qwen2-tiny"), &fixture("data/sft.jsonl"), &["--adapter", &adapter.to_string_lossy()]);
     assert!(err.contains("adapter does not fit") && err.contains("q_proj"), "{err}");
 }
+
+// The catalogue of bad inputs (issue "Reliability"): each fails with one `error:` line that
+// names the file (and line or key), a non-zero exit, and nothing written.
+
+#[test]
+fn malformed_toml_config_names_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "stage.toml", "lr = 1e-3\nlora_r = = 4\n");
+    let err = sft_fails(&fixture("qwen2-tiny"), &fixture("data/sft.jsonl"), &["--config", &config]);
+    assert!(err.contains("stage.toml: line 2"), "{err}");
+}
+
+#[test]
+fn truncated_toml_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "stage.toml", "lr = 1e-3\nlr_scheduler = \"cos");
+    let err = sft_fails(&fixture("qwen2-tiny"), &fixture("data/sft.jsonl"), &["--config", &config]);
+    assert!(err.contains("stage.toml: line 2"), "{err}");
+}
+
+#[test]
+fn wrong_value_type_in_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "stage.toml", "lr = 1e-3\nlora_r = \"sixteen\"\n");
+    let err = sft_fails(&fixture("qwen2-tiny"), &fixture("data/sft.jsonl"), &["--config", &config]);
+    assert!(err.contains("stage.toml") && err.contains("lora_r") && err.contains("sixteen"), "{err}");
+}
+
+#[test]
+fn missing_data_file() {
+    let err = sft_fails(&fixture("qwen2-tiny"), "/nonexistent/train.jsonl", &[]);
+    assert!(err.contains("/nonexistent/train.jsonl") && err.contains("not found"), "{err}");
+}
+
+#[test]
+fn all_bad_rows_with_skip_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "bad.jsonl", "{\"prompt\": 1}\nnot json\n{\"foo\": \"bar\"}\n");
+    let err = sft_fails(&fixture("qwen2-tiny"), &data, &["--skip-bad-rows"]);
+    assert!(err.contains("bad.jsonl") && err.contains("all 3 rows are malformed"), "{err}");
+}
+
+#[test]
+fn non_utf8_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.jsonl");
+    std::fs::write(&path, b"{\"prompt\": \"caf\xe9\", \"completion\": \" ok\"}\n").unwrap();
+    let err = sft_fails(&fixture("qwen2-tiny"), &path.to_string_lossy(), &[]);
+    assert!(err.contains("latin1.jsonl:1") && err.contains("not valid UTF-8"), "{err}");
+}
+
+#[test]
+fn huge_single_line_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.jsonl");
+    let mut line = String::from("{\"prompt\": \"");
+    line.push_str(&"a".repeat(50 << 20));
+    line.push_str("\", \"completion\": \" b\"}\n");
+    std::fs::write(&path, line).unwrap();
+    let t0 = std::time::Instant::now();
+    let err = sft_fails(&fixture("qwen2-tiny"), &path.to_string_lossy(), &[]);
+    assert!(err.contains("huge.jsonl:1") && err.contains("MiB limit"), "{err}");
+    assert!(t0.elapsed().as_secs() < 60, "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn corrupted_safetensors_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    copy_dir(&fixtures().join("qwen2-tiny"), &model);
+    let path = model.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The JSON header starts at byte 8: break it.
+    bytes[8..16].copy_from_slice(b"garbage!");
+    std::fs::write(&path, bytes).unwrap();
+    let err = sft_fails(&model.to_string_lossy(), &fixture("data/sft.jsonl"), &[]);
+    assert!(err.contains("model.safetensors") && err.contains("invalid safetensors"), "{err}");
+    // A header length pointing past the end of the file.
+    let mut bytes = std::fs::read(fixtures().join("qwen2-tiny/model.safetensors")).unwrap();
+    bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let err = sft_fails(&model.to_string_lossy(), &fixture("data/sft.jsonl"), &[]);
+    assert!(err.contains("model.safetensors") && err.contains("invalid safetensors"), "{err}");
+}
+
+#[test]
+fn shard_missing_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    copy_dir(&fixtures().join("qwen2-tiny"), &model);
+    std::fs::rename(model.join("model.safetensors"), model.join("model-00001-of-00002.safetensors")).unwrap();
+    let file = ladder_model::TensorFile::open(&model.join("model-00001-of-00002.safetensors")).unwrap();
+    let mut map = serde_json::Map::new();
+    for (i, key) in file.keys().enumerate() {
+        let shard = if i % 2 == 0 { "model-00001-of-00002.safetensors" } else { "model-00002-of-00002.safetensors" };
+        map.insert(key.to_string(), serde_json::json!(shard));
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(model.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let err = sft_fails(&model.to_string_lossy(), &fixture("data/sft.jsonl"), &[]);
+    assert!(err.contains("model.safetensors.index.json") && err.contains("model-00002-of-00002.safetensors"), "{err}");
+}
+
+#[test]
+fn unwritable_output_folder() {
+    // Tests run as root, which chmod does not stop; a path below a regular file fails for
+    // everyone (ENOTDIR).
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "a-file", "");
+    let out = format!("{file}/out");
+    let (m, d) = (fixture("qwen2-tiny"), fixture("data/sft.jsonl"));
+    let err = ladder_fails(&["sft", "--model", &m, "--data", &d, "--out", &out, "--max-steps", "1", "--lora-r", "2"]);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(err.contains("a-file/out"), "{err}");
+    assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn output_folder_in_use_by_another_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // This test process is alive: the lock is not stale.
+    std::fs::write(out.join(".ladder.lock"), format!("{} {}\n", std::process::id(), host.trim())).unwrap();
+    let (m, d, o) = (fixture("qwen2-tiny"), fixture("data/sft.jsonl"), out.to_string_lossy().into_owned());
+    let args = ["sft", "--model", &m, "--data", &d, "--out", &o, "--max-steps", "1", "--lora-r", "2"];
+    let err = ladder_fails(&args);
+    assert!(err.contains(&o) && err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(!out.join("metrics.jsonl").exists());
+    // A lock left by a process that is gone is stale: the run takes it over, and releases it.
+    std::fs::write(out.join(".ladder.lock"), format!("999999999 {}\n", host.trim())).unwrap();
+    ladder(&args);
+    assert!(out.join("adapter_model.safetensors").exists());
+    assert!(!out.join(".ladder.lock").exists());
+}

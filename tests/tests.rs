@@ -10,4 +10,5 @@ mod generation;
 mod pairs;
 mod parity;
 mod recipe;
+mod reliability;
 mod training;

@@ -100,6 +100,9 @@ fn resume_continues_exactly() {
     }
     let part_metrics = read_jsonl(part.join("metrics.jsonl"));
     assert_eq!(part_metrics[1]["loss"], full_run[1]["loss"], "same seed, same first steps");
+    // And the same weights, bit for bit.
+    let name = "adapter_model.safetensors";
+    assert_same_tensors(&whole.join(name), &resumed_out.join(name));
 }
 
 #[test]

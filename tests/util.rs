@@ -70,3 +70,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Every tensor of two safetensors files equal bit for bit, with the same keys.
+pub fn assert_same_tensors(a: &Path, b: &Path) {
+    let (fa, fb) = (ladder_model::TensorFile::open(a).unwrap(), ladder_model::TensorFile::open(b).unwrap());
+    let mut keys: Vec<&str> = fa.keys().collect();
+    let mut keys_b: Vec<&str> = fb.keys().collect();
+    keys.sort();
+    keys_b.sort();
+    assert_eq!(keys, keys_b, "{} and {} hold different tensors", a.display(), b.display());
+    for key in keys {
+        let (x, y) = (fa.get(key, None).unwrap().data, fb.get(key, None).unwrap().data);
+        let same = x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{key} differs between {} and {} (max diff {})", a.display(), b.display(), max_abs_diff(&x, &y));
+    }
+}

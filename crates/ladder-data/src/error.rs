@@ -22,6 +22,8 @@ pub enum DataError {
     },
     #[error("{path}: no usable rows")]
     Empty { path: PathBuf },
+    #[error("{path}: all {skipped} rows are malformed (skipped by --skip-bad-rows): nothing left to train on")]
+    AllRowsBad { path: PathBuf, skipped: usize },
     #[error("{path}: invalid Parquet file: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error("{path}: {message}")]

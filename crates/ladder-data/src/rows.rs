@@ -78,17 +78,33 @@ pub fn read_rows(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
             Err(message) => return Err(DataError::Row { path: path.to_path_buf(), line, message }),
         }
     }
+    if rows.is_empty() && skipped > 0 {
+        return Err(DataError::AllRowsBad { path: path.to_path_buf(), skipped });
+    }
     if rows.is_empty() {
         return Err(DataError::Empty { path: path.to_path_buf() });
     }
     Ok(Dataset { rows, skipped })
 }
 
+/// The longest JSONL line read as a row. Far beyond any training example, it keeps a stray
+/// binary or single-line dump from being tokenised for minutes (BPE on one huge word is slow).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
 /// Lines of a JSONL file, parsed; blank lines are ignored.
 fn read_jsonl(path: &Path) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let mut out = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.len() > MAX_LINE_BYTES {
+            let message = format!(
+                "line is {} bytes, over the {} MiB limit for one row (is this file really JSONL?)",
+                line.len(),
+                MAX_LINE_BYTES >> 20
+            );
+            out.push((i + 1, Err(message)));
+            continue;
+        }
         let parsed = match std::str::from_utf8(line) {
             Err(e) => Err(format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to())),
             Ok(text) if text.trim().is_empty() => continue,

@@ -108,20 +108,32 @@ impl TensorFile {
     }
 
     fn open_many(paths: Vec<PathBuf>) -> Result<Self> {
-        let mut files = Vec::new();
-        let mut index = HashMap::new();
+        let mut out = TensorFile { files: Vec::new(), index: HashMap::new() };
         for path in paths {
             let bytes = crate::error::read(&path)?;
-            let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            for name in st.names() {
-                index.insert(name.to_string(), files.len());
-            }
-            files.push((path, bytes));
+            out.add(path, bytes)?;
         }
-        Ok(TensorFile { files, index })
+        Ok(out)
+    }
+
+    /// Parses a safetensors file already in memory; `path` only names it in errors. Any bytes
+    /// give a value or an error, never a panic (the fuzz target `safetensors_header` checks).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        let mut out = TensorFile { files: Vec::new(), index: HashMap::new() };
+        out.add(path.to_path_buf(), bytes)?;
+        Ok(out)
+    }
+
+    fn add(&mut self, path: PathBuf, bytes: Vec<u8>) -> Result<()> {
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        for name in st.names() {
+            self.index.insert(name.to_string(), self.files.len());
+        }
+        self.files.push((path, bytes));
+        Ok(())
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -221,6 +233,39 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// The storage type of a model folder's weights (that of `model.embed_tokens.weight`), read
+/// from the safetensors header alone, without loading any tensor.
+pub fn storage_dtype(dir: &Path) -> Result<StorageDtype> {
+    const KEY: &str = "model.embed_tokens.weight";
+    let mut path = dir.join("model.safetensors");
+    if !path.exists() {
+        let index: serde_json::Value = crate::error::read_json(&dir.join("model.safetensors.index.json"))?;
+        let shard = index["weight_map"][KEY].as_str().ok_or_else(|| ModelError::MissingTensor {
+            path: dir.join("model.safetensors.index.json"),
+            key: KEY.into(),
+        })?;
+        path = dir.join(shard);
+    }
+    let bad = |message: String| ModelError::Safetensors { path: path.clone(), message };
+    let io = |source| ModelError::Io { path: path.clone(), source };
+    let mut f = std::fs::File::open(&path).map_err(io)?;
+    let mut len = [0u8; 8];
+    std::io::Read::read_exact(&mut f, &mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(bad(format!("header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    std::io::Read::read_exact(&mut f, &mut header).map_err(io)?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    match header[KEY]["dtype"].as_str() {
+        Some("F32") => Ok(StorageDtype::F32),
+        Some("BF16") => Ok(StorageDtype::BF16),
+        Some("F16") => Ok(StorageDtype::F16),
+        other => Err(ModelError::UnsupportedDtype { path: path.clone(), key: KEY.into(), dtype: format!("{other:?}") }),
+    }
 }
 
 /// A model folder's decoder, loaded.

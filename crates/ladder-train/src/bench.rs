@@ -136,6 +136,10 @@ fn loop_config(batch_size: usize, steps: usize) -> LoopConfig {
         seed: 0,
         shuffle: false,
         save_every: None,
+        keep_last: None,
+        on_nonfinite: Default::default(),
+        max_skipped_steps: 0,
+        interrupt: Default::default(),
     }
 }
 

@@ -26,8 +26,30 @@ pub enum TrainError {
     },
     #[error("{path}: cannot resume: {message}")]
     Resume { path: PathBuf, message: String },
-    #[error("non-finite loss ({loss}) at step {step}, in the batch of rows {rows}; lower --lr, or check those rows")]
-    NonFinite { step: usize, loss: f64, rows: String },
+    #[error("non-finite {what} ({value}) at step {step}, in the batch of rows {rows}; lower --lr, check those rows, or pass --on-nonfinite skip")]
+    NonFinite {
+        /// `loss` or `gradient norm`.
+        what: &'static str,
+        step: usize,
+        value: f64,
+        rows: String,
+    },
+    #[error("{skipped} steps skipped for a non-finite loss or gradient, more than --max-skipped-steps {max}; the run is diverging: lower --lr")]
+    TooManySkipped { skipped: usize, max: usize },
+    #[error("{out} is in use by another ladder run (pid {pid} on {host}, lock file {lock}); wait for it, choose another --out, or delete the lock file if that run is gone")]
+    Locked {
+        out: PathBuf,
+        lock: PathBuf,
+        pid: u32,
+        host: String,
+    },
+    /// Stopped by a signal at a step boundary, with a checkpoint to resume from.
+    #[error("interrupted after step {step}: checkpoint saved in {checkpoint}; resume with --resume {out}")]
+    Interrupted {
+        step: usize,
+        checkpoint: PathBuf,
+        out: PathBuf,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

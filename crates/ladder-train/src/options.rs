@@ -121,9 +121,23 @@ pub struct TrainArgs {
     /// Save a checkpoint every N optimizer steps under --out/checkpoints/step-N.
     #[arg(long, value_name = "N", help_heading = "Checkpoints")]
     pub save_every: Option<usize>,
-    /// Resume from a checkpoint folder (or a run folder: its latest checkpoint).
+    /// Keep only the newest N checkpoints (older ones are deleted after each save) [default:
+    /// keep all].
+    #[arg(long, value_name = "N", help_heading = "Checkpoints")]
+    pub keep_last: Option<usize>,
+    /// Resume from a checkpoint folder, or a run folder: its newest checkpoint that passes its
+    /// sha256 checks (corrupt or incomplete ones are reported and passed over). The resumed
+    /// run repeats the uninterrupted one exactly: same data order, losses and weights.
     #[arg(long, value_name = "DIR", help_heading = "Checkpoints")]
     pub resume: Option<PathBuf>,
+
+    /// What a non-finite (NaN/inf) loss or gradient does: stop (naming the step and its rows)
+    /// or skip (drop that step's update, log it) [default: stop].
+    #[arg(long, value_name = "POLICY", help_heading = "Reliability")]
+    pub on_nonfinite: Option<String>,
+    /// With --on-nonfinite skip: stop once more than N steps were skipped [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Reliability")]
+    pub max_skipped_steps: Option<usize>,
 }
 
 /// `ladder sft` options.
@@ -206,7 +220,10 @@ pub fn merge_config<A: Serialize + DeserializeOwned + Default>(cli: A, config: O
             bail!("{}{line}: unknown key `{key}`{hint}", path.display());
         }
     }
-    let file: A = toml::from_str(&text).map_err(|e| err!("{}: {}", path.display(), explain_toml(&e, &text)))?;
+    let file: A = toml::from_str(&text).map_err(|e| {
+        let why = wrong_key::<A>(&table, &text).unwrap_or_else(|| explain_toml(&e, &text));
+        err!("{}: {why}", path.display())
+    })?;
     let mut merged = serde_json::to_value(&file).expect("serialisable");
     let flags = serde_json::to_value(&cli).expect("serialisable");
     for (key, value) in flags.as_object().expect("struct").iter() {
@@ -215,6 +232,17 @@ pub fn merge_config<A: Serialize + DeserializeOwned + Default>(cli: A, config: O
         }
     }
     serde_json::from_value(merged).map_err(|e| err!("{}: {e}", path.display()))
+}
+
+/// The key whose value has the wrong type, as `line N: key `k`: why`. Serde loses the key of
+/// a type error inside flattened structs, so each key is checked on its own.
+fn wrong_key<A: DeserializeOwned>(table: &toml::Table, text: &str) -> Option<String> {
+    table.iter().find_map(|(key, value)| {
+        let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+        let err = toml::Value::Table(one).try_into::<A>().err()?;
+        let line = line_of_key(text, key).map(|l| format!("line {l}: ")).unwrap_or_default();
+        Some(format!("{line}key `{key}`: {}", err.message().trim()))
+    })
 }
 
 /// The 1-based line where `key` is assigned at the start of a line.
@@ -314,6 +342,15 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
         bail!("--batch-size and --grad-accum must be at least 1");
     }
     let max_grad_norm = a.max_grad_norm.unwrap_or(1.0);
+    if a.keep_last == Some(0) {
+        bail!("--keep-last must be at least 1 (leave it out to keep every checkpoint)");
+    }
+    let on_nonfinite = a
+        .on_nonfinite
+        .as_deref()
+        .unwrap_or("stop")
+        .parse()
+        .map_err(|e| err!("--on-nonfinite: {e}"))?;
     let shuffle = !a.no_shuffle.unwrap_or(false) && a.shuffle.unwrap_or(true);
     Ok(StageJob {
         model,
@@ -344,6 +381,10 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
             seed: a.seed.unwrap_or(42),
             shuffle,
             save_every: a.save_every,
+            keep_last: a.keep_last,
+            on_nonfinite,
+            max_skipped_steps: a.max_skipped_steps.unwrap_or(10),
+            interrupt: Default::default(),
         },
     })
 }

@@ -82,6 +82,11 @@ pub fn load(job: &StageJob) -> Result<StageModel> {
         .pad_id()
         .or(loaded.tokenizer.eos_id())
         .ok_or_else(|| TrainError::Invalid("the tokenizer defines neither a pad nor an EOS token".into()))?;
+    // A full checkpoint is f32; the final output keeps the source model's type.
+    let dtype = match (&resume_dir, &job.method) {
+        (Some(_), Method::Full) => ladder_model::weights::storage_dtype(&source_dir)?,
+        _ => loaded.dtype,
+    };
     let mut model = loaded.model;
     let lora = match &job.method {
         Method::Full => {
@@ -112,7 +117,7 @@ pub fn load(job: &StageJob) -> Result<StageModel> {
         model,
         tokenizer: loaded.tokenizer,
         source_dir,
-        dtype: loaded.dtype,
+        dtype,
         lora,
         resume_dir,
         device,
@@ -128,12 +133,23 @@ struct Saver<'a> {
     dtype: StorageDtype,
 }
 
-impl SaveModel for Saver<'_> {
-    fn save(&self, model: &Decoder, dir: &Path) -> Result<()> {
+impl Saver<'_> {
+    fn write(&self, model: &Decoder, dir: &Path, dtype: StorageDtype) -> Result<()> {
         match self.lora {
             Some(settings) => setup::save_adapter(model, settings, self.base, self.source_dir, dir),
-            None => setup::save_full(model, self.source_dir, dir, self.dtype),
+            None => setup::save_full(model, self.source_dir, dir, dtype),
         }
+    }
+}
+
+impl SaveModel for Saver<'_> {
+    fn save(&self, model: &Decoder, dir: &Path) -> Result<()> {
+        self.write(model, dir, self.dtype)
+    }
+
+    /// Checkpoints keep f32 weights whatever the source's type, so a resume is exact.
+    fn save_checkpoint(&self, model: &Decoder, dir: &Path) -> Result<()> {
+        self.write(model, dir, StorageDtype::F32)
     }
 }
 
@@ -148,6 +164,8 @@ pub fn run<O: Objective>(
     config: serde_json::Value,
 ) -> Result<Summary> {
     setup::prepare_out_dir(&job.out, job.overwrite, stage.resume_dir.is_some())?;
+    // Held until the run ends (or fails): a second run on this folder stops here.
+    let _lock = crate::lock::acquire(&job.out)?;
     ladder_model::write_atomic(
         &job.out.join("training_args.json"),
         &serde_json::to_vec_pretty(&config).expect("serialisable"),

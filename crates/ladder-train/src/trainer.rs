@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Resume, SaveModel, TrainerState};
+use crate::interrupt::Interrupt;
 use crate::error::{Result, TrainError};
 use crate::metrics::MetricsLog;
 use crate::objective::Objective;
@@ -35,6 +36,39 @@ pub struct LoopConfig {
     pub seed: u64,
     pub shuffle: bool,
     pub save_every: Option<usize>,
+    /// Keep only the newest N checkpoints; `None` keeps all.
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+    /// What a non-finite loss or gradient norm does.
+    #[serde(default)]
+    pub on_nonfinite: OnNonFinite,
+    /// With [`OnNonFinite::Skip`], the most steps a run may drop before it stops.
+    #[serde(default)]
+    pub max_skipped_steps: usize,
+    /// Set by signal handlers: save a checkpoint at the next step boundary and stop.
+    #[serde(skip)]
+    pub interrupt: Interrupt,
+}
+
+/// `--on-nonfinite`: a NaN/inf loss or gradient stops the run (with the rows of its batch), or
+/// its step is dropped: no update, so no NaN ever reaches the weights or the moments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNonFinite {
+    #[default]
+    Stop,
+    Skip,
+}
+
+impl std::str::FromStr for OnNonFinite {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "stop" => Ok(OnNonFinite::Stop),
+            "skip" => Ok(OnNonFinite::Skip),
+            _ => Err(format!("unknown policy {s:?}; expected stop or skip")),
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -94,7 +128,68 @@ impl Plan {
     }
 }
 
+/// One optimizer step's forward and backward passes, summed over its micro-batches.
+struct Computed {
+    loss: f64,
+    extra: Vec<(&'static str, f64)>,
+    grads: GradientsParams,
+}
+
+/// A step whose loss or gradient is not finite, with what is needed to report it.
+struct Bad {
+    what: &'static str,
+    value: f64,
+}
+
+/// Runs the micro-batches of one step; stops at the first non-finite micro-batch loss.
+fn compute<O: Objective>(
+    model: &Decoder,
+    objective: &O,
+    items: &[O::Item],
+    micro: &[Vec<usize>],
+    norm: &O::Norm,
+    mode: ForwardMode,
+) -> std::result::Result<Computed, Bad> {
+    let mut accumulator = GradientsAccumulator::<Decoder>::new();
+    let mut loss = 0.0;
+    let mut extra: Vec<(&'static str, f64)> = Vec::new();
+    for ids in micro {
+        let batch: Vec<O::Item> = ids.iter().map(|&i| items[i].clone()).collect();
+        let output = objective.loss(model, &batch, norm, mode);
+        let value = output.loss.clone().into_scalar::<f64>();
+        if !value.is_finite() {
+            return Err(Bad { what: "loss", value });
+        }
+        loss += value;
+        for (name, v) in output.metrics {
+            match extra.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, acc)) => *acc += v,
+                None => extra.push((name, v)),
+            }
+        }
+        let grads = output.loss.backward();
+        accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
+    }
+    Ok(Computed { loss, extra, grads: accumulator.grads() })
+}
+
+/// `file:line` of every item of a step, for messages about it.
+fn origins<O: Objective>(objective: &O, items: &[O::Item], micro: &[Vec<usize>]) -> String {
+    let rows: Vec<String> = micro
+        .iter()
+        .flatten()
+        .map(|&i| objective.origin(&items[i]).unwrap_or_else(|| format!("item {i}")))
+        .collect();
+    rows.join(", ")
+}
+
 /// Trains `model` on `items` and returns it. `out` receives `metrics.jsonl` and checkpoints.
+///
+/// A run is exactly resumable: the data order is a function of (seed, epoch), dropout of
+/// (seed, step), the schedule of the step, checkpoints hold f32 weights and AdamW's moments
+/// and step, and they are only taken at step boundaries (no gradient-accumulation phase to
+/// carry).
+#[allow(clippy::too_many_arguments)]
 pub fn train<O: Objective>(
     cfg: &LoopConfig,
     mut model: Decoder,
@@ -119,7 +214,7 @@ pub fn train<O: Objective>(
         warmup: cfg.warmup_steps,
         total,
     };
-    let (start, mut optimizer) = match resume {
+    let (start, mut skipped, mut optimizer) = match resume {
         Some(r) => {
             if r.state.step > total {
                 return Err(TrainError::Invalid(format!(
@@ -127,9 +222,9 @@ pub fn train<O: Objective>(
                     r.state.step
                 )));
             }
-            (r.state.step, r.optimizer)
+            (r.state.step, r.state.skipped_steps, r.optimizer)
         }
-        None => (0, AdamW::new(cfg.adamw)),
+        None => (0, 0, AdamW::new(cfg.adamw)),
     };
     let mut log = MetricsLog::open(&out.join("metrics.jsonl"), start)?;
     let device = model.device();
@@ -152,67 +247,74 @@ pub fn train<O: Objective>(
         // Dropout masks depend only on (seed, step): resumed runs draw the same ones.
         device.seed(cfg.seed.wrapping_add(step as u64));
         let t0 = Instant::now();
-        let mut accumulator = GradientsAccumulator::<Decoder>::new();
-        let mut loss = 0.0;
-        let mut extra: Vec<(&'static str, f64)> = Vec::new();
-        for ids in &micro {
-            let batch: Vec<O::Item> = ids.iter().map(|&i| items[i].clone()).collect();
-            let output = objective.loss(&model, &batch, &norm, mode);
-            let value = output.loss.clone().into_scalar::<f64>();
-            if !value.is_finite() {
-                let rows: Vec<String> = ids
-                    .iter()
-                    .map(|&i| objective.origin(&items[i]).unwrap_or_else(|| format!("item {i}")))
-                    .collect();
-                return Err(TrainError::NonFinite { step: step + 1, loss: value, rows: rows.join(", ") });
-            }
-            loss += value;
-            for (name, v) in output.metrics {
-                match extra.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, acc)) => *acc += v,
-                    None => extra.push((name, v)),
-                }
-            }
-            let grads = output.loss.backward();
-            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-        }
-        let mut grads = accumulator.grads();
-        let grad_norm = global_grad_norm(&model, &grads);
         let lr = schedule.lr(step);
-        model = optimizer.apply(model, &mut grads, lr, clip_coefficient(grad_norm, cfg.max_grad_norm));
-        let dt = t0.elapsed().as_secs_f64();
-        tokens_total += step_tokens;
-        last_loss = loss;
-        let mut record = serde_json::json!({
-            "step": step + 1,
-            "epoch": (step as f64 + 1.0) / plan.steps_per_epoch as f64,
-            "loss": loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "tokens": step_tokens,
-            "tokens_per_s": step_tokens as f64 / dt,
-            "step_s": dt,
+        let computed = compute(&model, objective, items, &micro, &norm, mode).and_then(|c| {
+            let grad_norm = global_grad_norm(&model, &c.grads);
+            if grad_norm.is_finite() {
+                Ok((c.loss, c.extra, c.grads, grad_norm))
+            } else {
+                Err(Bad { what: "gradient norm", value: grad_norm })
+            }
         });
-        for (name, v) in &extra {
-            record[*name] = serde_json::json!(v);
-        }
+        let record = match computed {
+            Ok((loss, extra, mut grads, grad_norm)) => {
+                model = optimizer.apply(model, &mut grads, lr, clip_coefficient(grad_norm, cfg.max_grad_norm));
+                let dt = t0.elapsed().as_secs_f64();
+                tokens_total += step_tokens;
+                last_loss = loss;
+                bar.set_message(format!(
+                    "loss {loss:.4}{} lr {lr:.2e} {:.0} tok/s",
+                    objective.progress(&extra),
+                    step_tokens as f64 / dt
+                ));
+                tracing::debug!(step = step + 1, loss, lr, grad_norm, "step");
+                let mut record = serde_json::json!({
+                    "step": step + 1,
+                    "epoch": (step as f64 + 1.0) / plan.steps_per_epoch as f64,
+                    "loss": loss,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens": step_tokens,
+                    "tokens_per_s": step_tokens as f64 / dt,
+                    "step_s": dt,
+                });
+                for (name, v) in &extra {
+                    record[*name] = serde_json::json!(v);
+                }
+                record
+            }
+            Err(bad) => {
+                let rows = origins(objective, items, &micro);
+                if cfg.on_nonfinite == OnNonFinite::Stop {
+                    return Err(TrainError::NonFinite { what: bad.what, step: step + 1, value: bad.value, rows });
+                }
+                skipped += 1;
+                if skipped > cfg.max_skipped_steps {
+                    return Err(TrainError::TooManySkipped { skipped, max: cfg.max_skipped_steps });
+                }
+                tracing::warn!(step = step + 1, rows = %rows, "non-finite {} ({}): step skipped, no update", bad.what, bad.value);
+                serde_json::json!({"step": step + 1, "skipped": format!("non-finite {}", bad.what), "rows": rows, "lr": lr})
+            }
+        };
         log.write(&record)?;
-        tracing::debug!(step = step + 1, loss, lr, grad_norm, "step");
-        bar.set_message(format!(
-            "loss {loss:.4}{} lr {lr:.2e} {:.0} tok/s",
-            objective.progress(&extra),
-            step_tokens as f64 / dt
-        ));
         bar.inc(1);
-        if cfg.save_every.is_some_and(|n| n > 0 && (step + 1) % n == 0 && step + 1 < total) {
+        let done = step + 1;
+        let interrupted = cfg.interrupt.is_set() && done < total;
+        let periodic = cfg.save_every.is_some_and(|n| n > 0 && done % n == 0 && done < total);
+        if periodic || interrupted {
             let state = TrainerState {
-                step: step + 1,
+                step: done,
                 total_steps: total,
                 seed: cfg.seed,
+                skipped_steps: skipped,
                 config: stage_config.clone(),
             };
-            let dir = checkpoint::save(out, &model, &optimizer, &state, saver)?;
+            let dir = checkpoint::save(out, &model, &optimizer, &state, saver, cfg.keep_last)?;
             tracing::info!(path = %dir.display(), "checkpoint saved");
+            if interrupted {
+                bar.finish_and_clear();
+                return Err(TrainError::Interrupted { step: done, checkpoint: dir, out: out.to_path_buf() });
+            }
         }
     }
     bar.finish_and_clear();
@@ -247,6 +349,10 @@ mod tests {
             seed: 7,
             shuffle,
             save_every: None,
+            keep_last: None,
+            on_nonfinite: OnNonFinite::Stop,
+            max_skipped_steps: 0,
+            interrupt: Interrupt::default(),
         }
     }
 
