@@ -186,23 +186,34 @@ fn killed_run_continues_from_its_checkpoint() {
     assert_eq!(steps, (1..=40).collect::<Vec<_>>());
 }
 
+/// The whole method in one recipe: SFT, pairs from the SFT model's own degenerate outputs,
+/// DPO on them, and an eval stage that generates and scores.
 #[test]
-fn pairs_and_eval_stages_say_they_are_not_available_yet() {
+fn pairs_dpo_and_eval_stages_run_the_method() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("recipe.toml");
-    let text = three_stage("1e-3", 100, 1).replace(
-        "[[stage]]\nname = \"dpo\"",
-        &format!(
-            "[[stage]]\nname = \"gen\"\nkind = \"pairs\"\nfrom = \"sft\"\ndata = \"{}\"\n\n[[stage]]\nname = \"dpo\"",
-            fixture("data/references.jsonl")
-        ),
-    ).replace(&format!("pairs = \"{}\"", fixture("data/dpo.jsonl")), "pairs = \"gen\"");
+    let refs = fixture("data/references.jsonl");
+    let text = three_stage("1e-3", 100, 1)
+        .replace(
+            "[[stage]]\nname = \"dpo\"",
+            &format!("[[stage]]\nname = \"gen\"\nkind = \"pairs\"\nfrom = \"sft\"\ndata = \"{refs}\"\nsamples = 2\nmax_new_tokens = 60\n\n[[stage]]\nname = \"dpo\""),
+        )
+        .replace(&format!("pairs = \"{}\"", fixture("data/dpo.jsonl")), "pairs = \"gen\"")
+        + &format!("\n[[stage]]\nname = \"test\"\nkind = \"eval\"\nfrom = \"dpo\"\ndata = \"{refs}\"\nmax_new_tokens = 40\nprice_per_hour = 2.0\n");
     std::fs::write(&recipe, text).unwrap();
     let out = dir.path().join("runs");
-    let err = ladder_fails(&["run", recipe.to_str().unwrap(), "--output", out.to_str().unwrap()]);
-    assert!(err.contains("stage `qwen/gen`: kind = \"pairs\" is not yet available in this build"), "{err}");
-    assert_eq!(manifest(&out, "sft")["status"], "completed");
-    assert_eq!(manifest(&out, "gen")["status"], "failed");
+    let log = run_recipe(&recipe, &out, &[]);
+    for stage in ["sft", "gen", "dpo", "merged", "test"] {
+        assert!(log.contains(&format!("qwen/{stage}: ran")), "{log}");
+        assert_eq!(manifest(&out, stage)["status"], "completed", "{stage}");
+    }
+    let pairs = read_jsonl(out.join("tiny/qwen/gen/pairs.jsonl"));
+    assert_eq!(pairs.len(), 3, "one pair per prompt (sampled, or synthetic when no sample looped)");
+    let eval = read_json(out.join("tiny/qwen/test/eval.json"));
+    assert_eq!(eval["aggregate"]["count"], 3);
+    assert!(eval["aggregate"]["cost_per_million_pages"].as_f64().unwrap() > 0.0);
+    let compare = String::from_utf8_lossy(&ladder(&["compare", out.join("tiny").to_str().unwrap()]).stdout).into_owned();
+    assert!(compare.contains("qwen"), "{compare}");
 }
 
 /// Comparable content of a manifest: no timings, job ids, executor, or output locations.

@@ -202,7 +202,11 @@ pub fn parse_row(v: &Value) -> std::result::Result<Row, String> {
     }
     if has("prompt") || has("completion") {
         let p = obj.get("prompt").ok_or("missing \"prompt\" (a completion row needs both)")?;
-        let c = obj.get("completion").ok_or("missing \"completion\" (a prompt row needs both)")?;
+        // Evaluation sets often call the completion the "reference".
+        let c = obj
+            .get("completion")
+            .or_else(|| obj.get("reference"))
+            .ok_or("missing \"completion\" (a prompt row needs both)")?;
         return Ok(Row::Completion { prompt: prompt(p)?, completion: completion(c, "completion")? });
     }
     if has("text") {

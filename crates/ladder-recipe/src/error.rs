@@ -46,11 +46,6 @@ pub enum RecipeError {
         #[source]
         source: ladder_eval::EvalError,
     },
-    #[error(
-        "stage `{start}/{stage}`: kind = \"{kind}\" is not yet available in this build (the recipe validates and plans; \
-         running it needs `ladder generate`/`ladder pairs`, which this build lacks){hint}"
-    )]
-    NotAvailable { start: String, stage: String, kind: &'static str, hint: &'static str },
     #[error("stage `{start}/{stage}` needs stage `{parent}` to be complete first (run it, or drop --only)")]
     ParentIncomplete { start: String, stage: String, parent: String },
     #[error("no stage matches `{selector}` (stages: {known})")]

@@ -639,8 +639,8 @@ fn check_data(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) -> bool {
                         None
                     }
                 },
-                _ => (v.get("prompt").is_none() || v.get("reference").is_none())
-                    .then(|| "a row needs \"prompt\" and \"reference\"".to_string()),
+                _ => (v.get("prompt").is_none() || (v.get("reference").is_none() && v.get("completion").is_none()))
+                    .then(|| "a row needs \"prompt\" and its reference (\"completion\" or \"reference\")".to_string()),
             };
             if let Some(why) = bad {
                 c.at("stage", i, key, format!("stage `{}`: {}:{line}: {why}", st.name, file.display()));
@@ -1047,7 +1047,7 @@ mod tests {
         assert_eq!(plan.starts[0].stages.len(), 5);
         fails(&t.replace("samples = 4", "sample = 4"), 32, "unknown key `sample` (did you mean `samples`?)");
         fails(&t.replace("from = \"merged\"", "from = \"gen\""), 37, "is a stage that produces no model");
-        fails(&t.replacen(&format!("data = \"{refs}\"\nsamples"), &format!("data = \"{}\"\nsamples", fixture("data/sft.jsonl")), 1), 31, "a row needs \"prompt\" and \"reference\"");
+        fails(&t.replacen(&format!("data = \"{refs}\"\nsamples"), &format!("data = \"{}\"\nsamples", fixture("data/text.jsonl")), 1), 31, "a row needs \"prompt\" and its reference");
     }
 
     #[test]

@@ -210,8 +210,7 @@ pub fn execute(plan: &Plan, start: &StartPlan, st: &PlannedStage, resume: Option
 }
 
 impl Work {
-    /// Does the stage's work and returns its metrics. `pairs` and `eval` (without
-    /// `predictions`) need generation, which this build lacks: they fail here, and only here.
+    /// Does the stage's work and returns its metrics.
     pub fn execute(&self, start: &str, stage: &str, resume: Option<PathBuf>) -> Result<Value> {
         let train = |source| RecipeError::Train { start: start.into(), stage: stage.into(), source };
         match self {
@@ -234,34 +233,77 @@ impl Work {
                 ladder_train::setup::save_full(&loaded.model, &loaded.dir, &job.out, loaded.dtype).map_err(train)?;
                 Ok(json!({"out": job.out, "merged_adapter": job.adapter}))
             }
-            Work::Pairs(_) => Err(RecipeError::NotAvailable {
-                start: start.into(),
-                stage: stage.into(),
-                kind: "pairs",
-                hint: "",
-            }),
-            Work::Eval(job) => match &job.predictions {
-                Some(pred) => {
-                    let opts = ladder_eval::EvalOptions {
-                        throughput: job.pages_per_s.map(|pages_per_s| ladder_eval::Throughput { pages_per_s, output_tokens_per_s: None }),
-                        price_per_hour: job.price_per_hour.filter(|_| job.pages_per_s.is_some()),
-                        ..Default::default()
-                    };
-                    let report = ladder_eval::score_predictions(pred, &opts)
-                        .map_err(|source| RecipeError::Eval { start: start.into(), stage: stage.into(), source })?;
-                    let path = job.out.join("eval.json");
-                    ladder_model::write_atomic(&path, &serde_json::to_vec_pretty(&report).expect("serialisable"))
-                        .map_err(|e| RecipeError::Manifest { path: path.clone(), message: e.to_string() })?;
-                    Ok(json!({"eval": path, "aggregate": report.aggregate}))
-                }
-                None => Err(RecipeError::NotAvailable {
-                    start: start.into(),
-                    stage: stage.into(),
-                    kind: "eval",
-                    hint: "; an eval stage with `predictions = FILE` is scored now",
-                }),
-            },
+            Work::Pairs(job) => {
+                let data = single(&job.data, start, stage)?;
+                let generate = ladder_model::GenerateConfig {
+                    max_new_tokens: job.max_new_tokens,
+                    temperature: job.temperature,
+                    seed: job.seed,
+                    ..Default::default()
+                };
+                let summary = ladder_train::pairs::run(&ladder_train::pairs::PairsJob {
+                    model: job.model.clone(),
+                    adapter: job.adapter.clone(),
+                    data,
+                    out: job.out.join("pairs.jsonl"),
+                    device: "cpu".into(),
+                    samples: job.samples,
+                    generate,
+                    batch_size: 8,
+                    detector: Default::default(),
+                    min_score: None,
+                    synthetic_fallback: true,
+                    max_pairs_per_prompt: 1,
+                })
+                .map_err(train)?;
+                Ok(serde_json::to_value(summary).expect("serialisable"))
+            }
+            Work::Eval(job) => {
+                let path = job.out.join("eval.json");
+                let report = match &job.predictions {
+                    Some(pred) => {
+                        let opts = ladder_eval::EvalOptions {
+                            throughput: job.pages_per_s.map(|pages_per_s| ladder_eval::Throughput { pages_per_s, output_tokens_per_s: None }),
+                            price_per_hour: job.price_per_hour.filter(|_| job.pages_per_s.is_some()),
+                            ..Default::default()
+                        };
+                        let report = ladder_eval::score_predictions(pred, &opts)
+                            .map_err(|source| RecipeError::Eval { start: start.into(), stage: stage.into(), source })?;
+                        ladder_model::write_atomic(&path, &serde_json::to_vec_pretty(&report).expect("serialisable"))
+                            .map_err(|e| RecipeError::Manifest { path: path.clone(), message: e.to_string() })?;
+                        report
+                    }
+                    None => ladder_train::evaluate::run(&ladder_train::evaluate::EvalJob {
+                        model: job.model.clone(),
+                        adapter: job.adapter.clone(),
+                        data: single(&job.data, start, stage)?,
+                        out: path.clone(),
+                        device: "cpu".into(),
+                        generate: ladder_model::GenerateConfig { max_new_tokens: job.max_new_tokens, ..Default::default() },
+                        batch_size: 8,
+                        price_per_hour: job.price_per_hour,
+                        detector: Default::default(),
+                    })
+                    .map_err(train)?,
+                };
+                Ok(json!({"eval": path, "aggregate": report.aggregate}))
+            }
         }
+    }
+}
+
+/// The one data file of a `pairs` or generating `eval` stage.
+fn single(data: &[PathBuf], start: &str, stage: &str) -> Result<PathBuf> {
+    match data {
+        [one] => Ok(one.clone()),
+        _ => Err(RecipeError::Train {
+            start: start.into(),
+            stage: stage.into(),
+            source: ladder_train::TrainError::Invalid(format!(
+                "this stage takes one `data` file, got {}; concatenate them first",
+                data.len()
+            )),
+        }),
     }
 }
 
