@@ -229,3 +229,45 @@ fn nonfinite_steps_are_skipped_up_to_a_limit() {
     let err = ladder_fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(err.contains(&format!("more than --max-skipped-steps {max}")), "{err}");
 }
+
+/// SIGKILL at pseudo-random moments (mid-step, mid-checkpoint-write), over and over, each
+/// attempt resuming from the run folder: the run that finally completes has the losses and the
+/// weights of an uninterrupted run, bit for bit, and no attempt ever sees a broken checkpoint.
+#[test]
+fn sigkill_at_random_moments_then_resume_equals_uninterrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = ["--max-steps", "60", "--save-every", "1", "--keep-last", "3"];
+    let whole = dir.path().join("whole");
+    let (mut child, _) = spawn_sft(&whole, &steps, &[]);
+    assert!(child.wait().unwrap().success());
+    let out = dir.path().join("killed");
+    let o = out.to_string_lossy().into_owned();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut kills = 0;
+    for attempt in 0..40 {
+        let resume: Vec<&str> = if out.join("checkpoints").exists() { vec!["--resume", &o] } else { vec![] };
+        let (mut child, log) = spawn_sft(&out, &[&steps[..], &resume].concat(), &[]);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(40 + rng % 160));
+        if child.try_wait().unwrap().is_some() {
+            let status = child.wait().unwrap();
+            assert!(status.success(), "attempt {attempt}: {}", std::fs::read_to_string(&log).unwrap());
+            break;
+        }
+        kill("-KILL", &child);
+        child.wait().unwrap();
+        kills += 1;
+    }
+    if !out.join("adapter_model.safetensors").exists() {
+        let (mut child, log) = spawn_sft(&out, &[&steps[..], &["--resume", &o]].concat(), &[]);
+        assert!(child.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
+    }
+    assert!(kills > 0, "no attempt was killed: the run is too short for this test");
+    let (a, b) = (read_jsonl(out.join("metrics.jsonl")), read_jsonl(whole.join("metrics.jsonl")));
+    let losses = |v: &[Value]| v.iter().map(|m| (m["step"].clone(), m["loss"].clone())).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b), "after {kills} kills");
+    let name = "adapter_model.safetensors";
+    assert_same_tensors(&out.join(name), &whole.join(name));
+}

@@ -6,6 +6,7 @@ mod util;
 mod dpo;
 mod errors;
 mod eval;
+mod fuzz_smoke;
 mod generation;
 mod pairs;
 mod parity;
