@@ -15,6 +15,49 @@ use serde_json::{Map, Value};
 use crate::error::{io, Result, TrainError};
 use crate::setup;
 
+/// A model loaded for generation, with the ids that end a row (config.json's `eos_token_id`
+/// list and the tokenizer's EOS). Shared by `ladder generate`, `ladder pairs` and
+/// `ladder eval --model`.
+pub struct Generator {
+    pub loaded: setup::Loaded,
+    eos: Vec<u32>,
+}
+
+impl Generator {
+    /// Checks `config` and loads `model` (+ `adapter`) on `device` (no autodiff).
+    pub fn load(model: &str, adapter: Option<&Path>, device: &str, config: &GenerateConfig) -> Result<Self> {
+        config.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
+        let device = crate::device::parse_device(device)?;
+        let loaded = setup::load(model, adapter, &device)?;
+        let mut eos = loaded.model.config.eos_token_ids.clone();
+        eos.extend(loaded.tokenizer.eos_id());
+        Ok(Generator { loaded, eos })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.loaded.tokenizer
+    }
+
+    /// Generates for every request, `batch_size` at a time in the given order, advancing `bar`
+    /// by rows and showing tokens/s. Returns the generations (in request order) and the number
+    /// of new tokens.
+    pub fn generate(&self, requests: &[Request], config: &GenerateConfig, batch_size: usize, bar: &indicatif::ProgressBar) -> (Vec<ladder_model::Generation>, usize) {
+        let tok = &self.loaded.tokenizer;
+        let decode = |ids: &[u32]| tok.decode(ids, true).unwrap_or_else(|e| format!("<{e}>"));
+        let start = Instant::now();
+        let (mut out, mut tokens) = (Vec::with_capacity(requests.len()), 0usize);
+        for batch in requests.chunks(batch_size.max(1)) {
+            let mut on_token = |n: usize| {
+                tokens += n;
+                bar.set_message(format!("{:.1} tokens/s", tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)));
+            };
+            out.extend(generate_with(&self.loaded.model, batch, config, &self.eos, &decode, ForwardMode::default(), &mut on_token));
+            bar.inc(batch.len() as u64);
+        }
+        (out, tokens)
+    }
+}
+
 /// Everything `ladder generate` needs.
 #[derive(Clone, Debug, Serialize)]
 pub struct GenerateJob {
@@ -113,43 +156,26 @@ pub fn read_prompts(path: &Path, tok: &Tokenizer) -> Result<Vec<PromptRow>> {
 
 /// Runs the job and writes `job.out` (all rows, or nothing on error).
 pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
-    job.config.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
     if job.batch_size == 0 {
         return Err(TrainError::Invalid("--batch-size must be at least 1".into()));
     }
-    let device = crate::device::parse_device(&job.device)?;
-    let loaded = setup::load(&job.model, job.adapter.as_deref(), &device)?;
-    let rows = read_prompts(&job.data, &loaded.tokenizer)?;
-    let mut eos = loaded.model.config.eos_token_ids.clone();
-    eos.extend(loaded.tokenizer.eos_id());
-    let tok = &loaded.tokenizer;
-    let decode = |ids: &[u32]| tok.decode(ids, true).unwrap_or_else(|e| format!("<{e}>"));
-
+    let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.config)?;
+    let rows = read_prompts(&job.data, generator.tokenizer())?;
     // Similar lengths together waste less on padding; seeds follow the row index, so the
     // output does not depend on the batching.
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(rows[i].ids.len()));
+    let requests: Vec<Request> =
+        order.iter().map(|&i| Request { ids: rows[i].ids.clone(), seed: row_seed(job.config.seed, i as u64) }).collect();
     let bar = crate::progress::bar(rows.len(), 0, "rows");
     bar.set_prefix("generate");
     let start = Instant::now();
-    let mut tokens = 0usize;
-    let mut results = vec![None; rows.len()];
-    for batch in order.chunks(job.batch_size) {
-        let requests: Vec<Request> = batch
-            .iter()
-            .map(|&i| Request { ids: rows[i].ids.clone(), seed: row_seed(job.config.seed, i as u64) })
-            .collect();
-        let mut on_token = |n: usize| {
-            tokens += n;
-            bar.set_message(format!("{:.1} tokens/s", tokens as f64 / start.elapsed().as_secs_f64()));
-        };
-        let out = generate_with(&loaded.model, &requests, &job.config, &eos, &decode, ForwardMode::default(), &mut on_token);
-        for (&i, g) in batch.iter().zip(out) {
-            results[i] = Some(g);
-        }
-        bar.inc(batch.len() as u64);
-    }
+    let (generated, tokens) = generator.generate(&requests, &job.config, job.batch_size, &bar);
     bar.finish_and_clear();
+    let mut results = vec![None; rows.len()];
+    for (&i, g) in order.iter().zip(generated) {
+        results[i] = Some(g);
+    }
     let seconds = start.elapsed().as_secs_f64();
 
     let mut report = GenerateReport {

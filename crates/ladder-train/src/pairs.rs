@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use ladder_data::degeneration::{Detector, FinishReason as Finish, Verdict};
 use ladder_data::{completion_ids, read_rows, ReadOptions, Row};
-use ladder_model::generate::{generate_with, row_seed, FinishReason, GenerateConfig, Request};
-use ladder_model::ForwardMode;
+use ladder_model::generate::{row_seed, FinishReason, GenerateConfig, Request};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::{io, Result, TrainError};
+use crate::generate::Generator;
 
 /// Everything `ladder pairs` needs.
 #[derive(Clone, Debug, Serialize)]
@@ -132,88 +132,69 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
     if job.samples == 0 {
         return Err(TrainError::Invalid("--samples must be at least 1".into()));
     }
-    job.generate.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
-    let device = crate::device::parse_device(&job.device)?;
-    let loaded = crate::setup::load(&job.model, job.adapter.as_deref(), &device)?;
-    let tok = &loaded.tokenizer;
-    let prompts = read_prompted(&job.data, tok)?;
-    let mut eos: Vec<u32> = loaded.model.config.eos_token_ids.clone();
-    eos.extend(tok.eos_id());
-    let decode = |ids: &[u32]| tok.decode(ids, true).unwrap_or_default();
+    let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.generate)?;
+    let prompts = read_prompted(&job.data, generator.tokenizer())?;
     let k = job.samples;
-    let bar = crate::progress::bar(prompts.len() * k, 0, "samples");
+    // Sample s of prompt i is request i·K + s, seeded by that index: independent of batching.
+    let requests: Vec<Request> = (0..prompts.len() * k)
+        .map(|r| Request { ids: prompts[r / k].ids.clone(), seed: row_seed(job.generate.seed, r as u64) })
+        .collect();
+    let bar = crate::progress::bar(requests.len(), 0, "samples");
     bar.set_prefix("pairs");
     let started = std::time::Instant::now();
-    let mut summary = PairsSummary { out: job.out.clone(), prompts: prompts.len(), ..Default::default() };
-    let mut lines = String::new();
-    for (chunk_index, chunk) in prompts.chunks(job.batch_size.max(1)).enumerate() {
-        let first = chunk_index * job.batch_size.max(1);
-        let requests: Vec<Request> = chunk
-            .iter()
-            .enumerate()
-            .flat_map(|(j, p)| (0..k).map(move |s| (first + j, s, p)))
-            .map(|(i, s, p)| Request { ids: p.ids.clone(), seed: row_seed(job.generate.seed, (i * k + s) as u64) })
-            .collect();
-        let t0 = std::time::Instant::now();
-        let mut step_tokens = 0usize;
-        let generations = generate_with(&loaded.model, &requests, &job.generate, &eos, &decode, ForwardMode::default(), &mut |n| {
-            step_tokens += n;
-        });
-        summary.generated_tokens += step_tokens;
-        bar.set_message(format!("{:.0} tok/s", step_tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)));
-        for (j, p) in chunk.iter().enumerate() {
-            let i = first + j;
-            let mut seen = HashSet::new();
-            let mut written = 0;
-            for s in 0..k {
-                let g = &generations[j * k + s];
-                summary.samples += 1;
-                let verdict = job.detector.check(&g.text, finish(g.finish_reason));
-                let score = ladder_eval::score(&g.text, &p.reference);
-                let reason = if verdict.degenerate {
-                    summary.degenerate += 1;
-                    let rule = verdict.rule.map_or("degenerate", |r| r.as_str()).to_string();
-                    *summary.by_rule.entry(rule.clone()).or_default() += 1;
-                    rule
-                } else if job.min_score.is_some_and(|m| score < m) && g.text != p.reference {
-                    summary.low_score += 1;
-                    "low_score".into()
-                } else {
-                    continue;
-                };
-                if !seen.insert(g.text.clone()) || g.text == p.reference {
-                    summary.duplicates_dropped += 1;
-                    continue;
-                }
-                if job.max_pairs_per_prompt > 0 && written >= job.max_pairs_per_prompt {
-                    continue;
-                }
-                let source = json!({
-                    "model": job.model, "adapter": job.adapter, "sample": s,
-                    "seed": row_seed(job.generate.seed, (i * k + s) as u64),
-                    "sampling": job.generate, "finish_reason": g.finish_reason, "n_tokens": g.n_tokens,
-                    "reason": reason, "detector": verdict, "score": score, "synthetic": false,
-                });
-                push_pair(&mut lines, &p.prompt, &p.reference, &g.text, source);
-                written += 1;
-            }
-            if written == 0 && job.synthetic_fallback {
-                let text = synthetic_loop(&p.reference, &job.detector);
-                let verdict: Verdict = job.detector.check(&text, Finish::Length);
-                let source = json!({
-                    "model": job.model, "adapter": job.adapter, "reason": "synthetic",
-                    "detector": verdict, "score": ladder_eval::score(&text, &p.reference), "synthetic": true,
-                });
-                push_pair(&mut lines, &p.prompt, &p.reference, &text, source);
-                summary.synthetic += 1;
-                written += 1;
-            }
-            summary.pairs += written;
-            summary.prompts_without_pair += (written == 0) as usize;
-        }
-        bar.inc((chunk.len() * k) as u64);
-    }
+    let (generations, tokens) = generator.generate(&requests, &job.generate, job.batch_size * k, &bar);
     bar.finish_and_clear();
+    let mut summary = PairsSummary { out: job.out.clone(), prompts: prompts.len(), generated_tokens: tokens, ..Default::default() };
+    let mut lines = String::new();
+    for (i, p) in prompts.iter().enumerate() {
+        let mut seen = HashSet::new();
+        let mut written = 0;
+        for s in 0..k {
+            let g = &generations[i * k + s];
+            summary.samples += 1;
+            let verdict = job.detector.check(&g.text, finish(g.finish_reason));
+            let score = ladder_eval::score(&g.text, &p.reference);
+            let reason = if verdict.degenerate {
+                summary.degenerate += 1;
+                let rule = verdict.rule.map_or("degenerate", |r| r.as_str()).to_string();
+                *summary.by_rule.entry(rule.clone()).or_default() += 1;
+                rule
+            } else if job.min_score.is_some_and(|m| score < m) && g.text != p.reference {
+                summary.low_score += 1;
+                "low_score".into()
+            } else {
+                continue;
+            };
+            if !seen.insert(g.text.clone()) || g.text == p.reference {
+                summary.duplicates_dropped += 1;
+                continue;
+            }
+            if job.max_pairs_per_prompt > 0 && written >= job.max_pairs_per_prompt {
+                continue;
+            }
+            let source = json!({
+                "model": job.model, "adapter": job.adapter, "sample": s,
+                "seed": row_seed(job.generate.seed, (i * k + s) as u64),
+                "sampling": job.generate, "finish_reason": g.finish_reason, "n_tokens": g.n_tokens,
+                "reason": reason, "detector": verdict, "score": score, "synthetic": false,
+            });
+            push_pair(&mut lines, &p.prompt, &p.reference, &g.text, source);
+            written += 1;
+        }
+        if written == 0 && job.synthetic_fallback {
+            let text = synthetic_loop(&p.reference, &job.detector);
+            let verdict: Verdict = job.detector.check(&text, Finish::Length);
+            let source = json!({
+                "model": job.model, "adapter": job.adapter, "reason": "synthetic",
+                "detector": verdict, "score": ladder_eval::score(&text, &p.reference), "synthetic": true,
+            });
+            push_pair(&mut lines, &p.prompt, &p.reference, &text, source);
+            summary.synthetic += 1;
+            written += 1;
+        }
+        summary.pairs += written;
+        summary.prompts_without_pair += (written == 0) as usize;
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     if summary.pairs == 0 {
         return Err(TrainError::Invalid(format!(
