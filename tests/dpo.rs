@@ -232,3 +232,26 @@ fn non_finite_loss_names_step_and_rows() {
     ]);
     assert!(err.contains("non-finite loss") && err.contains("at step 2") && err.contains("dpo.jsonl:3"), "{err}");
 }
+
+/// The conversational form: prompt as messages rendered with the chat template, chosen and
+/// rejected as assistant messages; Parquet-like nesting in JSONL.
+#[test]
+fn conversational_pairs_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("chat_pairs.jsonl");
+    let row = |u: &str, c: &str, r: &str| {
+        serde_json::json!({
+            "prompt": [{"role": "system", "content": "Transcribe."}, {"role": "user", "content": u}],
+            "chosen": [{"role": "assistant", "content": c}],
+            "rejected": [{"role": "assistant", "content": r}],
+        })
+        .to_string()
+    };
+    std::fs::write(&data, format!("{}\n{}\n", row("Tlie fox", "The fox", "The The The The"), row("rnodern", "modern", "mo mo mo mo mo"))).unwrap();
+    let (m, d, o) = (fixture("qwen2-tiny"), data.to_string_lossy().into_owned(), dir.path().join("out").to_string_lossy().into_owned());
+    let out = ladder(&["dpo", "--model", &m, "--data", &d, "--out", &o, "--lora-r", "2", "--max-steps", "2", "--batch-size", "2"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["pairs"], 2);
+    let metrics = read_jsonl(dir.path().join("out/metrics.jsonl"));
+    assert!((metrics[0]["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5);
+}
