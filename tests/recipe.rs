@@ -278,3 +278,30 @@ fn slurm_executor_matches_local() {
     let status = String::from_utf8_lossy(&ladder(&["status", slurm.join("tiny").to_str().unwrap()]).stdout).into_owned();
     assert_eq!(status.matches("completed").count(), 3, "{status}");
 }
+
+/// `recipes/demo.toml`, shortened (a few steps, short generations), runs end to end from the
+/// committed demo models and datasets, and `ladder compare` reports both starts.
+#[test]
+fn demo_recipe_runs_shortened() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("recipes/demo.toml"))
+        .unwrap()
+        .replace("max_steps = 60", "max_steps = 2")
+        .replace("max_steps = 12", "max_steps = 1")
+        .replace("max_new_tokens = 512", "max_new_tokens = 24")
+        .replace("\"models/", &format!("\"{}/models/", root.display()))
+        .replace("\"datasets/", &format!("\"{}/datasets/", root.display()));
+    let recipe = dir.path().join("demo.toml");
+    std::fs::write(&recipe, text).unwrap();
+    let out = dir.path().join("runs");
+    let log = run_recipe(&recipe, &out, &[]);
+    for start in ["generalist", "ocr-specialist"] {
+        for stage in ["sft", "eval-sft", "pairs", "dpo", "eval-dpo"] {
+            assert!(log.contains(&format!("{start}/{stage}: ran")), "{log}");
+        }
+    }
+    let compare = String::from_utf8_lossy(&ladder(&["compare", out.join("demo").to_str().unwrap()]).stdout).into_owned();
+    assert!(compare.contains("generalist") && compare.contains("ocr-specialist"), "{compare}");
+    assert!(out.join("demo/pareto.svg").exists());
+}
