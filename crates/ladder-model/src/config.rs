@@ -203,6 +203,41 @@ impl DecoderConfig {
         })
     }
 
+    /// A config built in code (random models for `ladder init`, benchmark shapes, tests): the
+    /// given sizes and, for everything else, the defaults [`DecoderConfig::from_hf`] applies to
+    /// a `config.json` that gives only these sizes. Adjust other fields with struct update.
+    pub fn new(
+        architecture: Architecture,
+        vocab_size: usize,
+        hidden_size: usize,
+        intermediate_size: usize,
+        num_layers: usize,
+        num_heads: usize,
+        num_kv_heads: usize,
+    ) -> Self {
+        DecoderConfig {
+            architecture,
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_layers,
+            num_heads,
+            num_kv_heads,
+            head_dim: hidden_size / num_heads,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            max_position_embeddings: 4096,
+            tie_word_embeddings: false,
+            qkv_bias: architecture == Architecture::Qwen2,
+            o_bias: false,
+            mlp_bias: false,
+            sliding_window: None,
+            bos_token_id: None,
+            eos_token_ids: Vec::new(),
+        }
+    }
+
     /// `config.json` as transformers writes it for this architecture, so that a model made by
     /// `ladder init` loads in `AutoModelForCausalLM.from_pretrained`.
     pub fn to_hf_json(&self) -> serde_json::Value {
@@ -354,6 +389,14 @@ mod tests {
         assert_eq!(a.rope_theta, 500000.0);
         assert!(matches!(a.rope_scaling, Some(RopeScaling::Llama3 { factor, .. }) if factor == 8.0));
         assert!(!a.qkv_bias);
+    }
+
+    #[test]
+    fn new_applies_the_same_defaults_as_config_json() {
+        let json = r#"{"architectures":["Qwen2ForCausalLM"],"vocab_size":10,"hidden_size":8,
+            "intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1}"#;
+        let from_json = parse(json).unwrap();
+        assert_eq!(DecoderConfig::new(Architecture::Qwen2, 10, 8, 16, 1, 2, 1), from_json);
     }
 
     #[test]

@@ -473,25 +473,10 @@ mod tests {
 
     fn config(window: Option<usize>) -> DecoderConfig {
         DecoderConfig {
-            architecture: Architecture::Qwen2,
-            vocab_size: 50,
-            hidden_size: 32,
-            intermediate_size: 48,
-            num_layers: 2,
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 8,
-            rms_norm_eps: 1e-6,
-            rope_theta: 10_000.0,
-            rope_scaling: None,
             max_position_embeddings: 64,
             tie_word_embeddings: true,
-            qkv_bias: true,
-            o_bias: false,
-            mlp_bias: false,
             sliding_window: window,
-            bos_token_id: None,
-            eos_token_ids: vec![],
+            ..DecoderConfig::new(Architecture::Qwen2, 50, 32, 48, 2, 4, 2)
         }
     }
 

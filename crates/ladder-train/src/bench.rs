@@ -82,25 +82,9 @@ pub fn shape(name: &str, seq_len: usize) -> Result<DecoderConfig> {
         _ => return Err(TrainError::Invalid(format!("unknown shape {name:?}; expected bench-30m, tiny or qwen2-0.5b"))),
     };
     Ok(DecoderConfig {
-        architecture: Architecture::Qwen2,
-        vocab_size,
-        hidden_size,
-        intermediate_size,
-        num_layers,
-        num_heads,
-        num_kv_heads,
-        head_dim: hidden_size / num_heads,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
         max_position_embeddings: seq_len.max(1024),
         tie_word_embeddings: true,
-        qkv_bias: true,
-        o_bias: false,
-        mlp_bias: false,
-        sliding_window: None,
-        bos_token_id: None,
-        eos_token_ids: vec![],
+        ..DecoderConfig::new(Architecture::Qwen2, vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads)
     })
 }
 

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::generate::Generator;
-use crate::pairs::{finish, read_prompted, write};
+use crate::pairs::{finish, read_prompted};
+use crate::setup::write_output;
 
 /// Everything `ladder eval --model` needs.
 #[derive(Clone, Debug, Serialize)]
@@ -67,7 +68,7 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
         ..Default::default()
     };
     let report = EvalReport::new(predictions.iter().map(|p| ladder_eval::score_row(p, &opts)).collect(), &opts);
-    write(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
-    write(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
+    write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
+    write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
     Ok(report)
 }

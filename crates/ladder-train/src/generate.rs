@@ -203,10 +203,7 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
         text.push_str(&Value::Object(columns).to_string());
         text.push('\n');
     }
-    if let Some(parent) = job.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    ladder_model::write_atomic(&job.out, text.as_bytes())?;
+    setup::write_output(&job.out, text.as_bytes())?;
     Ok(report)
 }
 

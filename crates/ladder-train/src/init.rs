@@ -127,25 +127,20 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
         .eos_id()
         .ok_or_else(|| TrainError::Invalid("the tokenizer has no eos_token (tokenizer_config.json)".into()))?;
     let config = DecoderConfig {
-        architecture: job.architecture,
-        vocab_size: tokenizer.vocab_size(),
-        hidden_size: job.hidden_size,
-        intermediate_size: job.intermediate_size,
-        num_layers: job.num_layers,
-        num_heads: job.num_heads,
-        num_kv_heads: job.num_kv_heads,
-        head_dim: job.hidden_size / job.num_heads,
-        rms_norm_eps: 1e-6,
         rope_theta: job.rope_theta,
-        rope_scaling: None,
         max_position_embeddings: job.max_position_embeddings,
         tie_word_embeddings: job.tie_word_embeddings,
-        qkv_bias: job.architecture == Architecture::Qwen2,
-        o_bias: false,
-        mlp_bias: false,
-        sliding_window: None,
         bos_token_id: tokenizer.bos_id(),
         eos_token_ids: vec![eos],
+        ..DecoderConfig::new(
+            job.architecture,
+            tokenizer.vocab_size(),
+            job.hidden_size,
+            job.intermediate_size,
+            job.num_layers,
+            job.num_heads,
+            job.num_kv_heads,
+        )
     };
     let model = ladder_model::random_decoder(&config, job.init_std, job.seed, &burn::tensor::Device::flex());
     let tensors = hf_tensors(&model);

@@ -16,8 +16,9 @@ use ladder_model::generate::{row_seed, FinishReason, GenerateConfig, Request};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::error::{io, Result, TrainError};
+use crate::error::{Result, TrainError};
 use crate::generate::Generator;
+use crate::setup::write_output;
 
 /// Everything `ladder pairs` needs.
 #[derive(Clone, Debug, Serialize)]
@@ -203,9 +204,9 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
             if job.min_score.is_some() { " or below --min-score" } else { "" }
         )));
     }
-    write(&job.out, lines.as_bytes())?;
+    write_output(&job.out, lines.as_bytes())?;
     let summary_path = summary_path(&job.out);
-    write(&summary_path, &serde_json::to_vec_pretty(&summary).expect("json"))?;
+    write_output(&summary_path, &serde_json::to_vec_pretty(&summary).expect("json"))?;
     tracing::info!(pairs = summary.pairs, degenerate = summary.degenerate, synthetic = summary.synthetic, "pairs written");
     Ok(summary)
 }
@@ -220,14 +221,6 @@ fn push_pair(lines: &mut String, prompt: &Value, chosen: &str, rejected: &str, s
 pub fn summary_path(out: &Path) -> PathBuf {
     let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pairs".into());
     out.with_file_name(format!("{stem}.summary.json"))
-}
-
-/// Writes a whole file atomically, creating its folder.
-pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    Ok(ladder_model::write_atomic(path, bytes)?)
 }
 
 #[cfg(test)]

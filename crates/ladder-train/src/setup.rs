@@ -84,6 +84,15 @@ pub fn save_adapter(model: &Decoder, settings: &LoraSettings, base: &str, source
     Ok(())
 }
 
+/// Writes a whole output file atomically (temporary name, then rename), creating its folder:
+/// a failed job never leaves half a file.
+pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    Ok(ladder_model::write_atomic(path, bytes)?)
+}
+
 /// Refuses to write into a folder that already holds a finished output, unless asked to.
 pub fn prepare_out_dir(out: &Path, overwrite: bool, resuming: bool) -> Result<()> {
     let finished = out.join("adapter_model.safetensors").exists() || out.join("model.safetensors").exists();
