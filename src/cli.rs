@@ -60,7 +60,8 @@ pub enum Command {
     /// metrics.jsonl). Same training options as `ladder sft`.
     ///
     /// Example, the method's second half, continuing an SFT adapter:
-    ///   ladder dpo --model M --adapter runs/sft --data pairs.jsonl --out runs/dpo --reference frozen
+    ///
+    /// ladder dpo --model M --adapter runs/sft --data pairs.jsonl --out runs/dpo --reference frozen
     Dpo(Box<DpoArgs>),
     /// Summed completion log-probabilities per row (TRL's tokenisation).
     ///
@@ -86,6 +87,7 @@ pub enum Command {
     /// the score of its text field. Writes eval.json ({"rows", "aggregate"}) and prints a table.
     ///
     /// Example: ladder eval --predictions preds.jsonl --out eval.json --price-per-hour 2.5 --pages-per-s 1.8
+    ///
     /// Example: ladder eval --model M --adapter runs/dpo --data test.jsonl --out runs/eval/eval.json --max-new-tokens 512
     Eval(Box<EvalArgs>),
     /// Check a recipe without training: schema and unknown keys (with the closest valid key),
@@ -124,8 +126,7 @@ pub enum Command {
     /// adds "generated", "n_tokens" and "finish_reason" (eos, stop or length). Greedy unless
     /// --temperature is above 0.
     ///
-    /// Example: ladder generate --model models/qwen --adapter runs/sft --data prompts.jsonl
-    /// --out generations.jsonl --max-new-tokens 256
+    /// Example: ladder generate --model models/qwen --adapter runs/sft --data prompts.jsonl --out generations.jsonl --max-new-tokens 256
     Generate(GenerateArgs),
 }
 

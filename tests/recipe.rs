@@ -302,6 +302,11 @@ fn demo_recipe_runs_shortened() {
         }
     }
     let compare = String::from_utf8_lossy(&ladder(&["compare", out.join("demo").to_str().unwrap()]).stdout).into_owned();
-    assert!(compare.contains("generalist") && compare.contains("ocr-specialist"), "{compare}");
+    // Both evaluations of each start, after SFT and after DPO, side by side.
+    for start in ["generalist", "ocr-specialist"] {
+        for (stage, eval) in [("sft", "eval-sft"), ("dpo", "eval-dpo")] {
+            assert!(compare.contains(&format!("| {start} | 3 | {stage} | {eval} |")), "{compare}");
+        }
+    }
     assert!(out.join("demo/pareto.svg").exists());
 }

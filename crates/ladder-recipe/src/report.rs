@@ -168,12 +168,36 @@ pub fn compare(run_dir: &Path) -> Result<Comparison> {
                 }
             }
         };
-        let mut by_level: BTreeMap<Option<u32>, CompareRow> = BTreeMap::new();
-        // Model stages tagged with a level: the last one of each level stands for it.
+        // One row per evaluated model (after SFT *and* after DPO of the same level, side by
+        // side); a level whose models were never evaluated is stood for by its last model stage.
+        let mut evaluated: BTreeMap<Option<u32>, Vec<CompareRow>> = BTreeMap::new();
+        for (name, kind, from, level) in &stages {
+            if kind != "eval" {
+                continue;
+            }
+            let Some(Some(m)) = manifests.get(name) else { continue };
+            let Some(agg) = m.metrics.as_ref().map(|x| x["aggregate"].clone()).filter(|a| a.is_object()) else { continue };
+            let level = level.or_else(|| level_of(from));
+            let (train_seconds, train_tokens) = chain_cost(from);
+            evaluated.entry(level).or_default().push(CompareRow {
+                start: start.clone(),
+                level,
+                stage: from.clone(),
+                eval_stage: Some(name.clone()),
+                score: agg["text_score"].as_f64().or(agg["score"].as_f64()),
+                degeneration_rate: agg["degeneration_rate"].as_f64(),
+                json_valid_rate: agg["json_valid_rate"].as_f64(),
+                pages_per_s: agg["pages_per_s"].as_f64(),
+                cost_per_million_pages: agg["cost_per_million_pages"].as_f64(),
+                train_seconds,
+                train_tokens,
+            });
+        }
+        let mut unevaluated: BTreeMap<Option<u32>, CompareRow> = BTreeMap::new();
         for (name, kind, _, level) in &stages {
-            if matches!(kind.as_str(), "sft" | "dpo" | "merge") && level.is_some() {
+            if matches!(kind.as_str(), "sft" | "dpo" | "merge") && level.is_some() && !evaluated.contains_key(level) {
                 let (train_seconds, train_tokens) = chain_cost(name);
-                by_level.insert(*level, CompareRow {
+                unevaluated.insert(*level, CompareRow {
                     start: start.clone(),
                     level: *level,
                     stage: name.clone(),
@@ -188,29 +212,11 @@ pub fn compare(run_dir: &Path) -> Result<Comparison> {
                 });
             }
         }
-        for (name, kind, from, level) in &stages {
-            if kind != "eval" {
-                continue;
-            }
-            let Some(Some(m)) = manifests.get(name) else { continue };
-            let Some(agg) = m.metrics.as_ref().map(|x| x["aggregate"].clone()).filter(|a| a.is_object()) else { continue };
-            let level = level.or_else(|| level_of(from));
-            let (train_seconds, train_tokens) = chain_cost(from);
-            by_level.insert(level, CompareRow {
-                start: start.clone(),
-                level,
-                stage: from.clone(),
-                eval_stage: Some(name.clone()),
-                score: agg["text_score"].as_f64().or(agg["score"].as_f64()),
-                degeneration_rate: agg["degeneration_rate"].as_f64(),
-                json_valid_rate: agg["json_valid_rate"].as_f64(),
-                pages_per_s: agg["pages_per_s"].as_f64(),
-                cost_per_million_pages: agg["cost_per_million_pages"].as_f64(),
-                train_seconds,
-                train_tokens,
-            });
+        let mut by_level: BTreeMap<Option<u32>, Vec<CompareRow>> = evaluated;
+        for (level, row) in unevaluated {
+            by_level.insert(level, vec![row]);
         }
-        rows.extend(by_level.into_values());
+        rows.extend(by_level.into_values().flatten());
     }
     Ok(Comparison { run_dir: run_dir.to_path_buf(), rows })
 }
@@ -245,14 +251,14 @@ impl Comparison {
         s
     }
 
-    /// Score against cost per million pages, one point per start × level with both, and the
+    /// Score against cost per million pages, one point per evaluated model, and the
     /// Pareto frontier (no other point is cheaper and at least as good).
     pub fn svg(&self) -> String {
         let pts: Vec<(f64, f64, String)> = self
             .rows
             .iter()
             .filter_map(|r| {
-                let label = format!("{} L{}", r.start, r.level.map(|l| l.to_string()).unwrap_or_else(|| "?".into()));
+                let label = format!("{} L{} {}", r.start, r.level.map(|l| l.to_string()).unwrap_or_else(|| "?".into()), r.stage);
                 Some((r.cost_per_million_pages?, r.score?, label))
             })
             .collect();
