@@ -137,3 +137,27 @@ fn vlm_image_errors_name_the_problem() {
     let err = load_vlm(&fixtures().join("qwen2-tiny"), &device).err().unwrap().to_string();
     assert!(err.contains("unsupported architecture \"Qwen2ForCausalLM\""), "{err}");
 }
+
+/// Generation's path: a prefill that ends right after the image, then one text token at a
+/// time through the KV cache with default positions (continuing from the largest position + 1,
+/// as transformers' `rope_deltas` do), gives the full forward's logits.
+#[test]
+fn vlm_cached_decoding_continues_mrope_positions() {
+    let device = ladder_train::device::parse_device("cpu").unwrap();
+    let loaded = load_vlm(&fixtures().join("qwen2_5-vl-tiny"), &device).unwrap();
+    let c = case("two_images");
+    let images = Images::from_host(c.pixels.1, c.pixels.0[1], &c.grids, &device).unwrap();
+    let last_image = c.ids.iter().rposition(|&i| i == loaded.config.image_token_id).unwrap();
+    let prefill = last_image + 1;
+    let mode = ForwardMode::default();
+    let mut cache = ladder_model::KvCache::new(&loaded.model.language_model, 1);
+    let lm = &loaded.model.language_model;
+    let h = loaded.model.hidden_cached(&Tokens::new(&c.ids[..prefill], 1, prefill), Some(&images), &mut cache, mode).unwrap();
+    let mut got = host(lm.logits(h, mode));
+    for &id in &c.ids[prefill..] {
+        got.extend(host(lm.logits(lm.hidden_cached(&Tokens::new(&[id], 1, 1), &mut cache, mode), mode)));
+    }
+    let want = TensorFile::open(&fixtures().join(EXPECTED)).unwrap().get("two_images.logits", None).unwrap();
+    let diff = max_abs_diff(&got, &want.data);
+    assert!(diff < 1e-4, "cached decoding: max diff {diff:.2e}");
+}

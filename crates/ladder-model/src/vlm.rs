@@ -526,6 +526,33 @@ mod tests {
         assert!(err.contains("describes 1 images"), "{err}");
     }
 
+    /// transformers 4.x writes the text keys at the top level with `rope_scaling.type = mrope`;
+    /// a top-level `tie_word_embeddings` ties the head.
+    #[test]
+    fn v4_config_with_top_level_text_keys_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let json = serde_json::json!({
+            "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+            "vocab_size": 50, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "rope_theta": 1000000.0,
+            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}, "tie_word_embeddings": true,
+            "image_token_id": 40,
+            "vision_config": {"depth": 1, "hidden_size": 8, "intermediate_size": 8, "num_heads": 2,
+                "out_hidden_size": 16, "patch_size": 2, "window_size": 8, "fullatt_block_indexes": [0]}
+        });
+        std::fs::write(&path, json.to_string()).unwrap();
+        let c = VlmConfig::from_file(&path).unwrap();
+        assert_eq!(c.text.mrope_section, Some(vec![1, 1, 2]));
+        assert!(c.text.tie_word_embeddings && c.text.qkv_bias && !c.text.o_bias);
+        assert_eq!((c.text.rope_theta, c.text.rope_scaling.clone()), (1e6, None));
+        assert_eq!((c.image_token_id, c.vision.window_tokens()), (40, 2));
+        let bad = json.to_string().replace("[1, 1, 2]", "[1, 1, 1]").replace("[1,1,2]", "[1,1,1]");
+        std::fs::write(&path, bad).unwrap();
+        let err = VlmConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("mrope_section") && err.contains("head_dim / 2 = 4"), "{err}");
+    }
+
     #[test]
     fn peft_pattern_keeps_vision_mlps_apart() {
         let lora = VlmLora {
