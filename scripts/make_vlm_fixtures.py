@@ -15,9 +15,11 @@ What it writes (see tests/fixtures/README.md):
 - `qwen2_5-vl-tiny-lora-peft/`: a PEFT LoRA adapter (r 4, alpha 8, the language model's seven
   projections, selected by a regex so that the vision MLPs, which share the names
   gate_proj/up_proj/down_proj, are left alone), random non-zero B;
+- `qwen2_5-vl-tiny-vision-lora-peft/`: a PEFT LoRA adapter on the language model's q/v
+  projections and every linear of the vision blocks (qkv, proj, gate/up/down), random B;
 - `expected/vlm_logits.safetensors`: for the cases `one_image` and `two_images`, the input ids,
   pixel values (random, in the processor's flattened `[patches, C*T*P*P]` layout), image grids
-  `(t, h, w)`, transformers' 3-row mrope position ids, and the logits of transformers and PEFT.
+  `(t, h, w)`, transformers' 3-row mrope position ids, and the logits of transformers and of PEFT with each adapter.
 """
 
 import json
@@ -36,10 +38,13 @@ from peft import LoraConfig, PeftModel, get_peft_model
 ROOT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 NAME = "qwen2_5-vl-tiny"
 ADAPTER = "qwen2_5-vl-tiny-lora-peft"
+VISION_ADAPTER = "qwen2_5-vl-tiny-vision-lora-peft"
 SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 PATCH, TEMPORAL, MERGE, CHANNELS = 4, 2, 2, 3
 # The language model's projections only: `all-linear` or bare names would also catch the
 # vision blocks' gate_proj/up_proj/down_proj.
+VISION_TARGETS = (r"model\.language_model\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
+                  r"|model\.visual\.blocks\.\d+\.(attn|mlp)\.(qkv|proj|gate_proj|up_proj|down_proj)")
 LM_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
@@ -123,18 +128,18 @@ def load(adapter=None):
     return model
 
 
-def make_adapter(seed=11):
+def make_adapter(name, targets, seed):
     base = load()
     base.name_or_path = NAME
     torch.manual_seed(seed)
     lora = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_dropout=0.0, bias="none",
-                      target_modules=LM_TARGETS)
+                      target_modules=targets)
     peft_model = get_peft_model(base, lora)
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
             if "lora_B" in n:
                 p.copy_(0.1 * torch.randn_like(p))
-    dir = ROOT / ADAPTER
+    dir = ROOT / name
     if dir.exists():
         shutil.rmtree(dir)
     peft_model.save_pretrained(dir)
@@ -166,7 +171,7 @@ def expected(tok):
         # Two sizes, text between and after.
         "two_images": ([(1, 4, 8), (1, 6, 6)], ["First ", " and second ", " compared."]),
     }
-    base, peft_model = load(), load(ADAPTER)
+    base, peft_model, vision_peft = load(), load(ADAPTER), load(VISION_ADAPTER)
     out = {}
     gen = torch.Generator().manual_seed(3)
     for key, (grids, texts) in cases.items():
@@ -181,19 +186,20 @@ def expected(tok):
             positions, _ = base.model.get_rope_index(ids, mm, image_grid_thw=grid_thw)
             out[f"{key}.logits"] = base(**inputs).logits.float().contiguous()
             out[f"{key}+lora-peft.logits"] = peft_model(**inputs).logits.float().contiguous()
+            out[f"{key}+vision-lora-peft.logits"] = vision_peft(**inputs).logits.float().contiguous()
         out[f"{key}.input_ids"] = ids.long()
         out[f"{key}.pixel_values"] = pixel_values.float().contiguous()
         out[f"{key}.image_grid_thw"] = grid_thw.long()
         out[f"{key}.position_ids"] = positions.long().contiguous()
-        # Text-only rows must still see mrope positions 0..T-1 on all three rows.
     save_file(out, str(ROOT / "expected" / "vlm_logits.safetensors"), metadata={"format": "pt"})
 
 
 def main():
     tok = make_model()
-    make_adapter()
+    make_adapter(ADAPTER, LM_TARGETS, seed=11)
+    make_adapter(VISION_ADAPTER, VISION_TARGETS, seed=13)
     expected(tok)
-    for path in [ROOT / NAME, ROOT / ADAPTER, ROOT / "expected" / "vlm_logits.safetensors"]:
+    for path in [ROOT / NAME, ROOT / ADAPTER, ROOT / VISION_ADAPTER, ROOT / "expected" / "vlm_logits.safetensors"]:
         size = sum(f.stat().st_size for f in ([path] if path.is_file() else path.iterdir()))
         print(f"{path.relative_to(ROOT)}: {size / 1024:.0f} KiB")
 

@@ -35,13 +35,14 @@ fn case(name: &str) -> Case {
     Case { ids, pixels: (pixels.shape, pixels.data), grids, positions }
 }
 
-fn check(name: &str, adapter: Option<&str>) {
+/// `adapter`: the fixture folder and the targets it must be read with (language, vision).
+fn check(name: &str, adapter: Option<(&str, &[&str], &[&str])>) {
     let device = ladder_train::device::parse_device("cpu").unwrap();
     let mut loaded = load_vlm(&fixtures().join("qwen2_5-vl-tiny"), &device).unwrap();
-    if let Some(a) = adapter {
-        let lora = vlm::load_adapter(&mut loaded.model, &fixtures().join(a), &device).unwrap();
-        assert_eq!(lora.settings.targets.len(), 7, "all seven language-model projections");
-        assert!(lora.vision_targets.is_empty(), "the vision MLPs must stay unadapted");
+    if let Some((dir, language, vision)) = adapter {
+        let lora = vlm::load_adapter(&mut loaded.model, &fixtures().join(dir), &device).unwrap();
+        assert_eq!(lora.settings.targets, language, "{dir}: language-model targets");
+        assert_eq!(lora.vision_targets, vision, "{dir}: vision targets");
     }
     let c = case(name);
     let tokens = Tokens::new(&c.ids, 1, c.ids.len());
@@ -49,7 +50,7 @@ fn check(name: &str, adapter: Option<&str>) {
     let images = Images::from_host(c.pixels.1, c.pixels.0[1], &c.grids, &device).unwrap();
     let got = host(loaded.model.forward(&tokens, Some(&images), ForwardMode::default()).unwrap());
     let key = match adapter {
-        Some(_) => format!("{name}+lora-peft.logits"),
+        Some((dir, ..)) => format!("{name}{}.logits", dir.replace("qwen2_5-vl-tiny-", "+")),
         None => format!("{name}.logits"),
     };
     let want = TensorFile::open(&fixtures().join(EXPECTED)).unwrap().get(&key, None).unwrap();
@@ -67,10 +68,22 @@ fn vlm_two_images_logits_match_transformers() {
     check("two_images", None);
 }
 
+const ALL_LINEAR: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
 #[test]
 fn vlm_lora_adapter_logits_match_peft() {
-    check("one_image", Some("qwen2_5-vl-tiny-lora-peft"));
-    check("two_images", Some("qwen2_5-vl-tiny-lora-peft"));
+    // The vision MLPs share gate/up/down_proj's names but must stay unadapted.
+    let adapter = ("qwen2_5-vl-tiny-lora-peft", ALL_LINEAR, &[][..]);
+    check("one_image", Some(adapter));
+    check("two_images", Some(adapter));
+}
+
+#[test]
+fn vlm_vision_lora_adapter_logits_match_peft() {
+    let vision: &[&str] = &["qkv", "proj", "gate_proj", "up_proj", "down_proj"];
+    let adapter = ("qwen2_5-vl-tiny-vision-lora-peft", &["q_proj", "v_proj"][..], vision);
+    check("one_image", Some(adapter));
+    check("two_images", Some(adapter));
 }
 
 /// Both cases as one right-padded batch of two rows (images in row order) give each row's
@@ -105,21 +118,25 @@ fn vlm_padded_batch_equals_single_rows() {
     }
 }
 
-/// A ladder-saved adapter reads back identically and names the language model's layers the
-/// way PEFT does.
+/// A ladder-saved adapter holds PEFT's tensors under PEFT's keys, and its `target_modules`
+/// regex selects the same layers again.
 #[test]
 fn vlm_adapter_round_trips() {
     let device = ladder_train::device::parse_device("cpu").unwrap();
-    let mut loaded = load_vlm(&fixtures().join("qwen2_5-vl-tiny"), &device).unwrap();
-    let lora = vlm::load_adapter(&mut loaded.model, &fixtures().join("qwen2_5-vl-tiny-lora-peft"), &device).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    vlm::save_adapter(&mut loaded.model, &lora, "qwen2_5-vl-tiny", dir.path()).unwrap();
-    assert_same_tensors(
-        &fixtures().join("qwen2_5-vl-tiny-lora-peft/adapter_model.safetensors"),
-        &dir.path().join("adapter_model.safetensors"),
-    );
-    let config = read_json(dir.path().join("adapter_config.json"));
-    assert_eq!(config["target_modules"].as_str().unwrap(), lora.peft_target_modules());
+    for name in ["qwen2_5-vl-tiny-lora-peft", "qwen2_5-vl-tiny-vision-lora-peft"] {
+        let mut loaded = load_vlm(&fixtures().join("qwen2_5-vl-tiny"), &device).unwrap();
+        let lora = vlm::load_adapter(&mut loaded.model, &fixtures().join(name), &device).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        vlm::save_adapter(&mut loaded.model, &lora, "qwen2_5-vl-tiny", dir.path()).unwrap();
+        assert_same_tensors(
+            &fixtures().join(name).join("adapter_model.safetensors"),
+            &dir.path().join("adapter_model.safetensors"),
+        );
+        let config = read_json(dir.path().join("adapter_config.json"));
+        assert_eq!(config["target_modules"].as_str().unwrap(), lora.peft_target_modules());
+        let mut again = load_vlm(&fixtures().join("qwen2_5-vl-tiny"), &device).unwrap();
+        assert_eq!(vlm::load_adapter(&mut again.model, dir.path(), &device).unwrap(), lora);
+    }
 }
 
 #[test]
