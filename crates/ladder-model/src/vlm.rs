@@ -172,6 +172,28 @@ pub fn load_vlm(dir: &Path, device: &Device) -> Result<LoadedVlm> {
     Ok(LoadedVlm { model, config, dtype })
 }
 
+/// A randomly initialised model, as [`crate::random_decoder`]: linear weights N(0, `std`),
+/// biases 0, norm weights 1. Seeded and deterministic.
+pub fn random_vlm(config: &VlmConfig, std: f64, seed: u64, device: &Device) -> VisionLanguageModel {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let normal = rand_distr::Normal::new(0.0f32, std as f32).expect("finite std");
+    let mut fetch = |key: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let n = shape.iter().product();
+        Ok(if key.contains("norm") || key.contains("ln_q") {
+            vec![1.0; n]
+        } else if key.ends_with(".bias") {
+            vec![0.0; n]
+        } else {
+            (0..n).map(|_| normal.sample(&mut rng)).collect()
+        })
+    };
+    let language_model = crate::weights::build(&config.text, device, &mut fetch).expect("random weights have the right shapes");
+    let visual = VisionTransformer::build(&config.vision, device, &mut fetch).expect("random weights have the right shapes");
+    VisionLanguageModel { visual, language_model, image_token_id: config.image_token_id }
+}
+
 impl VisionLanguageModel {
     /// Input embeddings: token embeddings with each image token's replaced by the next merged
     /// image feature (transformers' `masked_scatter`, in row-major token order). Padding
@@ -551,6 +573,59 @@ mod tests {
         std::fs::write(&path, bad).unwrap();
         let err = VlmConfig::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("mrope_section") && err.contains("head_dim / 2 = 4"), "{err}");
+    }
+
+    fn tiny() -> VlmConfig {
+        let vision: HfVisionConfig = serde_json::from_value(serde_json::json!({
+            "depth": 2, "hidden_size": 8, "intermediate_size": 8, "num_heads": 2, "patch_size": 2,
+            "window_size": 4, "out_hidden_size": 16, "fullatt_block_indexes": [1]
+        }))
+        .unwrap();
+        VlmConfig {
+            text: DecoderConfig {
+                mrope_section: Some(vec![1, 1, 2]),
+                ..DecoderConfig::new(crate::Architecture::Qwen2, 50, 16, 32, 1, 2, 1)
+            },
+            vision: VisionConfig::from_hf(&vision, Path::new("config.json")).unwrap(),
+            image_token_id: 40,
+            video_token_id: 41,
+            vision_start_token_id: 42,
+            vision_end_token_id: 43,
+        }
+    }
+
+    /// Training LoRA through an image prompt: the loss reaches the adapters of both the
+    /// language model and the vision tower, and the frozen base gets no gradient.
+    #[test]
+    fn gradients_reach_language_and_vision_adapters() {
+        use burn::module::Module;
+        let device = Device::flex().autodiff();
+        let config = tiny();
+        let mut model = random_vlm(&config, 0.2, 1, &device).no_grad();
+        let lora = VlmLora {
+            settings: LoraSettings { r: 2, alpha: 4.0, dropout: 0.0, targets: vec!["q_proj".into()], rslora: false },
+            vision_targets: vec!["qkv".into()],
+        };
+        attach_new(&mut model, &lora, 0, &device);
+        let img = config.image_token_id;
+        let ids = [1, 42, img, img, 43, 2, 3];
+        let grids = [[1, 4, 2]]; // 8 patches, 2 merged tokens, one window each
+        let patch_dim = config.vision.patch_dim();
+        let pixels: Vec<f32> = (0..8 * patch_dim).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect();
+        let images = Images::from_host(pixels, patch_dim, &grids, &device).unwrap();
+        let logits = model.forward(&Tokens::new(&ids, 1, ids.len()), Some(&images), ForwardMode { adapters: true, train: true }).unwrap();
+        let grads = logits.square().mean().backward();
+        let mut seen = Vec::new();
+        for (path, linear) in model.linears_mut() {
+            if let Some(l) = &linear.lora {
+                let g = l.b.val().grad(&grads).expect("LoRA B gets a gradient");
+                let norm: f32 = host(g.abs().sum())[0];
+                assert!(norm > 0.0, "{path}: zero gradient");
+                seen.push(path.clone());
+            }
+            assert!(linear.weight.val().grad(&grads).is_none(), "{path}: the frozen base got a gradient");
+        }
+        assert_eq!(seen, ["model.language_model.layers.0.self_attn.q_proj", "model.visual.blocks.0.attn.qkv", "model.visual.blocks.1.attn.qkv"]);
     }
 
     #[test]
