@@ -13,3 +13,4 @@ mod parity;
 mod recipe;
 mod reliability;
 mod training;
+mod vlm;

@@ -122,6 +122,11 @@ pub struct DecoderConfig {
     pub mlp_bias: bool,
     /// Mistral's sliding-window attention span, when set.
     pub sliding_window: Option<usize>,
+    /// Qwen2-VL's multimodal RoPE: how many of the `head_dim / 2` frequencies take their
+    /// position from the temporal, height and width rows (in that order, cycling). `None` for
+    /// text-only models; with 1-D positions the three rows are equal and mrope is plain RoPE.
+    #[serde(default)]
+    pub mrope_section: Option<Vec<usize>>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -174,6 +179,7 @@ impl DecoderConfig {
             }
         }
         let (rope_theta, rope_scaling) = resolve_rope(hf, path)?;
+        let mrope_section = resolve_mrope(hf, head_dim, path)?;
         let attention_bias = hf.attention_bias.unwrap_or(false);
         let sliding_window = match architecture {
             Architecture::Mistral => hf.sliding_window,
@@ -198,6 +204,7 @@ impl DecoderConfig {
             o_bias: architecture != Architecture::Qwen2 && attention_bias,
             mlp_bias: hf.mlp_bias.unwrap_or(false),
             sliding_window,
+            mrope_section,
             bos_token_id: hf.bos_token_id.as_ref().and_then(|b| b.to_vec().first().copied()),
             eos_token_ids: hf.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default(),
         })
@@ -233,6 +240,7 @@ impl DecoderConfig {
             o_bias: false,
             mlp_bias: false,
             sliding_window: None,
+            mrope_section: None,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
         }
@@ -332,7 +340,8 @@ fn resolve_rope(hf: &HfConfig, path: &Path) -> Result<(f64, Option<RopeScaling>)
         })
     };
     let scaling = match kind {
-        "default" => None,
+        // Qwen2-VL's v4 configs say `"type": "mrope"`; its sections are read by resolve_mrope.
+        "default" | "mrope" => None,
         "llama3" => Some(RopeScaling::Llama3 {
             factor: num("factor")?,
             low_freq_factor: num("low_freq_factor")?,
@@ -351,6 +360,28 @@ fn resolve_rope(hf: &HfConfig, path: &Path) -> Result<(f64, Option<RopeScaling>)
         }
     };
     Ok((theta, scaling))
+}
+
+/// `mrope_section` from `rope_parameters` (v5) or `rope_scaling` (v4), checked to cover the
+/// `head_dim / 2` rotary frequencies.
+fn resolve_mrope(hf: &HfConfig, head_dim: usize, path: &Path) -> Result<Option<Vec<usize>>> {
+    let found = [("rope_parameters", &hf.rope_parameters), ("rope_scaling", &hf.rope_scaling)]
+        .into_iter()
+        .find_map(|(key, v)| v.as_ref().and_then(|v| v.get("mrope_section")).map(|s| (key, s)));
+    let Some((key, section)) = found else {
+        return Ok(None);
+    };
+    let bad = |message: String| ModelError::BadValue {
+        path: path.to_path_buf(),
+        key: format!("{key}.mrope_section"),
+        message,
+    };
+    let section: Vec<usize> = serde_json::from_value(section.clone())
+        .map_err(|e| bad(format!("expected a list of integers: {e}")))?;
+    if section.iter().sum::<usize>() != head_dim / 2 {
+        return Err(bad(format!("{section:?} must sum to head_dim / 2 = {}", head_dim / 2)));
+    }
+    Ok(Some(section))
 }
 
 #[cfg(test)]

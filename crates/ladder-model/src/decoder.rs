@@ -269,6 +269,9 @@ pub struct Tokens<'a> {
     pub batch: usize,
     pub seq: usize,
     pub positions: Option<&'a [u32]>,
+    /// Qwen2-VL's 3-row positions `[3, batch, seq]` (t, h, w), which replace `positions` for
+    /// RoPE; see [`crate::vlm::mrope_positions`]. Masking still uses `positions`.
+    pub mrope_positions: Option<&'a [u32]>,
     pub segments: Option<&'a [u32]>,
     pub shared_prefix: bool,
 }
@@ -282,9 +285,17 @@ impl<'a> Tokens<'a> {
             batch,
             seq,
             positions: None,
+            mrope_positions: None,
             segments: None,
             shared_prefix: false,
         }
+    }
+
+    /// 3-row multimodal positions `[3, batch, seq]` for Qwen2-VL's mrope.
+    pub fn mrope_positions(mut self, positions: &'a [u32]) -> Self {
+        assert_eq!(positions.len(), 3 * self.batch * self.seq, "mrope positions must be [3, batch, seq]");
+        self.mrope_positions = Some(positions);
+        self
     }
 
     pub fn positions(mut self, positions: &'a [u32]) -> Self {
@@ -323,19 +334,36 @@ impl Decoder {
         self.embed_tokens.val().device()
     }
 
+    /// Token embeddings of `tokens.ids`.
+    ///
+    /// # Shapes
+    /// - output: `[batch, seq, hidden]`
+    pub fn embed(&self, tokens: &Tokens) -> Tensor<3> {
+        let (b, t) = (tokens.batch, tokens.seq);
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(tokens.ids.iter().map(|&i| i as i64).collect(), [b * t]),
+            &self.device(),
+        );
+        self.embed_tokens.val().select(0, ids).reshape([b, t, self.config.hidden_size])
+    }
+
     /// Final hidden states after the last norm.
     ///
     /// # Shapes
     /// - output: `[batch, seq, hidden]`
     pub fn hidden(&self, tokens: &Tokens, mode: ForwardMode) -> Tensor<3> {
+        self.hidden_from_embeddings(self.embed(tokens), tokens, mode)
+    }
+
+    /// [`Decoder::hidden`] on given input embeddings instead of `tokens.ids`' (a vision-language
+    /// model puts image features at its image tokens); `tokens` supplies positions and segments.
+    ///
+    /// # Shapes
+    /// - embeddings: `[batch, seq, hidden]`, output: same
+    pub fn hidden_from_embeddings(&self, embeddings: Tensor<3>, tokens: &Tokens, mode: ForwardMode) -> Tensor<3> {
         let device = self.device();
         let (b, t) = (tokens.batch, tokens.seq);
-        let ids = Tensor::<1, Int>::from_data(
-            TensorData::new(tokens.ids.iter().map(|&i| i as i64).collect(), [b * t]),
-            &device,
-        );
-        let hidden = self.config.hidden_size;
-        let mut x = self.embed_tokens.val().select(0, ids).reshape([b, t, hidden]);
+        let mut x = embeddings;
         let default_positions: Vec<u32>;
         let positions = match tokens.positions {
             Some(p) => p,
@@ -344,7 +372,10 @@ impl Decoder {
                 &default_positions
             }
         };
-        let (cos, sin) = self.rope.cos_sin(positions, b, t, &device);
+        let (cos, sin) = match tokens.mrope_positions {
+            Some(p) => self.rope.cos_sin_mrope(p, b, t, &device),
+            None => self.rope.cos_sin(positions, b, t, &device),
+        };
         let bias = attention_bias(tokens, positions, self.config.sliding_window, &device);
         for layer in &self.layers {
             x = layer.forward(x, cos.clone(), sin.clone(), bias.clone(), mode);
@@ -381,17 +412,31 @@ impl Decoder {
     /// # Shapes
     /// - output: `[batch, new, hidden]`
     pub fn hidden_cached(&self, tokens: &Tokens, cache: &mut KvCache, mode: ForwardMode) -> Tensor<3> {
+        self.hidden_cached_from_embeddings(self.embed(tokens), tokens, cache, mode)
+    }
+
+    /// [`Decoder::hidden_cached`] on given input embeddings (see
+    /// [`Decoder::hidden_from_embeddings`]). With `tokens.mrope_positions`, each cached slot
+    /// records the largest of its three positions, so later tokens continue from the largest
+    /// position + 1, as transformers' `rope_deltas` make them.
+    ///
+    /// # Shapes
+    /// - embeddings: `[batch, new, hidden]`, output: same
+    pub fn hidden_cached_from_embeddings(
+        &self,
+        embeddings: Tensor<3>,
+        tokens: &Tokens,
+        cache: &mut KvCache,
+        mode: ForwardMode,
+    ) -> Tensor<3> {
         let device = self.device();
         let (b, t) = (tokens.batch, tokens.seq);
         assert_eq!(b, cache.batch, "tokens and cache disagree on the batch size");
-        let ids = Tensor::<1, Int>::from_data(
-            TensorData::new(tokens.ids.iter().map(|&i| i as i64).collect(), [b * t]),
-            &device,
-        );
-        let mut x = self.embed_tokens.val().select(0, ids).reshape([b, t, self.config.hidden_size]);
-        let positions: Vec<u32> = match tokens.positions {
-            Some(p) => p.to_vec(),
-            None => (0..b)
+        let mut x = embeddings;
+        let positions: Vec<u32> = match (tokens.positions, tokens.mrope_positions) {
+            (Some(p), _) => p.to_vec(),
+            (None, Some(m)) => (0..b * t).map(|i| m[i].max(m[b * t + i]).max(m[2 * b * t + i])).collect(),
+            (None, None) => (0..b)
                 .flat_map(|r| {
                     let next = cache.positions[r].last().map_or(0, |p| p + 1);
                     next..next + t as u32
@@ -403,7 +448,10 @@ impl Decoder {
             cache.positions[r].extend_from_slice(&positions[r * t..(r + 1) * t]);
             cache.segments[r].extend_from_slice(&segments[r * t..(r + 1) * t]);
         }
-        let (cos, sin) = self.rope.cos_sin(&positions, b, t, &device);
+        let (cos, sin) = match tokens.mrope_positions {
+            Some(m) => self.rope.cos_sin_mrope(m, b, t, &device),
+            None => self.rope.cos_sin(&positions, b, t, &device),
+        };
         let keys = cache.len();
         let bias = bias_over_keys(b, t, keys - t, &cache.positions, &cache.segments, false, self.config.sliding_window, &device);
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {

@@ -54,6 +54,9 @@ pub enum ModelError {
     AdapterMismatch { path: PathBuf, message: String },
     #[error("{0}")]
     Source(String),
+    /// Images that do not fit the prompt or the vision tower (pixel rows, grids, image tokens).
+    #[error("image input: {0}")]
+    ImageInput(String),
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

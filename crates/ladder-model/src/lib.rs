@@ -1,6 +1,6 @@
-//! Hugging Face decoder-only checkpoints (Llama, Qwen2, Mistral) as Burn modules: config,
-//! safetensors weights, LoRA adapters in PEFT's format, and model sources (folders or the Hub
-//! cache).
+//! Hugging Face decoder-only checkpoints (Llama, Qwen2, Mistral) and the Qwen2.5-VL
+//! vision-language model as Burn modules: config, safetensors weights, LoRA adapters in PEFT's
+//! format, and model sources (folders or the Hub cache).
 
 pub mod config;
 pub mod decoder;
@@ -11,6 +11,8 @@ pub mod linear;
 pub mod peft;
 pub mod rope;
 pub mod source;
+pub mod vision;
+pub mod vlm;
 pub mod weights;
 
 pub use config::{Architecture, DecoderConfig};
@@ -21,4 +23,5 @@ pub use io::write_atomic;
 pub use linear::{ForwardMode, Linear, Lora};
 pub use peft::{AdapterConfig, LoraSettings};
 pub use source::ModelSource;
+pub use vlm::{load_vlm, random_vlm, Images, LoadedVlm, VisionLanguageModel, VlmConfig, VlmLora};
 pub use weights::{load_decoder, random_decoder, Loaded, StorageDtype, TensorFile};

@@ -145,9 +145,8 @@ impl AdapterConfig {
         }
     }
 
-    /// The settings, refusing PEFT features `ladder` does not implement rather than
-    /// silently loading a different adapter.
-    pub fn settings(&self, path: &Path) -> Result<LoraSettings> {
+    /// Refuses the PEFT features `ladder` does not implement (everything but the targets).
+    pub fn check_supported(&self, path: &Path) -> Result<()> {
         let bad = |key: &str, message: &str| ModelError::BadValue {
             path: path.to_path_buf(),
             key: key.into(),
@@ -171,6 +170,18 @@ impl AdapterConfig {
         if self.layers_to_transform.as_ref().is_some_and(|m| !m.is_null()) {
             return Err(bad("layers_to_transform", "layer subsets are not supported"));
         }
+        Ok(())
+    }
+
+    /// The settings, refusing PEFT features `ladder` does not implement rather than
+    /// silently loading a different adapter.
+    pub fn settings(&self, path: &Path) -> Result<LoraSettings> {
+        self.check_supported(path)?;
+        let bad = |key: &str, message: &str| ModelError::BadValue {
+            path: path.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        };
         let targets = match &self.target_modules {
             serde_json::Value::String(s) if s == "all-linear" => ALL_LINEAR.iter().map(|s| s.to_string()).collect(),
             serde_json::Value::Array(items) => items
@@ -225,18 +236,22 @@ pub fn linears(model: &Decoder) -> Vec<(String, &Linear)> {
     out
 }
 
-fn is_target(path: &str, settings: &LoraSettings) -> bool {
+pub(crate) fn is_target(path: &str, settings: &LoraSettings) -> bool {
     let name = path.rsplit('.').next().unwrap_or(path);
     settings.targets.iter().any(|t| t == name)
 }
 
 /// Attaches fresh adapters (PEFT's init) to the targeted layers, seeded.
 pub fn attach_new(model: &mut Decoder, settings: &LoraSettings, seed: u64, device: &Device) {
+    let targets = linears_mut(model).into_iter().filter(|(path, _)| is_target(path, settings)).map(|(_, l)| l);
+    attach_to(targets, settings, seed, device);
+}
+
+/// Attaches fresh adapters (PEFT's init: A Kaiming-uniform, B zero) to each of `linears` in
+/// order, from one seeded stream.
+pub fn attach_to<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, settings: &LoraSettings, seed: u64, device: &Device) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for (path, linear) in linears_mut(model) {
-        if !is_target(&path, settings) {
-            continue;
-        }
+    for linear in linears {
         let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), settings.r);
         let bound = 1.0 / (d_in as f64).sqrt();
         let a: Vec<f32> = (0..d_in * r).map(|_| rng.random_range(-bound..bound) as f32).collect();
@@ -249,7 +264,8 @@ pub fn attach_new(model: &mut Decoder, settings: &LoraSettings, seed: u64, devic
     }
 }
 
-const PREFIX: &str = "base_model.model.";
+/// PEFT's prefix on every adapter key (`PeftModel.base_model.model`).
+pub const PREFIX: &str = "base_model.model.";
 
 /// Loads a PEFT adapter folder onto `model`, checking every shape against the model.
 pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<LoraSettings> {

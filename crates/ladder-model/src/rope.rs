@@ -2,6 +2,10 @@
 //! `rotate_half` layout (first half / second half of each head), not Burn's interleaved
 //! `RotaryEncoding`, with Llama 3.1 and linear frequency scaling.
 //!
+//! Qwen2-VL's multimodal RoPE (`mrope_section`) is the same rotation with three position rows
+//! (temporal, height, width): frequency `i` takes its position from the row of the section it
+//! falls in, as `Qwen2_5_VLRotaryEmbedding.recomposition_frequencies` does.
+//!
 //! Angles are computed on the host in f64 for exactly the positions of the batch, so packed
 //! sequences (positions restarting inside a row) cost nothing extra.
 
@@ -14,6 +18,8 @@ use crate::config::{DecoderConfig, RopeScaling};
 pub struct Rope {
     inv_freq: Vec<f64>,
     position_scale: f64,
+    /// For each frequency, the mrope row (0 = t, 1 = h, 2 = w) its position comes from.
+    mrope_rows: Option<Vec<usize>>,
 }
 
 impl Rope {
@@ -48,10 +54,20 @@ impl Rope {
             Some(RopeScaling::Linear { factor }) => position_scale = 1.0 / factor,
             None => {}
         }
+        // transformers: `freq.split(mrope_section)`, chunk i from row i % 3.
+        let mrope_rows = config.mrope_section.as_ref().map(|sections| {
+            sections.iter().enumerate().flat_map(|(i, &n)| std::iter::repeat_n(i % 3, n)).collect()
+        });
         Rope {
             inv_freq,
             position_scale,
+            mrope_rows,
         }
+    }
+
+    /// Whether this is Qwen2-VL's multimodal RoPE.
+    pub fn is_mrope(&self) -> bool {
+        self.mrope_rows.is_some()
     }
 
     /// `cos` and `sin` for the given positions, each `[batch, 1, seq, head_dim]`.
@@ -62,15 +78,50 @@ impl Rope {
         seq: usize,
         device: &Device,
     ) -> (Tensor<4>, Tensor<4>) {
+        self.table(positions.len(), |i, _| positions[i], batch, seq, device)
+    }
+
+    /// [`Rope::cos_sin`] for 3-row multimodal positions `[3, batch * seq]` (row-major: all
+    /// temporal positions, then height, then width). Without `mrope_section` the temporal row
+    /// is used, which is what a text-only model would see.
+    pub fn cos_sin_mrope(
+        &self,
+        positions: &[u32],
+        batch: usize,
+        seq: usize,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let n = batch * seq;
+        assert_eq!(positions.len(), 3 * n, "mrope positions must be [3, batch * seq]");
+        match &self.mrope_rows {
+            Some(rows) => self.table(n, |i, f| positions[rows[f] * n + i], batch, seq, device),
+            None => self.table(n, |i, _| positions[i], batch, seq, device),
+        }
+    }
+
+    /// `cos`/`sin` `[batch, 1, seq, head_dim]` where token `i`, frequency `f` sits at
+    /// `position(i, f)`.
+    fn table(
+        &self,
+        n: usize,
+        position: impl Fn(usize, usize) -> u32,
+        batch: usize,
+        seq: usize,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<4>) {
         let half = self.inv_freq.len();
         let dim = 2 * half;
-        let mut cos = Vec::with_capacity(positions.len() * dim);
-        let mut sin = Vec::with_capacity(positions.len() * dim);
-        for &p in positions {
-            let p = p as f64 * self.position_scale;
+        let mut cos = Vec::with_capacity(n * dim);
+        let mut sin = Vec::with_capacity(n * dim);
+        for i in 0..n {
             // transformers computes the angles in f32; rounding the angle the same way keeps
             // long positions within f32 noise of the reference.
-            let angles: Vec<f32> = self.inv_freq.iter().map(|f| (p * f) as f32).collect();
+            let angles: Vec<f32> = self
+                .inv_freq
+                .iter()
+                .enumerate()
+                .map(|(f, inv)| (position(i, f) as f64 * self.position_scale * inv) as f32)
+                .collect();
             for _ in 0..2 {
                 cos.extend(angles.iter().map(|a| a.cos()));
                 sin.extend(angles.iter().map(|a| a.sin()));

@@ -309,9 +309,9 @@ pub fn random_decoder(config: &DecoderConfig, std: f64, seed: u64, device: &Devi
 }
 
 /// Reads tensor `key` with HF shape `shape` (f32, row-major).
-type Fetch<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
+pub(crate) type Fetch<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
 
-fn linear(fetch: &mut Fetch, prefix: &str, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Result<Linear> {
+pub(crate) fn linear(fetch: &mut Fetch, prefix: &str, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Result<Linear> {
     let w = fetch(&format!("{prefix}.weight"), &[d_out, d_in])?;
     let weight = Tensor::from_data(TensorData::new(transpose(&w, d_out, d_in), [d_in, d_out]), device);
     let bias = if bias {
@@ -324,14 +324,18 @@ fn linear(fetch: &mut Fetch, prefix: &str, d_in: usize, d_out: usize, bias: bool
 }
 
 fn rms_norm(fetch: &mut Fetch, key: &str, c: &DecoderConfig, device: &Device) -> Result<RmsNorm> {
-    let w = fetch(key, &[c.hidden_size])?;
+    norm(fetch, key, c.hidden_size, c.rms_norm_eps, device)
+}
+
+pub(crate) fn norm(fetch: &mut Fetch, key: &str, size: usize, eps: f64, device: &Device) -> Result<RmsNorm> {
+    let w = fetch(key, &[size])?;
     Ok(RmsNorm {
-        weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [c.hidden_size]), device)),
-        eps: c.rms_norm_eps,
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [size]), device)),
+        eps,
     })
 }
 
-fn build(c: &DecoderConfig, device: &Device, f: &mut Fetch) -> Result<Decoder> {
+pub(crate) fn build(c: &DecoderConfig, device: &Device, f: &mut Fetch) -> Result<Decoder> {
     let (h, q_dim, kv_dim, ff) = (
         c.hidden_size,
         c.num_heads * c.head_dim,
