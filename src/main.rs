@@ -128,9 +128,21 @@ fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
     };
     let src = ladder_recipe::load(&args.recipe)?;
     let opts = ladder_recipe::RunOptions { executor, force: args.force, from: args.from, only: args.only, output: args.output };
+    let local = matches!(opts.executor, ladder_recipe::Executor::Local);
+    let run_dir = ladder_recipe::plan(&src, opts.output.as_deref())?.run_dir;
     let outcomes = ladder_recipe::run(&src, &opts)?;
     for o in outcomes {
         println!("{}/{}: {}{}", o.start, o.stage, o.action, o.detail.map(|d| format!(" {d}")).unwrap_or_default());
+    }
+    // A local run has finished every stage: end with the comparison, as `ladder compare` would.
+    // (A Slurm run has only submitted them; `ladder compare` comes after the jobs.)
+    if local {
+        let comparison = ladder_recipe::report::compare(&run_dir)?;
+        if comparison.rows.iter().any(|r| r.eval_stage.is_some()) {
+            comparison.write()?;
+            print!("\n{}", comparison.markdown());
+            println!("report: {}", run_dir.join("report.md").display());
+        }
     }
     Ok(())
 }
