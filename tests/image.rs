@@ -163,3 +163,46 @@ fn image_row_errors_name_the_row() {
     let err = prompt_ids_with_images(&text_tok, &Prompt::Text("p".into()), &[4]).unwrap_err().to_string();
     assert!(err.contains("no <|image_pad|> token"), "{err}");
 }
+
+/// A conversation with an image trains on its assistant turns only, the image expanded in the
+/// user turn where its part stands.
+#[test]
+fn conversation_with_an_image_masks_all_but_the_assistant() {
+    let dir = fixtures().join("images");
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let row: serde_json::Value = serde_json::json!({
+        "image": "x.png",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Read "}, {"type": "image"}]},
+            {"role": "assistant", "content": "Total 7.00"},
+        ],
+    });
+    let row = ladder_data::parse_row(&row).unwrap();
+    let out = tokenize_sft_with_images(&tok, &row, &[5], &SftOptions::default()).unwrap().example;
+    let pad = tok.token_id(ladder_data::IMAGE_PAD).unwrap();
+    assert_eq!(out.input_ids.iter().filter(|t| **t == pad).count(), 5);
+    let first_target = out.targets.iter().position(|t| *t).unwrap();
+    assert!(out.input_ids[..first_target].contains(&pad), "the image is in the masked prompt");
+    let target_text = tok.decode(&out.input_ids[first_target..], false).unwrap();
+    assert!(target_text.starts_with("Total 7.00<|im_end|>"), "{target_text:?}");
+}
+
+/// The committed rendered pages (datasets/demo-vlm) load and preprocess with Qwen2.5-VL's
+/// default bounds.
+#[test]
+fn demo_vlm_pages_preprocess() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/demo-vlm");
+    let cfg = ImageConfig::default();
+    let mut fits = ladder_data::FitCounts::default();
+    for file in ["ocr.jsonl", "domain.jsonl"] {
+        let rows = read_rows(&root.join(file), &ReadOptions::default()).unwrap().rows;
+        assert_eq!(rows.len(), 16);
+        for row in &rows {
+            for image in load_images(row, &cfg).unwrap() {
+                assert_eq!(image.pixel_values.len(), image.grid_thw.iter().product::<usize>() * cfg.patch_len());
+                fits.record(image.fit);
+            }
+        }
+    }
+    assert_eq!(fits.exact + fits.rounded + fits.downscaled + fits.upscaled, 32);
+}
