@@ -8,6 +8,7 @@ mod errors;
 mod eval;
 mod fuzz_smoke;
 mod generation;
+mod image;
 mod pairs;
 mod parity;
 mod recipe;

@@ -28,6 +28,8 @@ pub enum DataError {
     Parquet { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Image { path: PathBuf, message: String },
     #[error("chat template: {0}")]
     Template(String),
     #[error("{0}")]

@@ -1,21 +1,26 @@
 //! Datasets for `ladder`: JSONL and Parquet rows in TRL's formats, Hugging Face tokenizers and
 //! chat templates, SFT tokenisation with loss masks, packing and batching, and detection of
-//! degenerate (looping) generations.
+//! degenerate (looping) generations; images for Qwen2-VL-style models (PIL-exact
+//! preprocessing, rows with images, prompts with expanded image placeholders).
 
 pub mod batch;
 pub mod chat_template;
 pub mod degeneration;
 pub mod error;
+pub mod image;
 pub mod packing;
 pub mod rows;
 pub mod sft;
 pub mod tokenizer;
+pub mod vision;
 
 pub use batch::{collate, Batch, PAD_SEGMENT};
 pub use chat_template::{ChatTemplate, Message};
 pub use degeneration::{Detector, Details, FinishReason, Rule, Verdict};
 pub use error::{DataError, Result};
+pub use self::image::{image_tokens, preprocess, smart_resize, Fit, FitCounts, ImageConfig, ImageSource, Preprocessed, RgbImage};
 pub use packing::{pack, Packed};
 pub use rows::{parse_row, read_rows, Dataset, Located, Origin, Prompt, ReadOptions, Row};
-pub use sft::{completion_ids, tokenize_sft, Example, SftOptions, Tokenized};
+pub use sft::{completion_ids, completion_tail, tokenize_sft, Example, SftOptions, Tokenized};
 pub use tokenizer::Tokenizer;
+pub use vision::{completion_ids_with_images, load_images, prompt_ids_with_images, tokenize_sft_with_images, IMAGE_BLOCK, IMAGE_PAD};

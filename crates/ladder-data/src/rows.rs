@@ -2,6 +2,10 @@
 //! `{"messages"}`, `{"prompt","chosen","rejected"}` (standard or conversational) — read from
 //! JSON Lines or Parquet. Parquet rows are converted to JSON and go through the same parser,
 //! so both formats accept and reject exactly the same rows.
+//!
+//! Rows may carry images as TRL's vision datasets do: `"image"` (one) or `"images"` (a list),
+//! each a path (relative to the data file's folder) or Hugging Face `datasets`' image struct
+//! `{"bytes", "path"}`; in conversations, `{"type": "image"}` content parts mark where they go.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +13,8 @@ use serde_json::{Map, Value};
 
 use crate::chat_template::Message;
 use crate::error::{DataError, Result};
+use crate::image::ImageSource;
+use crate::vision::{check_placement, count_placeholders, prompt_placeholders, IMAGE_BLOCK, IMAGE_PAD};
 
 /// A prompt: plain text, or a conversation rendered with the chat template.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,12 +23,29 @@ pub enum Prompt {
     Messages(Vec<Message>),
 }
 
+/// A row; `images` are in the order their placeholders appear in the prompt (empty for text).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Row {
     Text { text: String },
-    Completion { prompt: Prompt, completion: String },
-    Messages { messages: Vec<Message> },
-    Preference { prompt: Prompt, chosen: String, rejected: String },
+    Completion { prompt: Prompt, completion: String, images: Vec<ImageSource> },
+    Messages { messages: Vec<Message>, images: Vec<ImageSource> },
+    Preference { prompt: Prompt, chosen: String, rejected: String, images: Vec<ImageSource> },
+}
+
+impl Row {
+    pub fn images(&self) -> &[ImageSource] {
+        match self {
+            Row::Text { .. } => &[],
+            Row::Completion { images, .. } | Row::Messages { images, .. } | Row::Preference { images, .. } => images,
+        }
+    }
+
+    fn images_mut(&mut self) -> Option<&mut Vec<ImageSource>> {
+        match self {
+            Row::Text { .. } => None,
+            Row::Completion { images, .. } | Row::Messages { images, .. } | Row::Preference { images, .. } => Some(images),
+        }
+    }
 }
 
 /// Where a row came from: the file and its 1-based line (JSONL) or row (Parquet).
@@ -65,8 +88,9 @@ pub fn read_rows(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     };
     let mut rows = Vec::with_capacity(raw.len());
     let mut skipped = 0;
+    let base = path.parent().unwrap_or(Path::new(""));
     for (line, value) in raw {
-        let parsed = value.and_then(|v| parse_row(&v));
+        let parsed = value.and_then(|v| parse_row(&v)).and_then(|row| resolve_images(row, base));
         match parsed {
             Ok(row) => rows.push(Located { value: row, origin: Origin { file: path.to_path_buf(), line } }),
             Err(message) if opts.skip_bad_rows => {
@@ -85,6 +109,22 @@ pub fn read_rows(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
         return Err(DataError::Empty { path: path.to_path_buf() });
     }
     Ok(Dataset { rows, skipped })
+}
+
+/// Resolves relative image paths against the data file's folder and checks the files exist,
+/// so a missing image is a row error at load time rather than midway through training.
+fn resolve_images(mut row: Row, base: &Path) -> std::result::Result<Row, String> {
+    for (k, image) in row.images_mut().into_iter().flatten().enumerate() {
+        if let ImageSource::Path(p) = image {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+            if !p.is_file() {
+                return Err(format!("image {} not found: {}", k + 1, p.display()));
+            }
+        }
+    }
+    Ok(row)
 }
 
 /// The longest JSONL line read as a row. Far beyond any training example, it keeps a stray
@@ -154,10 +194,75 @@ fn messages(v: &Value, key: &str) -> std::result::Result<Vec<Message>, String> {
         .map(|(i, m)| {
             let obj = m.as_object().ok_or_else(|| format!("\"{key}\"[{i}] must be an object, found {}", kind(m)))?;
             let role = string_field(obj, "role").map_err(|e| format!("\"{key}\"[{i}]: {e}"))?;
-            let content = string_field(obj, "content").map_err(|e| format!("\"{key}\"[{i}]: {e}"))?;
+            let content = match obj.get("content") {
+                Some(Value::Array(parts)) => content_parts(parts).map_err(|e| format!("\"{key}\"[{i}].content{e}"))?,
+                _ => string_field(obj, "content").map_err(|e| format!("\"{key}\"[{i}]: {e}"))?,
+            };
             Ok(Message { role, content })
         })
         .collect()
+}
+
+/// Content as a list of typed parts (transformers' multimodal form): text parts are joined and
+/// each image part becomes [`IMAGE_BLOCK`], which is what Qwen2-VL's chat template writes for
+/// it, so the string renders the same through any template that prints string content.
+fn content_parts(parts: &[Value]) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    for (j, part) in parts.iter().enumerate() {
+        let obj = part.as_object().ok_or_else(|| format!("[{j}] must be an object, found {}", kind(part)))?;
+        match obj.get("type").and_then(Value::as_str) {
+            Some("text") => out.push_str(&string_field(obj, "text").map_err(|e| format!("[{j}]: {e}"))?),
+            // The image itself is in the row's "image"/"images"; a part may also name it.
+            Some("image") => out.push_str(IMAGE_BLOCK),
+            Some(other) => return Err(format!("[{j}]: unsupported content type {other:?}; expected \"text\" or \"image\"")),
+            None => return Err(format!("[{j}]: a content part needs \"type\" (\"text\" or \"image\")")),
+        }
+    }
+    Ok(out)
+}
+
+/// One image: a path, or `{"bytes", "path"}` with bytes as base64 (Parquet binary arrives so
+/// through the JSON conversion) or a list of byte values; `null` bytes fall back to the path.
+fn image_source(v: &Value, what: &str) -> std::result::Result<ImageSource, String> {
+    use base64::Engine;
+    match v {
+        Value::String(s) if !s.is_empty() => Ok(ImageSource::Path(PathBuf::from(s))),
+        Value::Object(obj) => {
+            let name = obj.get("path").and_then(Value::as_str).filter(|p| !p.is_empty()).map(str::to_string);
+            let bytes = match obj.get("bytes") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(b64)) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|e| format!("{what}: \"bytes\" is not valid base64: {e}"))?,
+                ),
+                Some(Value::Array(list)) => Some(
+                    list.iter()
+                        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                        .collect::<Option<Vec<u8>>>()
+                        .ok_or_else(|| format!("{what}: \"bytes\" as a list must hold values 0–255"))?,
+                ),
+                Some(other) => return Err(format!("{what}: \"bytes\" must be binary or base64, found {}", kind(other))),
+            };
+            match (bytes, name) {
+                (Some(bytes), name) => Ok(ImageSource::Bytes { bytes, name }),
+                (None, Some(path)) => Ok(ImageSource::Path(PathBuf::from(path))),
+                (None, None) => Err(format!("{what} has neither \"bytes\" nor \"path\"")),
+            }
+        }
+        other => Err(format!("{what} must be a path or a {{\"bytes\",\"path\"}} object, found {}", kind(other))),
+    }
+}
+
+/// The row's images from `"image"` (one) or `"images"` (a list); `null` means none.
+fn images(obj: &Map<String, Value>) -> std::result::Result<Vec<ImageSource>, String> {
+    match (obj.get("image"), obj.get("images")) {
+        (Some(a), Some(b)) if !a.is_null() && !b.is_null() => Err("a row has either \"image\" or \"images\", not both".into()),
+        (Some(v), _) if !v.is_null() => Ok(vec![image_source(v, "\"image\"")?]),
+        (_, Some(Value::Array(list))) => list.iter().enumerate().map(|(k, v)| image_source(v, &format!("\"images\"[{k}]"))).collect(),
+        (_, Some(v)) if !v.is_null() => Err(format!("\"images\" must be a list, found {}", kind(v))),
+        _ => Ok(Vec::new()),
+    }
 }
 
 fn prompt(v: &Value) -> std::result::Result<Prompt, String> {
@@ -175,6 +280,7 @@ fn completion(v: &Value, key: &str) -> std::result::Result<String, String> {
         Value::Array(_) => {
             let msgs = messages(v, key)?;
             match msgs.as_slice() {
+                [m] if m.role == "assistant" && count_placeholders(&m.content) > 0 => Err(format!("\"{key}\" holds an image; images go in the prompt")),
                 [m] if m.role == "assistant" => Ok(m.content.clone()),
                 _ => Err(format!("\"{key}\" as a list must hold exactly one assistant message")),
             }
@@ -187,18 +293,25 @@ fn completion(v: &Value, key: &str) -> std::result::Result<String, String> {
 pub fn parse_row(v: &Value) -> std::result::Result<Row, String> {
     let obj = v.as_object().ok_or_else(|| format!("expected a JSON object ({SHAPES}), found {}", kind(v)))?;
     let has = |k: &str| obj.contains_key(k);
+    let images = images(obj)?;
     if has("chosen") || has("rejected") {
         let p = obj.get("prompt").ok_or("a preference row needs \"prompt\" as well as \"chosen\" and \"rejected\"")?;
         let chosen = completion(obj.get("chosen").ok_or("missing \"chosen\"")?, "chosen")?;
         let rejected = completion(obj.get("rejected").ok_or("missing \"rejected\"")?, "rejected")?;
-        return Ok(Row::Preference { prompt: prompt(p)?, chosen, rejected });
+        let prompt = prompt(p)?;
+        check_placement(prompt_placeholders(&prompt), images.len())?;
+        return Ok(Row::Preference { prompt, chosen, rejected, images });
     }
     if let Some(m) = obj.get("messages") {
         let messages = messages(m, "messages")?;
         if messages.is_empty() {
             return Err("\"messages\" is empty".into());
         }
-        return Ok(Row::Messages { messages });
+        if messages.iter().any(|m| m.role == "assistant" && count_placeholders(&m.content) > 0) {
+            return Err("an assistant message holds an image; images go in user turns".into());
+        }
+        check_placement(messages.iter().map(|m| count_placeholders(&m.content)).sum(), images.len())?;
+        return Ok(Row::Messages { messages, images });
     }
     if has("prompt") || has("completion") {
         let p = obj.get("prompt").ok_or("missing \"prompt\" (a completion row needs both)")?;
@@ -207,7 +320,15 @@ pub fn parse_row(v: &Value) -> std::result::Result<Row, String> {
             .get("completion")
             .or_else(|| obj.get("reference"))
             .ok_or("missing \"completion\" (a prompt row needs both)")?;
-        return Ok(Row::Completion { prompt: prompt(p)?, completion: completion(c, "completion")? });
+        let (prompt, completion) = (prompt(p)?, completion(c, "completion")?);
+        check_placement(prompt_placeholders(&prompt), images.len())?;
+        if count_placeholders(&completion) > 0 {
+            return Err(format!("the completion holds an image placeholder ({IMAGE_PAD}); images go in the prompt"));
+        }
+        return Ok(Row::Completion { prompt, completion, images });
+    }
+    if !images.is_empty() {
+        return Err("a {\"text\"} row cannot carry images; use {\"prompt\",\"completion\"} or {\"messages\"} with \"image\"/\"images\"".into());
     }
     if has("text") {
         return Ok(Row::Text { text: string_field(obj, "text")? });
@@ -243,9 +364,9 @@ mod tests {
         );
         let d = read_rows(&p, &ReadOptions::default()).unwrap();
         assert_eq!(d.rows.len(), 5);
-        assert_eq!(d.rows[1].value, Row::Completion { prompt: Prompt::Text("p".into()), completion: "c".into() });
+        assert_eq!(d.rows[1].value, Row::Completion { prompt: Prompt::Text("p".into()), completion: "c".into(), images: vec![] });
         assert_eq!(d.rows[2].origin.line, 4, "blank lines still count for line numbers");
-        assert!(matches!(&d.rows[3].value, Row::Completion { prompt: Prompt::Messages(m), completion } if m.len() == 1 && completion == "a"));
+        assert!(matches!(&d.rows[3].value, Row::Completion { prompt: Prompt::Messages(m), completion, .. } if m.len() == 1 && completion == "a"));
         assert!(matches!(d.rows[4].value, Row::Preference { .. }));
     }
 
@@ -269,6 +390,29 @@ mod tests {
         assert!(err.to_string().contains("nope.jsonl: file not found"));
         let p = file(dir.path(), "d.csv", b"a,b");
         assert!(read_rows(&p, &ReadOptions::default()).unwrap_err().to_string().contains("expected .jsonl"));
+    }
+
+    #[test]
+    fn reads_image_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pages")).unwrap();
+        std::fs::write(dir.path().join("pages/a.png"), b"png").unwrap();
+        let p = file(
+            dir.path(),
+            "d.jsonl",
+            br#"{"image": "pages/a.png", "prompt": "p", "completion": "c"}
+{"images": [{"bytes": "aGk=", "path": "x.png"}], "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "read"}]}], "completion": "c"}
+{"images": [], "image": null, "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}
+{"image": {"bytes": null, "path": "pages/a.png"}, "prompt": "p", "chosen": "c", "rejected": "r"}
+"#,
+        );
+        let d = read_rows(&p, &ReadOptions::default()).unwrap();
+        assert_eq!(d.rows[0].value.images(), [ImageSource::Path(dir.path().join("pages/a.png"))]);
+        let Row::Completion { prompt: Prompt::Messages(m), images, .. } = &d.rows[1].value else { panic!("{:?}", d.rows[1].value) };
+        assert_eq!(m[0].content, format!("{IMAGE_BLOCK}read"));
+        assert_eq!(images, &[ImageSource::Bytes { bytes: b"hi".to_vec(), name: Some("x.png".into()) }]);
+        assert_eq!(d.rows[2].value, Row::Messages { messages: vec![Message::new("user", "ab")], images: vec![] });
+        assert_eq!(d.rows[3].value.images().len(), 1);
     }
 
     #[test]

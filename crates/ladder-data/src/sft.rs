@@ -40,22 +40,46 @@ fn eos(tok: &Tokenizer) -> Result<u32> {
 /// Prompt ids as TRL encodes them: text with special tokens, a conversation rendered with
 /// the generation prompt and encoded without (the template writes any BOS itself).
 pub fn prompt_ids(tok: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
+    prompt_ids_rendered(tok, prompt, &|text| Ok(text))
+}
+
+/// Rewrites rendered text before it is encoded: the identity for text, the expansion of
+/// image placeholders for prompts with images (see `vision.rs`).
+pub(crate) type Expand<'a> = &'a dyn Fn(String) -> Result<String>;
+
+fn prompt_ids_rendered(tok: &Tokenizer, prompt: &Prompt, expand: Expand) -> Result<Vec<u32>> {
     match prompt {
-        Prompt::Text(text) => tok.encode(text, true),
-        Prompt::Messages(messages) => tok.encode(&tok.apply_chat_template(messages, true)?, false),
+        Prompt::Text(text) => tok.encode(&expand(text.clone())?, true),
+        Prompt::Messages(messages) => tok.encode(&expand(tok.apply_chat_template(messages, true)?)?, false),
     }
+}
+
+/// Completion ids as TRL encodes them: without special tokens, then EOS.
+pub fn completion_tail(tok: &Tokenizer, completion: &str) -> Result<Vec<u32>> {
+    let mut ids = tok.encode(completion, false)?;
+    ids.push(eos(tok)?);
+    Ok(ids)
 }
 
 /// Prompt ids ([`prompt_ids`]) and completion ids ending with EOS.
 pub fn completion_ids(tok: &Tokenizer, prompt: &Prompt, completion: &str) -> Result<(Vec<u32>, Vec<u32>)> {
-    let prompt_ids = prompt_ids(tok, prompt)?;
-    let mut completion_ids = tok.encode(completion, false)?;
-    completion_ids.push(eos(tok)?);
-    Ok((prompt_ids, completion_ids))
+    Ok((prompt_ids(tok, prompt)?, completion_tail(tok, completion)?))
 }
 
-/// Tokenises one row for SFT.
+/// Tokenises one row for SFT. Rows with images need a vision model: see
+/// `vision::tokenize_sft_with_images`.
 pub fn tokenize_sft(tok: &Tokenizer, row: &Row, opts: &SftOptions) -> Result<Tokenized> {
+    if !row.images().is_empty() {
+        return Err(DataError::Invalid(format!(
+            "this row has {} image(s), which a text-only model cannot see; train a vision-language model on it, or drop \"image\"/\"images\"",
+            row.images().len()
+        )));
+    }
+    tokenize_rendered(tok, row, &|text| Ok(text), opts)
+}
+
+/// [`tokenize_sft`] with every rendered text passed through `expand` before encoding.
+pub(crate) fn tokenize_rendered(tok: &Tokenizer, row: &Row, expand: Expand, opts: &SftOptions) -> Result<Tokenized> {
     let (input_ids, mut targets) = match row {
         Row::Text { text } => {
             let mut ids = tok.encode(text, true)?;
@@ -63,18 +87,18 @@ pub fn tokenize_sft(tok: &Tokenizer, row: &Row, opts: &SftOptions) -> Result<Tok
             let targets = vec![true; ids.len()];
             (ids, targets)
         }
-        Row::Completion { prompt, completion } => {
-            let (p, c) = completion_ids(tok, prompt, completion)?;
+        Row::Completion { prompt, completion, .. } => {
+            let (p, c) = (prompt_ids_rendered(tok, prompt, expand)?, completion_tail(tok, completion)?);
             let targets = p.iter().map(|_| false).chain(c.iter().map(|_| true)).collect();
             (p.into_iter().chain(c).collect(), targets)
         }
-        Row::Messages { messages } => {
-            let text = tok.apply_chat_template(messages, false)?;
+        Row::Messages { messages, .. } => {
+            let text = expand(tok.apply_chat_template(messages, false)?)?;
             let (ids, offsets) = tok.encode_with_offsets(&text, false)?;
             let mut spans = Vec::new();
             for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.role == "assistant") {
-                let prefix = tok.apply_chat_template(&messages[..i], true)?;
-                let full = tok.apply_chat_template(&messages[..=i], false)?;
+                let prefix = expand(tok.apply_chat_template(&messages[..i], true)?)?;
+                let full = expand(tok.apply_chat_template(&messages[..=i], false)?)?;
                 if !full.starts_with(&prefix) || !text.starts_with(full.trim_end()) {
                     return Err(DataError::Template(format!(
                         "the chat template is not prefix-stable at message {i} ({}), so assistant tokens cannot be located",

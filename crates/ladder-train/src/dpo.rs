@@ -148,7 +148,7 @@ pub fn prepare(job: &DpoJob, tok: &Tokenizer) -> Result<Prepared> {
         for row in &dataset.rows {
             let origin = format!("{}:{}", row.origin.file.display(), row.origin.line);
             let pair = match &row.value {
-                Row::Preference { prompt, chosen, rejected } => check_pair(chosen, rejected)
+                Row::Preference { prompt, chosen, rejected, .. } => check_pair(chosen, rejected)
                     .and_then(|()| {
                         let (p, c) = completion_ids(tok, prompt, chosen).map_err(|e| e.to_string())?;
                         let (_, r) = completion_ids(tok, prompt, rejected).map_err(|e| e.to_string())?;

@@ -60,12 +60,12 @@ fn texts_of(row: &Row, out: &mut Vec<String>) {
     };
     match row {
         Row::Text { text } => out.push(text.clone()),
-        Row::Completion { prompt: p, completion } => {
+        Row::Completion { prompt: p, completion, .. } => {
             prompt(p, out);
             out.push(completion.clone());
         }
-        Row::Messages { messages } => out.extend(messages.iter().map(|m| m.content.clone())),
-        Row::Preference { prompt: p, chosen, rejected } => {
+        Row::Messages { messages, .. } => out.extend(messages.iter().map(|m| m.content.clone())),
+        Row::Preference { prompt: p, chosen, rejected, .. } => {
             prompt(p, out);
             out.extend([chosen.clone(), rejected.clone()]);
         }

@@ -31,11 +31,11 @@ pub fn run(model: &Decoder, tokenizer: &ladder_data::Tokenizer, data: &Path) -> 
             TrainError::Invalid(format!("{}:{}: {e}", row.origin.file.display(), row.origin.line))
         };
         let record = match &row.value {
-            Row::Completion { prompt, completion } => {
+            Row::Completion { prompt, completion, .. } => {
                 let (p, c) = completion_ids(tokenizer, prompt, completion).map_err(at)?;
                 json!({"index": index, "logp": sequence_logprob(model, &p, &c, mode), "n_tokens": c.len()})
             }
-            Row::Preference { prompt, chosen, rejected } => {
+            Row::Preference { prompt, chosen, rejected, .. } => {
                 let (p, c) = completion_ids(tokenizer, prompt, chosen).map_err(at)?;
                 let (_, r) = completion_ids(tokenizer, prompt, rejected).map_err(at)?;
                 json!({

@@ -108,7 +108,7 @@ pub fn read_prompted(data: &Path, tok: &ladder_data::Tokenizer) -> Result<Vec<Pr
     let mut out = Vec::with_capacity(dataset.rows.len());
     for row in &dataset.rows {
         let at = |m: String| TrainError::Invalid(format!("{}:{}: {m}", row.origin.file.display(), row.origin.line));
-        let Row::Completion { prompt, completion } = &row.value else {
+        let Row::Completion { prompt, completion, .. } = &row.value else {
             return Err(at("expected {\"prompt\",\"completion\"} rows, the completion being the clean reference".into()));
         };
         if completion.trim().is_empty() {

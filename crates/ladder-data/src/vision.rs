@@ -1,0 +1,199 @@
+//! Prompts with images, tokenised as transformers' `Qwen2_5_VLProcessor` does: each image
+//! appears in the text as `<|vision_start|><|image_pad|><|vision_end|>` (what Qwen2-VL's chat
+//! template writes for an `{"type": "image"}` part), and the processor expands the single
+//! `<|image_pad|>` to one token per merged patch of that image before tokenising.
+//!
+//! Rows that name images without placing them get one block per image at the start of the
+//! first user turn (the text of a plain prompt), as TRL's `prepare_multimodal_messages` and
+//! Qwen2.5-VL's template put an image part that precedes the text.
+
+use crate::chat_template::Message;
+use crate::error::{DataError, Result};
+use crate::image::{preprocess, ImageConfig, Preprocessed};
+use crate::rows::{Located, Prompt, Row};
+use crate::sft::{self, SftOptions, Tokenized};
+use crate::tokenizer::Tokenizer;
+
+/// The placeholder the processor expands, one per image.
+pub const IMAGE_PAD: &str = "<|image_pad|>";
+/// An image in a rendered prompt.
+pub const IMAGE_BLOCK: &str = "<|vision_start|><|image_pad|><|vision_end|>";
+
+/// Number of image placeholders in `text`.
+pub fn count_placeholders(text: &str) -> usize {
+    text.matches(IMAGE_PAD).count()
+}
+
+/// Placeholders in a prompt, over all its messages.
+pub fn prompt_placeholders(prompt: &Prompt) -> usize {
+    match prompt {
+        Prompt::Text(t) => count_placeholders(t),
+        Prompt::Messages(m) => m.iter().map(|m| count_placeholders(&m.content)).sum(),
+    }
+}
+
+/// Checks that `found` placeholders can take `images` images: exactly one each, or none (then
+/// they are placed at the start of the user turn). The message is for a row error.
+pub fn check_placement(found: usize, images: usize) -> std::result::Result<(), String> {
+    match (found, images) {
+        (0, _) => Ok(()),
+        (f, 0) => Err(format!("the prompt has {f} image placeholder(s) ({IMAGE_PAD}) but the row has no \"image\"/\"images\"")),
+        (f, n) if f == n => Ok(()),
+        (f, n) if f > n => Err(format!("the prompt has {f} image placeholders but the row has only {n} image(s)")),
+        (f, n) => Err(format!(
+            "the row has {n} images but its prompt places only {f}; put one {IMAGE_BLOCK} (or {{\"type\": \"image\"}} part) per image, or none to have them all at the start of the user turn"
+        )),
+    }
+}
+
+/// Conversation with one [`IMAGE_BLOCK`] per image at the start of the first user message,
+/// unless it already places them.
+pub fn place_in_messages(messages: &[Message], images: usize) -> std::result::Result<Vec<Message>, String> {
+    let found: usize = messages.iter().map(|m| count_placeholders(&m.content)).sum();
+    check_placement(found, images)?;
+    let mut out = messages.to_vec();
+    if found == 0 && images > 0 {
+        let user = out.iter_mut().find(|m| m.role == "user").ok_or("the row has images but no user message to put them in")?;
+        user.content = IMAGE_BLOCK.repeat(images) + &user.content;
+    }
+    Ok(out)
+}
+
+/// A prompt with its images placed ([`place_in_messages`]; plain text gets them in front).
+pub fn place_images(prompt: &Prompt, images: usize) -> std::result::Result<Prompt, String> {
+    Ok(match prompt {
+        Prompt::Text(t) => {
+            check_placement(count_placeholders(t), images)?;
+            if count_placeholders(t) == 0 {
+                Prompt::Text(IMAGE_BLOCK.repeat(images) + t)
+            } else {
+                prompt.clone()
+            }
+        }
+        Prompt::Messages(m) => Prompt::Messages(place_in_messages(m, images)?),
+    })
+}
+
+/// Replaces the k-th `<|image_pad|>` by `tokens[k]` of them. `text` may hold fewer
+/// placeholders than `tokens` (a prefix of a conversation), never more.
+pub fn expand_placeholders(text: &str, tokens: &[usize]) -> Result<String> {
+    let mut out = String::with_capacity(text.len() + tokens.iter().sum::<usize>() * IMAGE_PAD.len());
+    let mut pieces = text.split(IMAGE_PAD);
+    out.push_str(pieces.next().unwrap_or_default());
+    for (k, piece) in pieces.enumerate() {
+        let n = tokens.get(k).ok_or_else(|| DataError::Invalid(format!("the text has more {IMAGE_PAD} placeholders than the {} image(s) given", tokens.len())))?;
+        for _ in 0..*n {
+            out.push_str(IMAGE_PAD);
+        }
+        out.push_str(piece);
+    }
+    Ok(out)
+}
+
+/// The `<|image_pad|>` id; a tokenizer without it belongs to no Qwen2-VL model.
+fn pad_id(tok: &Tokenizer) -> Result<u32> {
+    tok.token_id(IMAGE_PAD)
+        .ok_or_else(|| DataError::Invalid(format!("the tokenizer has no {IMAGE_PAD} token, so it cannot take images (is this a Qwen2-VL / Qwen2.5-VL model?)")))
+}
+
+/// Checks that each placeholder became one token, as the model's image features need.
+fn check_pad_count(ids: &[u32], pad: u32, tokens: &[usize]) -> Result<()> {
+    let (found, want) = (ids.iter().filter(|t| **t == pad).count(), tokens.iter().sum::<usize>());
+    if found != want {
+        return Err(DataError::Invalid(format!("the prompt encodes to {found} {IMAGE_PAD} tokens where its images need {want}")));
+    }
+    Ok(())
+}
+
+/// Prompt ids with images: `tokens[k]` is the token count of image k ([`Preprocessed::num_tokens`]).
+pub fn prompt_ids_with_images(tok: &Tokenizer, prompt: &Prompt, tokens: &[usize]) -> Result<Vec<u32>> {
+    let pad = pad_id(tok)?;
+    let placed = place_images(prompt, tokens.len()).map_err(DataError::Invalid)?;
+    let ids = match &placed {
+        Prompt::Text(text) => tok.encode(&expand_placeholders(text, tokens)?, true)?,
+        Prompt::Messages(m) => tok.encode(&expand_placeholders(&tok.apply_chat_template(m, true)?, tokens)?, false)?,
+    };
+    check_pad_count(&ids, pad, tokens)?;
+    Ok(ids)
+}
+
+/// Prompt ids ([`prompt_ids_with_images`]) and completion ids ending with EOS.
+pub fn completion_ids_with_images(tok: &Tokenizer, prompt: &Prompt, completion: &str, tokens: &[usize]) -> Result<(Vec<u32>, Vec<u32>)> {
+    Ok((prompt_ids_with_images(tok, prompt, tokens)?, sft::completion_tail(tok, completion)?))
+}
+
+/// [`sft::tokenize_sft`] for a row with images, `tokens[k]` being image k's token count.
+pub fn tokenize_sft_with_images(tok: &Tokenizer, row: &Row, tokens: &[usize], opts: &SftOptions) -> Result<Tokenized> {
+    let pad = pad_id(tok)?;
+    if row.images().len() != tokens.len() {
+        return Err(DataError::Invalid(format!("the row has {} image(s) but {} token counts were given", row.images().len(), tokens.len())));
+    }
+    let placed = match row {
+        Row::Completion { prompt, completion, images } => {
+            Row::Completion { prompt: place_images(prompt, tokens.len()).map_err(DataError::Invalid)?, completion: completion.clone(), images: images.clone() }
+        }
+        Row::Messages { messages, images } => {
+            Row::Messages { messages: place_in_messages(messages, tokens.len()).map_err(DataError::Invalid)?, images: images.clone() }
+        }
+        other => other.clone(),
+    };
+    let out = sft::tokenize_rendered(tok, &placed, &|text| expand_placeholders(&text, tokens), opts)?;
+    if !out.truncated {
+        check_pad_count(&out.example.input_ids, pad, tokens)?;
+    }
+    Ok(out)
+}
+
+/// Decodes and preprocesses a row's images; errors name the row's `file:line` and the image.
+pub fn load_images(row: &Located<Row>, cfg: &ImageConfig) -> Result<Vec<Preprocessed>> {
+    row.value
+        .images()
+        .iter()
+        .enumerate()
+        .map(|(k, source)| {
+            let at = |message: String| DataError::Row {
+                path: row.origin.file.clone(),
+                line: row.origin.line,
+                message: format!("image {} ({}): {message}", k + 1, source.describe()),
+            };
+            let img = source.load().map_err(at)?;
+            let out = preprocess(&img, cfg).map_err(at)?;
+            tracing::debug!("{}:{}: image {} {:?} {:?} -> {:?}", row.origin.file.display(), row.origin.line, k + 1, out.fit, out.original, out.resized);
+            Ok(out)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_go_first_in_the_user_turn_unless_placed() {
+        let p = place_images(&Prompt::Text("Read this.".into()), 2).unwrap();
+        assert_eq!(p, Prompt::Text(format!("{IMAGE_BLOCK}{IMAGE_BLOCK}Read this.")));
+        let msgs = vec![Message::new("system", "s"), Message::new("user", "Read.")];
+        let Prompt::Messages(m) = place_images(&Prompt::Messages(msgs), 1).unwrap() else { panic!() };
+        assert_eq!(m[1].content, format!("{IMAGE_BLOCK}Read."));
+        let placed = Prompt::Text(format!("A {IMAGE_BLOCK} B"));
+        assert_eq!(place_images(&placed, 1).unwrap(), placed);
+    }
+
+    #[test]
+    fn placement_mismatches_are_errors() {
+        let two = Prompt::Text(format!("{IMAGE_BLOCK}{IMAGE_BLOCK}"));
+        assert!(place_images(&two, 1).unwrap_err().contains("2 image placeholders but the row has only 1"));
+        assert!(place_images(&two, 0).unwrap_err().contains("no \"image\""));
+        assert!(place_images(&Prompt::Text(IMAGE_BLOCK.into()), 3).unwrap_err().contains("places only 1"));
+        let no_user = Prompt::Messages(vec![Message::new("system", "s")]);
+        assert!(place_images(&no_user, 1).unwrap_err().contains("no user message"));
+    }
+
+    #[test]
+    fn expansion_follows_image_order() {
+        let text = format!("a{IMAGE_PAD}b{IMAGE_PAD}c");
+        assert_eq!(expand_placeholders(&text, &[1, 3]).unwrap(), format!("a{IMAGE_PAD}b{}c", IMAGE_PAD.repeat(3)));
+        assert_eq!(expand_placeholders(&format!("x{IMAGE_PAD}"), &[2, 5]).unwrap(), format!("x{}", IMAGE_PAD.repeat(2)));
+        assert!(expand_placeholders(&text, &[1]).is_err());
+    }
+}
