@@ -161,3 +161,69 @@ fn vlm_dpo_on_image_rows_lowers_the_loss() {
     assert!(l[4] < l[0] - 0.05, "the DPO loss should fall: {l:?}");
     assert_eq!(keys(&out), keys(&fixtures().join("qwen2_5-vl-tiny-lora-peft")));
 }
+
+/// `ladder generate` on image prompts: greedy output equals recomputing the whole forward for
+/// every new token (so the cached decoding continues the multimodal positions), and does not
+/// depend on the batching (left padding in front of image tokens).
+#[test]
+fn vlm_generate_greedy_matches_uncached_forward() {
+    use ladder_model::{ForwardMode, Images, Tokens};
+    let tmp = tempfile::tempdir().unwrap();
+    let model = model(tmp.path());
+    let img = |name: &str| serde_json::json!(fixtures().join("images").join(name));
+    let rows = [
+        serde_json::json!({"image": img("large.png"), "prompt": "Transcribe the page."}),
+        serde_json::json!({"images": [img("exact.png"), img("tiny.png")], "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Compare"}, {"type": "image"}]}]}),
+        serde_json::json!({"prompt": "No image here."}),
+    ];
+    let data = tmp.path().join("prompts.jsonl");
+    std::fs::write(&data, rows.iter().map(|r| r.to_string() + "\n").collect::<String>()).unwrap();
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let run = |batch: &str| {
+        let out = tmp.path().join(format!("out-{batch}.jsonl"));
+        ladder(&["generate", "--model", m, "--data", d, "--out", out.to_str().unwrap(), "--max-new-tokens", "6", "--batch-size", batch]);
+        read_jsonl(&out).iter().map(|r| r["generated"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let batched = run("3");
+    assert_eq!(batched, run("1"), "batching changes nothing");
+
+    let device = ladder_train::device::parse_device("cpu").unwrap();
+    let (vlm, tok, cfg, eos) = ladder_train::vlm::load_for_generation(&model, None, &device).unwrap();
+    let prompts = ladder_train::generate::read_prompts(&data, &tok, Some(&cfg)).unwrap();
+    for (p, got) in prompts.iter().zip(&batched) {
+        let (pixels, grids) = ladder_train::vlm::batch_images(&[p.images.as_slice()]);
+        let mut ids = p.ids.clone();
+        for _ in 0..6 {
+            let images = (!grids.is_empty()).then(|| Images::from_host(pixels.clone(), vlm.visual.config.patch_dim(), &grids, &device).unwrap());
+            let logits = ladder_model::weights::host(vlm.forward(&Tokens::new(&ids, 1, ids.len()), images.as_ref(), ForwardMode::default()).unwrap());
+            let last = &logits[logits.len() - vlm.language_model.config.vocab_size..];
+            let next = ladder_model::generate::argmax(last);
+            ids.push(next);
+            if eos.contains(&next) {
+                break;
+            }
+        }
+        assert_eq!(&tok.decode(&ids[p.ids.len()..], true).unwrap(), got);
+    }
+}
+
+/// `ladder pairs` samples from image prompts and writes pairs that keep their images, which
+/// `ladder dpo` trains on; `ladder eval --model` scores image rows.
+#[test]
+fn vlm_pairs_feed_dpo_and_eval_scores_image_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = (model(tmp.path()), sft_rows(tmp.path()));
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let pairs = tmp.path().join("pairs.jsonl");
+    ladder(&["pairs", "--model", m, "--data", d, "--out", pairs.to_str().unwrap(), "--samples", "2", "--max-new-tokens", "6", "--synthetic-fallback"]);
+    let rows = read_jsonl(&pairs);
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["images"].as_array().is_some_and(|i| !i.is_empty())), "pairs keep their images");
+    let out = tmp.path().join("dpo");
+    ladder(&["dpo", "--model", m, "--data", pairs.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-steps", "1", "--lora-r", "2"]);
+    assert_eq!(read_jsonl(out.join("metrics.jsonl")).len(), 1);
+
+    let eval = tmp.path().join("eval.json");
+    ladder(&["eval", "--model", m, "--data", d, "--out", eval.to_str().unwrap(), "--max-new-tokens", "4"]);
+    assert_eq!(read_json(&eval)["rows"].as_array().unwrap().len(), 3);
+}

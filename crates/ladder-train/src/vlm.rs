@@ -73,8 +73,26 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
     let device = crate::device::parse_device(&job.device)?.autodiff();
     let resume_dir = job.resume.as_deref().map(checkpoint::find).transpose()?;
     let source_dir = ModelSource::parse(&job.model)?.resolve()?;
+    let (tokenizer, images, pad_id) = open(&source_dir)?;
+    // The base is frozen before adapter factors are created or loaded; those train.
+    let mut model = vlm::load_vlm(&source_dir, &device)?.model.no_grad();
+    let adapter = resume_dir.as_deref().or(job.adapter.as_deref());
+    let lora = match adapter {
+        Some(dir) => vlm::load_adapter(&mut model, dir, &device)?,
+        None => {
+            let lora = VlmLora { settings: settings.clone(), vision_targets: job.lora_vision.clone() };
+            vlm::attach_new(&mut model, &lora, job.train.seed, &device);
+            lora
+        }
+    };
+    Ok(VlmStage { model, tokenizer, images, source_dir, lora, resume_dir, device, pad_id })
+}
+
+/// A model folder's tokenizer, image processor and padding id, checked against its
+/// `config.json`.
+fn open(source_dir: &Path) -> Result<(Tokenizer, ImageConfig, u32)> {
     let config = ladder_model::VlmConfig::from_file(&source_dir.join("config.json"))?;
-    let tokenizer = Tokenizer::from_dir(&source_dir)?;
+    let tokenizer = Tokenizer::from_dir(source_dir)?;
     if tokenizer.vocab_size() > config.text.vocab_size {
         return Err(TrainError::VocabMismatch {
             path: source_dir.join("tokenizer.json"),
@@ -90,7 +108,7 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
             config.image_token_id
         )));
     }
-    let images = ImageConfig::from_dir(&source_dir)?;
+    let images = ImageConfig::from_dir(source_dir)?;
     let v = &config.vision;
     if (images.patch_size, images.temporal_patch_size, images.merge_size) != (v.patch_size, v.temporal_patch_size, v.spatial_merge_size) {
         return Err(TrainError::Invalid(format!(
@@ -108,18 +126,21 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
         .pad_id()
         .or(tokenizer.eos_id())
         .ok_or_else(|| TrainError::Invalid("the tokenizer defines neither a pad nor an EOS token".into()))?;
-    // The base is frozen before adapter factors are created or loaded; those train.
-    let mut model = vlm::load_vlm(&source_dir, &device)?.model.no_grad();
-    let adapter = resume_dir.as_deref().or(job.adapter.as_deref());
-    let lora = match adapter {
-        Some(dir) => vlm::load_adapter(&mut model, dir, &device)?,
-        None => {
-            let lora = VlmLora { settings: settings.clone(), vision_targets: job.lora_vision.clone() };
-            vlm::attach_new(&mut model, &lora, job.train.seed, &device);
-            lora
-        }
-    };
-    Ok(VlmStage { model, tokenizer, images, source_dir, lora, resume_dir, device, pad_id })
+    Ok((tokenizer, images, pad_id))
+}
+
+/// A model folder (+ PEFT adapter) loaded for generation (no autodiff), with its tokenizer,
+/// image processor and the ids that end a row.
+pub fn load_for_generation(dir: &Path, adapter: Option<&Path>, device: &Device) -> Result<(VisionLanguageModel, Tokenizer, ImageConfig, Vec<u32>)> {
+    let (tokenizer, images, _) = open(dir)?;
+    let loaded = vlm::load_vlm(dir, device)?;
+    let mut model = loaded.model;
+    if let Some(a) = adapter {
+        vlm::load_adapter(&mut model, a, device)?;
+    }
+    let mut eos = loaded.config.text.eos_token_ids.clone();
+    eos.extend(tokenizer.eos_id());
+    Ok((model, tokenizer, images, eos))
 }
 
 /// The starting model as a reference sees it: `--model` (+ `--adapter`) loaded again, frozen,
@@ -148,6 +169,16 @@ impl SaveModel<VisionLanguageModel> for VlmSaver<'_> {
         setup::copy_companions(self.source_dir, dir, &setup::COMPANIONS[2..])?;
         setup::copy_companions(self.source_dir, dir, &["preprocessor_config.json"])
     }
+}
+
+/// A prompt's images for a forward: pixel values and grids of `rows`' images, row by row.
+pub fn batch_images(rows: &[&[Arc<Preprocessed>]]) -> (Vec<f32>, Vec<[usize; 3]>) {
+    let (mut pixels, mut grids) = (Vec::new(), Vec::new());
+    for image in rows.iter().flat_map(|r| r.iter()) {
+        pixels.extend_from_slice(&image.pixel_values);
+        grids.push(image.grid_thw);
+    }
+    (pixels, grids)
 }
 
 /// A row's images, decoded and preprocessed; errors name the row and the image.
