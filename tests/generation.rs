@@ -19,7 +19,7 @@ fn check_greedy(model: &str, adapter: Option<&str>, key: &str, repetition_penalt
     let case = &expected["cases"][key];
     let rows = case["rows"].as_array().unwrap();
     // Our tokenisation of data/prompts.jsonl is transformers'.
-    let prompts = ladder_train::generate::read_prompts(&fixtures().join("data/prompts.jsonl"), &loaded.tokenizer).unwrap();
+    let prompts = ladder_train::generate::read_prompts(&fixtures().join("data/prompts.jsonl"), &loaded.tokenizer, None).unwrap();
     assert_eq!(prompts.len(), rows.len());
     for (p, w) in prompts.iter().zip(rows) {
         assert_eq!(serde_json::json!(p.ids), w["prompt_ids"], "{key}: prompt ids");

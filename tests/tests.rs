@@ -15,3 +15,4 @@ mod recipe;
 mod reliability;
 mod training;
 mod vlm;
+mod vlm_train;

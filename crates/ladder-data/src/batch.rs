@@ -13,6 +13,10 @@ pub struct Batch {
     pub batch_size: usize,
     pub seq_len: usize,
     pub n_targets: usize,
+    /// The rows' images, row by row: `[patches, patch_dim]` pixel values, row-major, and
+    /// each image's `(t, h, w)` grid (both empty for text).
+    pub pixel_values: Vec<f32>,
+    pub grids: Vec<[usize; 3]>,
 }
 
 pub const PAD_SEGMENT: u32 = u32::MAX;
@@ -28,6 +32,8 @@ pub fn collate(seqs: &[Packed], pad_id: u32) -> Batch {
         batch_size: seqs.len(),
         seq_len,
         n_targets: 0,
+        pixel_values: Vec::new(),
+        grids: Vec::new(),
     };
     for s in seqs {
         let pad = seq_len - s.input_ids.len();
@@ -35,6 +41,10 @@ pub fn collate(seqs: &[Packed], pad_id: u32) -> Batch {
         b.targets.extend(s.targets.iter().copied().chain(std::iter::repeat_n(false, pad)));
         b.position_ids.extend(s.position_ids.iter().copied().chain(std::iter::repeat_n(0, pad)));
         b.segment_ids.extend(s.segment_ids.iter().copied().chain(std::iter::repeat_n(PAD_SEGMENT, pad)));
+        for image in &s.images {
+            b.pixel_values.extend_from_slice(&image.pixel_values);
+            b.grids.push(image.grid_thw);
+        }
     }
     b.n_targets = b.targets.iter().filter(|t| **t).count();
     b
@@ -47,8 +57,8 @@ mod tests {
 
     #[test]
     fn pads_right_and_masks_padding() {
-        let a = Packed::from(Example { input_ids: vec![1, 2, 3], targets: vec![false, true, true] });
-        let b = Packed::from(Example { input_ids: vec![4], targets: vec![false] });
+        let a = Packed::from(Example { input_ids: vec![1, 2, 3], targets: vec![false, true, true], images: Vec::new() });
+        let b = Packed::from(Example { input_ids: vec![4], targets: vec![false], images: Vec::new() });
         let batch = collate(&[a, b], 0);
         assert_eq!((batch.batch_size, batch.seq_len, batch.n_targets), (2, 3, 2));
         assert_eq!(batch.input_ids, vec![1, 2, 3, 4, 0, 0]);

@@ -2,6 +2,9 @@
 //! own positions (restarting at 0) and segment id, so the model's attention stays inside it —
 //! the same result as unpacked training, at less padding.
 
+use std::sync::Arc;
+
+use crate::image::Preprocessed;
 use crate::sft::Example;
 
 /// One training sequence: one or several examples.
@@ -11,6 +14,8 @@ pub struct Packed {
     pub targets: Vec<bool>,
     pub position_ids: Vec<u32>,
     pub segment_ids: Vec<u32>,
+    /// The images of its examples, in token order.
+    pub images: Vec<Arc<Preprocessed>>,
 }
 
 impl From<Example> for Packed {
@@ -21,6 +26,7 @@ impl From<Example> for Packed {
             targets: e.targets,
             position_ids: (0..n).collect(),
             segment_ids: vec![0; n as usize],
+            images: e.images,
         }
     }
 }
@@ -32,6 +38,7 @@ impl Packed {
         self.targets.extend(&e.targets);
         self.position_ids.extend(0..e.input_ids.len() as u32);
         self.segment_ids.extend(std::iter::repeat_n(segment, e.input_ids.len()));
+        self.images.extend(e.images.iter().cloned());
     }
 }
 
@@ -57,7 +64,7 @@ mod tests {
     use super::*;
 
     fn ex(n: usize, start: u32) -> Example {
-        Example { input_ids: (start..start + n as u32).collect(), targets: (0..n).map(|i| i > 0).collect() }
+        Example { input_ids: (start..start + n as u32).collect(), targets: (0..n).map(|i| i > 0).collect(), images: Vec::new() }
     }
 
     #[test]

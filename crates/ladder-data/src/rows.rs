@@ -114,7 +114,14 @@ pub fn read_rows(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
 /// Resolves relative image paths against the data file's folder and checks the files exist,
 /// so a missing image is a row error at load time rather than midway through training.
 fn resolve_images(mut row: Row, base: &Path) -> std::result::Result<Row, String> {
-    for (k, image) in row.images_mut().into_iter().flatten().enumerate() {
+    if let Some(images) = row.images_mut() {
+        resolve_paths(images, base)?;
+    }
+    Ok(row)
+}
+
+fn resolve_paths(images: &mut [ImageSource], base: &Path) -> std::result::Result<(), String> {
+    for (k, image) in images.iter_mut().enumerate() {
         if let ImageSource::Path(p) = image {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -124,7 +131,19 @@ fn resolve_images(mut row: Row, base: &Path) -> std::result::Result<Row, String>
             }
         }
     }
-    Ok(row)
+    Ok(())
+}
+
+/// A prompt-only row (`ladder generate`): its prompt, as rows write it (text, or messages whose
+/// content may hold `{"type": "image"}` parts), and its `"image"` / `"images"`, relative paths
+/// resolved against `base` (the data file's folder) and checked to exist.
+pub fn parse_prompt_row(v: &Value, key: &str, base: &Path) -> std::result::Result<(Prompt, Vec<ImageSource>), String> {
+    let obj = v.as_object().ok_or_else(|| format!("expected a JSON object, found {}", kind(v)))?;
+    let mut images = images(obj)?;
+    let p = prompt(obj.get(key).ok_or_else(|| format!("missing \"{key}\""))?)?;
+    check_placement(prompt_placeholders(&p), images.len())?;
+    resolve_paths(&mut images, base)?;
+    Ok((p, images))
 }
 
 /// The longest JSONL line read as a row. Far beyond any training example, it keeps a stray

@@ -9,7 +9,10 @@
 //! targets. This needs no `{% generation %}` markers in the template, only a template that
 //! renders a conversation's prefix as a prefix of the whole, which the check below enforces.
 
+use std::sync::Arc;
+
 use crate::error::{DataError, Result};
+use crate::image::Preprocessed;
 use crate::rows::{Prompt, Row};
 use crate::tokenizer::Tokenizer;
 
@@ -18,6 +21,8 @@ use crate::tokenizer::Tokenizer;
 pub struct Example {
     pub input_ids: Vec<u32>,
     pub targets: Vec<bool>,
+    /// The images whose `<|image_pad|>` tokens `input_ids` holds, in order (none for text).
+    pub images: Vec<Arc<Preprocessed>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -117,7 +122,7 @@ pub(crate) fn tokenize_rendered(tok: &Tokenizer, row: &Row, expand: Expand, opts
     if opts.train_on_prompt {
         targets.iter_mut().for_each(|t| *t = true);
     }
-    let mut example = Example { input_ids, targets };
+    let mut example = Example { input_ids, targets, images: Vec::new() };
     example.targets[0] = false;
     let truncated = opts.max_seq_len.is_some_and(|n| example.input_ids.len() > n);
     if let Some(n) = opts.max_seq_len.filter(|_| truncated) {

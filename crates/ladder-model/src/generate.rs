@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decoder::{Decoder, KvCache, Tokens, PAD_SEGMENT};
 use crate::linear::ForwardMode;
+use crate::vlm::{Images, VisionLanguageModel};
 use crate::weights::host;
 
 /// Decoding options (transformers' `GenerationConfig` names where they exist).
@@ -162,6 +163,50 @@ pub fn generate_with(
     mode: ForwardMode,
     on_token: &mut dyn FnMut(usize),
 ) -> Vec<Generation> {
+    decode_loop(model, None, requests, config, eos_ids, decode, mode, on_token)
+}
+
+/// [`generate_with`] for a vision-language model: `images` are the batch's images in the
+/// order of their image tokens (row by row). The prompts go through the vision tower once, in
+/// the prefill; decoding continues on the language model with the KV cache, whose positions
+/// carry on from each row's largest multimodal position (always cached: recomputing would
+/// run the vision tower at every step).
+#[allow(clippy::too_many_arguments)]
+pub fn generate_vlm(
+    model: &VisionLanguageModel,
+    images: Option<&Images>,
+    requests: &[Request],
+    config: &GenerateConfig,
+    eos_ids: &[u32],
+    decode: &dyn Fn(&[u32]) -> String,
+    mode: ForwardMode,
+    on_token: &mut dyn FnMut(usize),
+) -> crate::Result<Vec<Generation>> {
+    // Checked before decoding, so a mismatch is an error rather than a panic mid-batch.
+    let width = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+    let (ids, _, segments) = left_padded(requests.iter().map(|r| r.ids.as_slice()), width);
+    model.mrope_positions(&Tokens::new(&ids, requests.len(), width).segments(&segments), images.map_or(&[], |i| i.grids))?;
+    let prefill = |tokens: &Tokens, cache: &mut KvCache| {
+        // Multimodal positions come from the image grids, not from the text positions.
+        let tokens = Tokens { positions: None, ..tokens.clone() };
+        model.hidden_cached(&tokens, images, cache, mode).expect("checked above")
+    };
+    let config = GenerateConfig { use_cache: true, ..config.clone() };
+    Ok(decode_loop(&model.language_model, Some(&prefill), requests, &config, eos_ids, decode, mode, on_token))
+}
+
+/// The decoding loop; `prefill` replaces the first cached pass (a vision-language model's).
+#[allow(clippy::too_many_arguments)]
+fn decode_loop(
+    model: &Decoder,
+    prefill: Option<&dyn Fn(&Tokens, &mut KvCache) -> Tensor<3>>,
+    requests: &[Request],
+    config: &GenerateConfig,
+    eos_ids: &[u32],
+    decode: &dyn Fn(&[u32]) -> String,
+    mode: ForwardMode,
+    on_token: &mut dyn FnMut(usize),
+) -> Vec<Generation> {
     assert!(requests.iter().all(|r| !r.ids.is_empty()), "prompts must not be empty");
     let mut rows: Vec<Row> = requests
         .iter()
@@ -184,7 +229,9 @@ pub fn generate_with(
     let mut logits = {
         let (ids, positions, segments) = left_padded(requests.iter().map(|r| r.ids.as_slice()), width);
         let tokens = Tokens::new(&ids, requests.len(), width).positions(&positions).segments(&segments);
-        if config.use_cache {
+        if let Some(prefill) = prefill {
+            last_logits(model, prefill(&tokens, &mut cache), mode)
+        } else if config.use_cache {
             last_logits(model, model.hidden_cached(&tokens, &mut cache, mode), mode)
         } else {
             last_logits(model, model.hidden(&tokens, mode), mode)

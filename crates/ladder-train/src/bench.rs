@@ -168,7 +168,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         BenchMode::Full | BenchMode::Lora => {
             let items: Vec<Packed> = rows
                 .iter()
-                .map(|r| Packed::from(ladder_data::Example { input_ids: r.clone(), targets: (0..t).map(|i| i >= half).collect() }))
+                .map(|r| Packed::from(ladder_data::Example { input_ids: r.clone(), targets: (0..t).map(|i| i >= half).collect(), images: Vec::new() }))
                 .collect();
             timed(cfg, model, &Sft { pad_id: 0 }, &items, b)?
         }
@@ -180,6 +180,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
                     chosen: rows[i][half..].to_vec(),
                     rejected: rows[b / 2 + i][half..].to_vec(),
                     reference: None,
+                    images: Vec::new(),
                 })
                 .collect();
             let settings = DpoSettings {

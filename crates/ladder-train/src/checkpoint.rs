@@ -21,11 +21,11 @@ use crate::error::{io, Result, TrainError};
 use crate::optim::AdamW;
 
 /// How a stage writes its model (adapter or full weights) into a folder.
-pub trait SaveModel {
+pub trait SaveModel<M = Decoder> {
     /// The final output, in the source's storage type.
-    fn save(&self, model: &Decoder, dir: &Path) -> Result<()>;
+    fn save(&self, model: &M, dir: &Path) -> Result<()>;
     /// A checkpoint: exact (f32) weights, so a resumed run continues bit for bit.
-    fn save_checkpoint(&self, model: &Decoder, dir: &Path) -> Result<()> {
+    fn save_checkpoint(&self, model: &M, dir: &Path) -> Result<()> {
         self.save(model, dir)
     }
 }
@@ -70,12 +70,12 @@ pub fn checkpoint_dir(out: &Path, step: usize) -> PathBuf {
 
 /// Writes a complete checkpoint for `state.step`, then keeps only the newest `keep_last`
 /// checkpoints when set.
-pub fn save(
+pub fn save<M>(
     out: &Path,
-    model: &Decoder,
+    model: &M,
     optimizer: &AdamW,
     state: &TrainerState,
-    saver: &dyn SaveModel,
+    saver: &dyn SaveModel<M>,
     keep_last: Option<usize>,
 ) -> Result<PathBuf> {
     let parent = out.join("checkpoints");

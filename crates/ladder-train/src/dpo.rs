@@ -10,17 +10,19 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::tensor::activation::{log_sigmoid, relu};
 use burn::tensor::{Device, Tensor, TensorData};
-use ladder_data::{completion_ids, read_rows, ReadOptions, Row, Tokenizer};
+use ladder_data::{completion_ids, completion_ids_with_images, read_rows, ImageConfig, Preprocessed, ReadOptions, Row, Tokenizer};
 use ladder_model::{Decoder, ForwardMode, Tokens, PAD_SEGMENT};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{io, Result, TrainError};
 use crate::loss::{group_sums, selected_logprobs};
+use crate::model::LanguageModel;
 use crate::objective::{LossOutput, Objective};
 use crate::stage::{self, Method, StageJob};
 use crate::trainer::Summary;
@@ -125,6 +127,8 @@ pub struct Pair {
     pub rejected: Vec<u32>,
     /// Reference log-probs `(chosen, rejected)` when precomputed.
     pub reference: Option<(f64, f64)>,
+    /// The prompt's images, in the order of its image tokens (none for text).
+    pub images: Vec<Arc<Preprocessed>>,
 }
 
 /// Tokenised pairs and the counts worth reporting.
@@ -138,8 +142,10 @@ pub struct Prepared {
 }
 
 /// Reads and tokenises preference rows; bad rows stop the job with their `file:line` unless
-/// `skip_bad_rows`, and long prompts are skipped or cut as configured.
-pub fn prepare(job: &DpoJob, tok: &Tokenizer) -> Result<Prepared> {
+/// `skip_bad_rows`, and long prompts are skipped or cut as configured. Rows with images need
+/// `images`, a vision-language model's image processor; a missing or unreadable image stops
+/// the job naming its row.
+pub fn prepare(job: &DpoJob, tok: &Tokenizer, images: Option<&ImageConfig>) -> Result<Prepared> {
     let mut out = Prepared::default();
     let skip = job.stage.skip_bad_rows;
     for path in &job.stage.data {
@@ -147,15 +153,25 @@ pub fn prepare(job: &DpoJob, tok: &Tokenizer) -> Result<Prepared> {
         out.skipped_rows += dataset.skipped;
         for row in &dataset.rows {
             let origin = format!("{}:{}", row.origin.file.display(), row.origin.line);
+            let pixels = match images {
+                _ if row.value.images().is_empty() => Vec::new(),
+                Some(cfg) => crate::vlm::row_images(row, cfg)?,
+                None => return Err(crate::vlm::text_model_error(row)),
+            };
+            let counts: Vec<usize> = images.map_or(Vec::new(), |cfg| pixels.iter().map(|p| p.num_tokens(cfg.merge_size)).collect());
             let pair = match &row.value {
                 Row::Preference { prompt, chosen, rejected, .. } => check_pair(chosen, rejected)
                     .and_then(|()| {
-                        let (p, c) = completion_ids(tok, prompt, chosen).map_err(|e| e.to_string())?;
-                        let (_, r) = completion_ids(tok, prompt, rejected).map_err(|e| e.to_string())?;
+                        let ids = |completion: &str| match pixels.is_empty() {
+                            true => completion_ids(tok, prompt, completion),
+                            false => completion_ids_with_images(tok, prompt, completion, &counts),
+                        };
+                        let (p, c) = ids(chosen).map_err(|e| e.to_string())?;
+                        let (_, r) = ids(rejected).map_err(|e| e.to_string())?;
                         if p.is_empty() {
                             return Err("the prompt encodes to no tokens, so nothing predicts the first completion token".into());
                         }
-                        Ok(Pair { origin: origin.clone(), prompt: p, chosen: c, rejected: r, reference: None })
+                        Ok(Pair { origin: origin.clone(), prompt: p, chosen: c, rejected: r, reference: None, images: pixels.clone() })
                     }),
                 _ => Err("`ladder dpo` needs {\"prompt\",\"chosen\",\"rejected\"} rows".to_string()),
             };
@@ -205,7 +221,8 @@ fn check_pair(chosen: &str, rejected: &str) -> std::result::Result<(), String> {
 /// Applies `--max-prompt-len` and `--max-seq-len`; `None` when the pair is skipped.
 fn fit(mut pair: Pair, stage: &StageJob, dpo: &DpoSettings, counts: &mut Prepared) -> Option<Pair> {
     if let Some(max) = dpo.max_prompt_len.filter(|&m| pair.prompt.len() > m) {
-        if !dpo.truncate_prompts || max == 0 {
+        // Cutting a prompt with images would cut into its image tokens.
+        if !dpo.truncate_prompts || max == 0 || !pair.images.is_empty() {
             counts.skipped_long_prompts += 1;
             return None;
         }
@@ -243,6 +260,10 @@ struct Layout {
     groups: Vec<usize>,
     /// Whether each target belongs to a chosen completion.
     chosen: Vec<bool>,
+    /// The prompts' images, pair by pair: pixel values `[patches, patch_dim]` and grids. Each
+    /// prompt is in its row once, so its images go through the vision tower once per pair.
+    pixel_values: Vec<f32>,
+    grids: Vec<[usize; 3]>,
 }
 
 impl Layout {
@@ -259,8 +280,14 @@ impl Layout {
             targets: Vec::new(),
             groups: Vec::new(),
             chosen: Vec::new(),
+            pixel_values: Vec::new(),
+            grids: Vec::new(),
         };
         for (i, pair) in pairs.iter().enumerate() {
+            for image in &pair.images {
+                l.pixel_values.extend_from_slice(&image.pixel_values);
+                l.grids.push(image.grid_thw);
+            }
             let (p, c, r) = (pair.prompt.len() as u32, pair.chosen.len() as u32, pair.rejected.len() as u32);
             let row = i * seq;
             l.ids.extend(pair.prompt.iter().chain(&pair.chosen).chain(&pair.rejected));
@@ -299,9 +326,9 @@ impl Layout {
 
 /// Summed completion log-probs of every pair, `[2n]` (chosen then rejected), and the per-token
 /// log-probs and mean logits behind them.
-fn sequence_logps(model: &Decoder, layout: &Layout, mode: ForwardMode) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
-    let hidden = model.hidden(&layout.tokens(), mode);
-    let (token_logps, mean_logits) = selected_logprobs(model, hidden, &layout.sources, &layout.targets, mode);
+fn sequence_logps<M: LanguageModel>(model: &M, layout: &Layout, mode: ForwardMode) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let hidden = model.hidden_states(&layout.tokens(), layout.pixel_values.clone(), &layout.grids, mode);
+    let (token_logps, mean_logits) = selected_logprobs(model.decoder(), hidden, &layout.sources, &layout.targets, mode);
     let sums = group_sums(token_logps.clone(), &layout.groups, 2 * layout.batch);
     (sums, token_logps, mean_logits)
 }
@@ -339,19 +366,19 @@ pub fn pair_losses(
 }
 
 /// The reference the objective compares against during training.
-pub enum Reference {
+pub enum Reference<M = Decoder> {
     /// The policy itself with adapters off.
     AdapterOff,
     /// A frozen model, forwarded with its adapters on.
-    Frozen(Box<Decoder>),
+    Frozen(Box<M>),
     /// Values stored in each [`Pair`].
     Precomputed,
 }
 
-/// The DPO objective.
-pub struct Dpo {
+/// The DPO objective, for text and vision-language models alike.
+pub struct Dpo<M = Decoder> {
     pub settings: DpoSettings,
-    pub reference: Reference,
+    pub reference: Reference<M>,
     pub pad_id: u32,
 }
 
@@ -366,7 +393,7 @@ fn host(t: Tensor<1>) -> Vec<f64> {
     ladder_model::weights::host(t).into_iter().map(f64::from).collect()
 }
 
-impl Objective for Dpo {
+impl<M: LanguageModel> Objective<M> for Dpo<M> {
     type Item = Pair;
     type Norm = DpoNorm;
 
@@ -386,14 +413,14 @@ impl Objective for Dpo {
         Some(item.origin.clone())
     }
 
-    fn loss(&self, model: &Decoder, pairs: &[Pair], norm: &DpoNorm, mode: ForwardMode) -> LossOutput {
+    fn loss(&self, model: &M, pairs: &[Pair], norm: &DpoNorm, mode: ForwardMode) -> LossOutput {
         let n = pairs.len();
         let device = model.device();
         let layout = Layout::new(pairs, self.pad_id);
         let (policy, token_logps, mean_logits) = sequence_logps(model, &layout, mode);
         let reference = match &self.reference {
             Reference::AdapterOff => sequence_logps(model, &layout, ForwardMode { adapters: false, train: false }).0.detach(),
-            Reference::Frozen(frozen) => sequence_logps(frozen, &layout, ForwardMode { adapters: true, train: false }).0.detach(),
+            Reference::Frozen(frozen) => sequence_logps(frozen.as_ref(), &layout, ForwardMode { adapters: true, train: false }).0.detach(),
             Reference::Precomputed => {
                 let values: Vec<f32> = pairs
                     .iter()
@@ -466,7 +493,7 @@ impl Objective for Dpo {
 }
 
 /// Reference log-probs `(chosen, rejected)` of every pair in batches, without gradients.
-pub fn reference_logps(model: &Decoder, pairs: &[Pair], pad_id: u32, batch_size: usize, mode: ForwardMode) -> Vec<(f64, f64)> {
+pub fn reference_logps<M: LanguageModel>(model: &M, pairs: &[Pair], pad_id: u32, batch_size: usize, mode: ForwardMode) -> Vec<(f64, f64)> {
     let bar = crate::progress::bar(pairs.len(), 0, "pairs");
     bar.set_prefix("reference");
     let mut out = Vec::with_capacity(pairs.len());
@@ -547,6 +574,15 @@ pub fn fingerprint(model_dir: &Path, adapter: Option<&Path>, adapters_on: bool, 
                 h.update(id.to_le_bytes());
             }
         }
+        // The token ids do not capture an image's pixels (text pairs hash as before).
+        for image in &p.images {
+            for g in image.grid_thw {
+                h.update((g as u64).to_le_bytes());
+            }
+            for v in &image.pixel_values {
+                h.update(v.to_le_bytes());
+            }
+        }
     }
     Ok(hex(&h.finalize()))
 }
@@ -608,62 +644,33 @@ fn starting_model(job: &DpoJob, device: &Device) -> Result<Decoder> {
 }
 
 /// Runs the job: load, tokenise, set up the reference, train, save. Bad input fails before
-/// anything is written.
+/// anything is written. A Qwen2.5-VL model folder trains through the same loop, each pair's
+/// images going through the vision tower once (the prompt is shared by both completions).
 pub fn run(job: &DpoJob) -> Result<DpoReport> {
-    let stage = stage::load(&job.stage)?;
-    let mut prepared = prepare(job, &stage.tokenizer)?;
+    let (_, vision) = crate::vlm::detect(&job.stage.model)?;
+    if !job.stage.lora_vision.is_empty() && !vision {
+        return Err(TrainError::Invalid("--lora-vision needs a vision-language model (Qwen2.5-VL)".into()));
+    }
     let s = &job.dpo;
-    tracing::info!(pairs = prepared.pairs.len(), reference = ?s.reference, loss = %s.loss, beta = s.beta, "dpo");
-    let (mut cache, mut cache_file) = (None, None);
-    let reference = match s.reference {
-        ReferenceKind::AdapterOff => {
-            if job.stage.adapter.is_some() || matches!(job.stage.method, Method::Full) {
-                return Err(TrainError::Invalid(
-                    "--reference adapter-off needs a new LoRA adapter; use frozen or precomputed".into(),
-                ));
-            }
-            Reference::AdapterOff
-        }
-        ReferenceKind::Frozen => Reference::Frozen(Box::new(starting_model(job, &stage.device)?)),
-        ReferenceKind::Precomputed => {
-            // A new adapter starts as the identity (B = 0): its reference is the base.
-            let adapters_on = job.stage.adapter.is_some();
-            let model_dir = ladder_model::ModelSource::parse(&job.stage.model)?.resolve()?;
-            let key = fingerprint(&model_dir, job.stage.adapter.as_deref(), adapters_on, &prepared.pairs)?;
-            let path = s.reference_cache.join("reference-logps").join(format!("{key}.json"));
-            let values = match read_cache(&path, &key, prepared.pairs.len()) {
-                Ok(values) => {
-                    tracing::info!(path = %path.display(), "reference log-probs: cache hit");
-                    cache = Some(CacheOutcome::Hit);
-                    values
-                }
-                Err(why) => {
-                    let existed = path.exists();
-                    if existed {
-                        tracing::warn!(path = %path.display(), "reference cache not trusted: {why}; recomputing");
-                    }
-                    let mode = ForwardMode { adapters: adapters_on, train: false };
-                    let values = if stage.resume_dir.is_some() {
-                        let start = starting_model(job, &stage.device)?;
-                        reference_logps(&start, &prepared.pairs, stage.pad_id, job.stage.train.batch_size, mode)
-                    } else {
-                        reference_logps(&stage.model, &prepared.pairs, stage.pad_id, job.stage.train.batch_size, mode)
-                    };
-                    write_cache(&path, &key, &values)?;
-                    cache = Some(if existed { CacheOutcome::Recomputed } else { CacheOutcome::Miss });
-                    values
-                }
-            };
-            for (pair, v) in prepared.pairs.iter_mut().zip(values) {
-                pair.reference = Some(v);
-            }
-            cache_file = Some(path);
-            Reference::Precomputed
-        }
-    };
-    let objective = Dpo { settings: s.clone(), reference, pad_id: stage.pad_id };
     let config = serde_json::to_value(job).expect("serialisable");
-    let summary = stage::run(&job.stage, stage, &objective, &prepared.pairs, config)?;
+    let (prepared, (cache, cache_file), summary) = if vision {
+        let stage = crate::vlm::load(&job.stage)?;
+        let mut prepared = prepare(job, &stage.tokenizer, Some(&stage.images))?;
+        let start = || crate::vlm::starting_model(&job.stage, &stage.device);
+        let (reference, cache) = reference(job, &mut prepared, &stage.model, stage.resume_dir.is_some(), stage.pad_id, start)?;
+        let objective = Dpo { settings: s.clone(), reference, pad_id: stage.pad_id };
+        let saver = crate::vlm::VlmSaver { base: &job.stage.model, source_dir: &stage.source_dir, lora: &stage.lora };
+        let summary = stage::run_with(&job.stage, stage.model, stage.resume_dir.as_deref(), &stage.device, &saver, &objective, &prepared.pairs, config)?;
+        (prepared, cache, summary)
+    } else {
+        let stage = stage::load(&job.stage)?;
+        let mut prepared = prepare(job, &stage.tokenizer, None)?;
+        let start = || starting_model(job, &stage.device);
+        let (reference, cache) = reference(job, &mut prepared, &stage.model, stage.resume_dir.is_some(), stage.pad_id, start)?;
+        let objective = Dpo { settings: s.clone(), reference, pad_id: stage.pad_id };
+        let summary = stage::run(&job.stage, stage, &objective, &prepared.pairs, config)?;
+        (prepared, cache, summary)
+    };
     Ok(DpoReport {
         out: job.stage.out.clone(),
         pairs: prepared.pairs.len(),
@@ -675,6 +682,63 @@ pub fn run(job: &DpoJob) -> Result<DpoReport> {
         reference_cache: cache,
         reference_cache_file: cache_file,
         summary,
+    })
+}
+
+/// Sets up the reference for `model` (the policy as loaded); `start` loads the starting model
+/// again, frozen. A precomputed reference is stored in `prepared`'s pairs, with what its cache
+/// did and the cache file.
+fn reference<M: LanguageModel>(
+    job: &DpoJob,
+    prepared: &mut Prepared,
+    model: &M,
+    resuming: bool,
+    pad_id: u32,
+    start: impl Fn() -> Result<M>,
+) -> Result<(Reference<M>, (Option<CacheOutcome>, Option<PathBuf>))> {
+    let s = &job.dpo;
+    tracing::info!(pairs = prepared.pairs.len(), reference = ?s.reference, loss = %s.loss, beta = s.beta, "dpo");
+    Ok(match s.reference {
+        ReferenceKind::AdapterOff => {
+            if job.stage.adapter.is_some() || matches!(job.stage.method, Method::Full) {
+                return Err(TrainError::Invalid(
+                    "--reference adapter-off needs a new LoRA adapter; use frozen or precomputed".into(),
+                ));
+            }
+            (Reference::AdapterOff, (None, None))
+        }
+        ReferenceKind::Frozen => (Reference::Frozen(Box::new(start()?)), (None, None)),
+        ReferenceKind::Precomputed => {
+            // A new adapter starts as the identity (B = 0): its reference is the base.
+            let adapters_on = job.stage.adapter.is_some();
+            let model_dir = ladder_model::ModelSource::parse(&job.stage.model)?.resolve()?;
+            let key = fingerprint(&model_dir, job.stage.adapter.as_deref(), adapters_on, &prepared.pairs)?;
+            let path = s.reference_cache.join("reference-logps").join(format!("{key}.json"));
+            let (values, cache) = match read_cache(&path, &key, prepared.pairs.len()) {
+                Ok(values) => {
+                    tracing::info!(path = %path.display(), "reference log-probs: cache hit");
+                    (values, CacheOutcome::Hit)
+                }
+                Err(why) => {
+                    let existed = path.exists();
+                    if existed {
+                        tracing::warn!(path = %path.display(), "reference cache not trusted: {why}; recomputing");
+                    }
+                    let mode = ForwardMode { adapters: adapters_on, train: false };
+                    let values = if resuming {
+                        reference_logps(&start()?, &prepared.pairs, pad_id, job.stage.train.batch_size, mode)
+                    } else {
+                        reference_logps(model, &prepared.pairs, pad_id, job.stage.train.batch_size, mode)
+                    };
+                    write_cache(&path, &key, &values)?;
+                    (values, if existed { CacheOutcome::Recomputed } else { CacheOutcome::Miss })
+                }
+            };
+            for (pair, v) in prepared.pairs.iter_mut().zip(values) {
+                pair.reference = Some(v);
+            }
+            (Reference::Precomputed, (Some(cache), Some(path)))
+        }
     })
 }
 
@@ -718,7 +782,7 @@ mod tests {
 
     #[test]
     fn layout_shares_the_prompt_and_points_each_completion_at_it() {
-        let pair = |p: Vec<u32>, c: Vec<u32>, r: Vec<u32>| Pair { origin: String::new(), prompt: p, chosen: c, rejected: r, reference: None };
+        let pair = |p: Vec<u32>, c: Vec<u32>, r: Vec<u32>| Pair { origin: String::new(), prompt: p, chosen: c, rejected: r, reference: None, images: Vec::new() };
         let l = Layout::new(&[pair(vec![1, 2], vec![3, 4], vec![5]), pair(vec![6], vec![7], vec![8, 9])], 0);
         assert_eq!((l.batch, l.seq), (2, 5));
         assert_eq!(l.ids, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 0]);

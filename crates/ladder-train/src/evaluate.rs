@@ -35,7 +35,7 @@ pub struct EvalJob {
 /// Generates, scores, writes `predictions.jsonl` and `eval.json`.
 pub fn run(job: &EvalJob) -> Result<EvalReport> {
     let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.generate)?;
-    let prompts = read_prompted(&job.data, generator.tokenizer())?;
+    let prompts = read_prompted(&job.data, generator.tokenizer(), generator.image_config())?;
     let requests: Vec<Request> = prompts
         .iter()
         .enumerate()
@@ -44,7 +44,8 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
     let bar = crate::progress::bar(prompts.len(), 0, "pages");
     bar.set_prefix("eval");
     let started = std::time::Instant::now();
-    let (generations, tokens) = generator.generate(&requests, &job.generate, job.batch_size, &bar);
+    let images: Vec<&[std::sync::Arc<ladder_data::Preprocessed>]> = prompts.iter().map(|p| p.images.as_slice()).collect();
+    let (generations, tokens) = generator.generate(&requests, &images, &job.generate, job.batch_size, &bar);
     bar.finish_and_clear();
     let (mut predictions, mut lines) = (Vec::new(), String::new());
     for (p, g) in prompts.iter().zip(generations) {

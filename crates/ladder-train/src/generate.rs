@@ -4,54 +4,97 @@
 //! prompts, batching, progress, atomic output).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use ladder_data::{Message, Prompt, Tokenizer};
-use ladder_model::generate::{generate_with, row_seed};
-use ladder_model::{FinishReason, ForwardMode, GenerateConfig, Request};
+use ladder_data::{preprocess, prompt_ids_with_images, ImageConfig, Message, Preprocessed, Prompt, Tokenizer};
+use ladder_model::generate::{generate_vlm, generate_with, row_seed};
+use ladder_model::{Decoder, FinishReason, ForwardMode, GenerateConfig, Images, Request, VisionLanguageModel};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{io, Result, TrainError};
 use crate::setup;
 
+/// The model a [`Generator`] decodes with.
+enum Model {
+    Text(Decoder),
+    Vision(VisionLanguageModel),
+}
+
 /// A model loaded for generation, with the ids that end a row (config.json's `eos_token_id`
 /// list and the tokenizer's EOS). Shared by `ladder generate`, `ladder pairs` and
-/// `ladder eval --model`.
+/// `ladder eval --model`. A Qwen2.5-VL folder generates from prompts with images.
 pub struct Generator {
-    pub loaded: setup::Loaded,
+    model: Model,
+    tokenizer: Tokenizer,
+    /// The image processor of a vision-language model; `None` for a text model.
+    images: Option<ImageConfig>,
     eos: Vec<u32>,
 }
+
+/// A prompt's images, in the order of its image tokens.
+pub type PromptImages = Vec<Arc<Preprocessed>>;
 
 impl Generator {
     /// Checks `config` and loads `model` (+ `adapter`) on `device` (no autodiff).
     pub fn load(model: &str, adapter: Option<&Path>, device: &str, config: &GenerateConfig) -> Result<Self> {
         config.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
         let device = crate::device::parse_device(device)?;
+        let (dir, vision) = crate::vlm::detect(model)?;
+        if vision {
+            let (model, tokenizer, images, eos) = crate::vlm::load_for_generation(&dir, adapter, &device)?;
+            return Ok(Generator { model: Model::Vision(model), tokenizer, images: Some(images), eos });
+        }
         let loaded = setup::load(model, adapter, &device)?;
         let mut eos = loaded.model.config.eos_token_ids.clone();
         eos.extend(loaded.tokenizer.eos_id());
-        Ok(Generator { loaded, eos })
+        Ok(Generator { model: Model::Text(loaded.model), tokenizer: loaded.tokenizer, images: None, eos })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
-        &self.loaded.tokenizer
+        &self.tokenizer
+    }
+
+    /// The image processor, for a vision-language model.
+    pub fn image_config(&self) -> Option<&ImageConfig> {
+        self.images.as_ref()
     }
 
     /// Generates for every request, `batch_size` at a time in the given order, advancing `bar`
-    /// by rows and showing tokens/s. Returns the generations (in request order) and the number
-    /// of new tokens.
-    pub fn generate(&self, requests: &[Request], config: &GenerateConfig, batch_size: usize, bar: &indicatif::ProgressBar) -> (Vec<ladder_model::Generation>, usize) {
-        let tok = &self.loaded.tokenizer;
+    /// by rows and showing tokens/s. `images[i]` are request i's images (empty: none at all).
+    /// Returns the generations (in request order) and the number of new tokens.
+    pub fn generate(
+        &self,
+        requests: &[Request],
+        images: &[&[Arc<Preprocessed>]],
+        config: &GenerateConfig,
+        batch_size: usize,
+        bar: &indicatif::ProgressBar,
+    ) -> (Vec<ladder_model::Generation>, usize) {
+        let tok = &self.tokenizer;
         let decode = |ids: &[u32]| tok.decode(ids, true).unwrap_or_else(|e| format!("<{e}>"));
         let start = Instant::now();
         let (mut out, mut tokens) = (Vec::with_capacity(requests.len()), 0usize);
-        for batch in requests.chunks(batch_size.max(1)) {
+        let size = batch_size.max(1);
+        for (b, batch) in requests.chunks(size).enumerate() {
             let mut on_token = |n: usize| {
                 tokens += n;
                 bar.set_message(format!("{:.1} tokens/s", tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)));
             };
-            out.extend(generate_with(&self.loaded.model, batch, config, &self.eos, &decode, ForwardMode::default(), &mut on_token));
+            let mode = ForwardMode::default();
+            out.extend(match &self.model {
+                Model::Text(model) => generate_with(model, batch, config, &self.eos, &decode, mode, &mut on_token),
+                Model::Vision(model) => {
+                    let rows = images.get(b * size..b * size + batch.len()).unwrap_or(&[]);
+                    let (pixels, grids) = crate::vlm::batch_images(rows);
+                    let device = model.language_model.device();
+                    // Prompts were checked against their images when they were read.
+                    let images = (!grids.is_empty())
+                        .then(|| Images::from_host(pixels, model.visual.config.patch_dim(), &grids, &device).expect("preprocessed for this model"));
+                    generate_vlm(model, images.as_ref(), batch, config, &self.eos, &decode, mode, &mut on_token).expect("image tokens match the images")
+                }
+            });
             bar.inc(batch.len() as u64);
         }
         (out, tokens)
@@ -89,6 +132,8 @@ pub struct GenerateReport {
 pub struct PromptRow {
     pub columns: Map<String, Value>,
     pub ids: Vec<u32>,
+    /// Its images (rows with `"image"` / `"images"`, for a vision-language model).
+    pub images: PromptImages,
 }
 
 /// The prompt a generation row asks for: `prompt` (text, or messages rendered with the
@@ -125,8 +170,11 @@ pub fn row_prompt(value: &Value) -> std::result::Result<Prompt, String> {
     Err(format!("no prompt in a row with keys {keys:?}; expected {SHAPES}"))
 }
 
-/// Reads and tokenises every row, failing on the first bad one with `file:line: reason`.
-pub fn read_prompts(path: &Path, tok: &Tokenizer) -> Result<Vec<PromptRow>> {
+/// Reads and tokenises every row, failing on the first bad one with `file:line: reason`. Rows
+/// with `"image"` / `"images"` (paths relative to the data file) need `images`, a
+/// vision-language model's image processor; their images are loaded and preprocessed here.
+pub fn read_prompts(path: &Path, tok: &Tokenizer, images: Option<&ImageConfig>) -> Result<Vec<PromptRow>> {
+    let base = path.parent().unwrap_or(Path::new(""));
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !matches!(ext, "jsonl" | "json") {
         return Err(TrainError::Invalid(format!("{}: expected a .jsonl file of prompts", path.display())));
@@ -140,13 +188,31 @@ pub fn read_prompts(path: &Path, tok: &Tokenizer) -> Result<Vec<PromptRow>> {
             continue;
         }
         let value: Value = serde_json::from_str(line).map_err(|e| at(format!("malformed JSON at column {}: {e}", e.column())))?;
-        let prompt = row_prompt(&value).map_err(at)?;
-        let ids = ladder_data::sft::prompt_ids(tok, &prompt).map_err(|e| at(e.to_string()))?;
+        let has_images = ["image", "images"].iter().any(|k| value.get(k).is_some_and(|v| !v.is_null()));
+        let (ids, pixels) = if has_images {
+            let Some(cfg) = images else {
+                return Err(at("the row has images but the model is text-only; use a vision-language model (Qwen2.5-VL) or drop the image".into()));
+            };
+            let (prompt, sources) = ladder_data::parse_prompt_row(&value, "prompt", base).map_err(at)?;
+            let pixels = sources
+                .iter()
+                .enumerate()
+                .map(|(k, source)| {
+                    let img = source.load().and_then(|img| preprocess(&img, cfg));
+                    img.map(Arc::new).map_err(|e| at(format!("image {} ({}): {e}", k + 1, source.describe())))
+                })
+                .collect::<Result<PromptImages>>()?;
+            let counts: Vec<usize> = pixels.iter().map(|p| p.num_tokens(cfg.merge_size)).collect();
+            (prompt_ids_with_images(tok, &prompt, &counts).map_err(|e| at(e.to_string()))?, pixels)
+        } else {
+            let prompt = row_prompt(&value).map_err(at)?;
+            (ladder_data::sft::prompt_ids(tok, &prompt).map_err(|e| at(e.to_string()))?, Vec::new())
+        };
         if ids.is_empty() {
             return Err(at("the prompt encodes to no tokens".into()));
         }
         let Value::Object(columns) = value else { unreachable!("row_prompt checked it") };
-        rows.push(PromptRow { columns, ids });
+        rows.push(PromptRow { columns, ids, images: pixels });
     }
     if rows.is_empty() {
         return Err(TrainError::Invalid(format!("{}: no prompts", path.display())));
@@ -160,7 +226,7 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
         return Err(TrainError::Invalid("--batch-size must be at least 1".into()));
     }
     let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.config)?;
-    let rows = read_prompts(&job.data, generator.tokenizer())?;
+    let rows = read_prompts(&job.data, generator.tokenizer(), generator.image_config())?;
     // Similar lengths together waste less on padding; seeds follow the row index, so the
     // output does not depend on the batching.
     let mut order: Vec<usize> = (0..rows.len()).collect();
@@ -170,7 +236,8 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
     let bar = crate::progress::bar(rows.len(), 0, "rows");
     bar.set_prefix("generate");
     let start = Instant::now();
-    let (generated, tokens) = generator.generate(&requests, &job.config, job.batch_size, &bar);
+    let images: Vec<&[Arc<Preprocessed>]> = order.iter().map(|&i| rows[i].images.as_slice()).collect();
+    let (generated, tokens) = generator.generate(&requests, &images, &job.config, job.batch_size, &bar);
     bar.finish_and_clear();
     let mut results = vec![None; rows.len()];
     for (&i, g) in order.iter().zip(generated) {

@@ -15,6 +15,7 @@ pub mod lock;
 pub mod logprobs;
 pub mod loss;
 pub mod metrics;
+pub mod model;
 pub mod objective;
 pub mod optim;
 pub mod pairs;
@@ -25,8 +26,10 @@ pub mod setup;
 pub mod sft;
 pub mod stage;
 pub mod trainer;
+pub mod vlm;
 
 pub use error::{Result, TrainError};
+pub use model::LanguageModel;
 pub use objective::{LossOutput, Objective, Sft};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::SchedulerKind;

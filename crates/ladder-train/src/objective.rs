@@ -6,6 +6,7 @@ use ladder_data::{collate, Batch, Packed};
 use ladder_model::{Decoder, ForwardMode, Tokens};
 
 use crate::loss::selected_logprobs;
+use crate::model::LanguageModel;
 
 /// The loss of a micro-batch and the numbers worth logging.
 pub struct LossOutput {
@@ -17,8 +18,9 @@ pub struct LossOutput {
     pub metrics: Vec<(&'static str, f64)>,
 }
 
-/// A training objective over items of type `Item` (a tokenised example, a preference pair...).
-pub trait Objective {
+/// A training objective over items of type `Item` (a tokenised example, a preference pair...)
+/// for models of type `M`.
+pub trait Objective<M: LanguageModel = Decoder> {
     type Item: Clone;
     /// The normalisers of one optimizer step (SFT: its target tokens), computed over all of
     /// the step's items before any micro-batch runs, so gradient accumulation gives the same
@@ -36,7 +38,7 @@ pub trait Objective {
     }
 
     /// Loss of `items`, divided by the step's `norm`.
-    fn loss(&self, model: &Decoder, items: &[Self::Item], norm: &Self::Norm, mode: ForwardMode) -> LossOutput;
+    fn loss(&self, model: &M, items: &[Self::Item], norm: &Self::Norm, mode: ForwardMode) -> LossOutput;
 
     /// The progress bar's extra text for a step's metrics (e.g. DPO accuracy and margin).
     fn progress(&self, _metrics: &[(&'static str, f64)]) -> String {
@@ -44,12 +46,13 @@ pub trait Objective {
     }
 }
 
-/// Supervised fine-tuning: mean next-token cross-entropy over target tokens.
+/// Supervised fine-tuning: mean next-token cross-entropy over target tokens, for text and
+/// vision-language models alike (an item's images travel with its tokens).
 pub struct Sft {
     pub pad_id: u32,
 }
 
-impl Objective for Sft {
+impl<M: LanguageModel> Objective<M> for Sft {
     type Item = Packed;
     type Norm = f64;
 
@@ -62,8 +65,9 @@ impl Objective for Sft {
         item.input_ids.len()
     }
 
-    fn loss(&self, model: &Decoder, items: &[Packed], norm: &f64, mode: ForwardMode) -> LossOutput {
-        let batch: Batch = collate(items, self.pad_id);
+    fn loss(&self, model: &M, items: &[Packed], norm: &f64, mode: ForwardMode) -> LossOutput {
+        let mut batch: Batch = collate(items, self.pad_id);
+        let pixel_values = std::mem::take(&mut batch.pixel_values);
         let tokens = Tokens::new(&batch.input_ids, batch.batch_size, batch.seq_len)
             .positions(&batch.position_ids)
             .segments(&batch.segment_ids);
@@ -76,8 +80,8 @@ impl Objective for Sft {
             .filter(|&(i, &is_target)| is_target && i % batch.seq_len > 0)
             .map(|(i, _)| (i - 1, batch.input_ids[i]))
             .unzip();
-        let hidden = model.hidden(&tokens, mode);
-        let (logp, _) = selected_logprobs(model, hidden, &sources, &next, mode);
+        let hidden = model.hidden_states(&tokens, pixel_values, &batch.grids, mode);
+        let (logp, _) = selected_logprobs(model.decoder(), hidden, &sources, &next, mode);
         LossOutput {
             loss: logp.sum().neg() / *norm,
             metrics: Vec::new(),

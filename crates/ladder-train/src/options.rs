@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// Rank-stabilised LoRA: scale by alpha/√r.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Method")]
     pub rslora: Option<bool>,
+    /// Qwen2.5-VL: also put LoRA on the vision blocks' linears, comma-separated qkv,proj,
+    /// gate_proj,up_proj,down_proj, or all-linear [default: none, the vision tower stays frozen].
+    #[arg(long, value_name = "LIST", help_heading = "Method")]
+    pub lora_vision: Option<String>,
 
     /// Truncate examples to this many tokens (the count truncated is reported).
     #[arg(long, value_name = "N", help_heading = "Data")]
@@ -301,7 +305,7 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
     }
     let Some(out) = a.out else { bail!("--out is required (the output folder)") };
     let full = a.full.unwrap_or(false);
-    let lora_flags = a.lora_r.is_some() || a.lora_alpha.is_some() || a.lora_targets.is_some() || a.rslora.is_some();
+    let lora_flags = a.lora_r.is_some() || a.lora_alpha.is_some() || a.lora_targets.is_some() || a.rslora.is_some() || a.lora_vision.is_some();
     if full && (lora_flags || a.adapter.is_some()) {
         bail!("--full trains every weight: drop the --lora-* / --adapter options, or drop --full to train LoRA");
     }
@@ -325,6 +329,10 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
             targets,
             rslora: a.rslora.unwrap_or(false),
         })
+    };
+    let lora_vision = match &a.lora_vision {
+        Some(spec) => crate::vlm::parse_vision_targets(spec).map_err(|e| err!("--lora-vision: {e}"))?,
+        None => Vec::new(),
     };
     let scheduler = a
         .lr_scheduler
@@ -359,6 +367,7 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
         out: PathBuf::from(out),
         device: a.device.unwrap_or_else(|| "cpu".into()),
         method,
+        lora_vision,
         max_seq_len: a.max_seq_len,
         skip_bad_rows: a.skip_bad_rows.unwrap_or(false),
         resume: a.resume,

@@ -99,11 +99,15 @@ pub struct Prompted {
     pub ids: Vec<u32>,
     /// 1-based line (or Parquet row) in the data file.
     pub line: usize,
+    /// The prompt's images (a vision-language model's rows).
+    pub images: crate::generate::PromptImages,
+    /// The row's `"images"` as written out again: absolute paths.
+    pub image_paths: Vec<String>,
 }
 
 /// Reads `{"prompt","completion"}` rows whose completion is the reference; errors name
 /// `file:line`. Shared by `ladder pairs` and `ladder eval --model`.
-pub fn read_prompted(data: &Path, tok: &ladder_data::Tokenizer) -> Result<Vec<Prompted>> {
+pub fn read_prompted(data: &Path, tok: &ladder_data::Tokenizer, images: Option<&ladder_data::ImageConfig>) -> Result<Vec<Prompted>> {
     let dataset = read_rows(data, &ReadOptions::default())?;
     let mut out = Vec::with_capacity(dataset.rows.len());
     for row in &dataset.rows {
@@ -114,7 +118,24 @@ pub fn read_prompted(data: &Path, tok: &ladder_data::Tokenizer) -> Result<Vec<Pr
         if completion.trim().is_empty() {
             return Err(at("the reference completion is empty".into()));
         }
-        let (ids, _) = completion_ids(tok, prompt, completion).map_err(|e| at(e.to_string()))?;
+        let (ids, pixels) = match images {
+            _ if row.value.images().is_empty() => (completion_ids(tok, prompt, completion).map_err(|e| at(e.to_string()))?.0, Vec::new()),
+            None => return Err(crate::vlm::text_model_error(row)),
+            Some(cfg) => {
+                let pixels = crate::vlm::row_images(row, cfg)?;
+                let counts: Vec<usize> = pixels.iter().map(|p| p.num_tokens(cfg.merge_size)).collect();
+                (ladder_data::prompt_ids_with_images(tok, prompt, &counts).map_err(|e| at(e.to_string()))?, pixels)
+            }
+        };
+        let image_paths = row
+            .value
+            .images()
+            .iter()
+            .map(|source| match source {
+                ladder_data::ImageSource::Path(p) => Ok(p.display().to_string()),
+                ladder_data::ImageSource::Bytes { .. } => Err(at("embedded image bytes cannot be written to the output rows yet; use image files".into())),
+            })
+            .collect::<Result<Vec<String>>>()?;
         if ids.is_empty() {
             return Err(at("the prompt encodes to no tokens".into()));
         }
@@ -123,7 +144,7 @@ pub fn read_prompted(data: &Path, tok: &ladder_data::Tokenizer) -> Result<Vec<Pr
             ladder_data::Prompt::Text(t) => json!(t),
             ladder_data::Prompt::Messages(m) => json!(m),
         };
-        out.push(Prompted { prompt: prompt_value, reference: completion.clone(), ids, line: row.origin.line });
+        out.push(Prompted { prompt: prompt_value, reference: completion.clone(), ids, line: row.origin.line, images: pixels, image_paths });
     }
     Ok(out)
 }
@@ -134,7 +155,7 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
         return Err(TrainError::Invalid("--samples must be at least 1".into()));
     }
     let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.generate)?;
-    let prompts = read_prompted(&job.data, generator.tokenizer())?;
+    let prompts = read_prompted(&job.data, generator.tokenizer(), generator.image_config())?;
     let k = job.samples;
     // Sample s of prompt i is request i·K + s, seeded by that index: independent of batching.
     let requests: Vec<Request> = (0..prompts.len() * k)
@@ -143,7 +164,8 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
     let bar = crate::progress::bar(requests.len(), 0, "samples");
     bar.set_prefix("pairs");
     let started = std::time::Instant::now();
-    let (generations, tokens) = generator.generate(&requests, &job.generate, job.batch_size * k, &bar);
+    let images: Vec<&[std::sync::Arc<ladder_data::Preprocessed>]> = (0..requests.len()).map(|r| prompts[r / k].images.as_slice()).collect();
+    let (generations, tokens) = generator.generate(&requests, &images, &job.generate, job.batch_size * k, &bar);
     bar.finish_and_clear();
     let mut summary = PairsSummary { out: job.out.clone(), prompts: prompts.len(), generated_tokens: tokens, ..Default::default() };
     let mut lines = String::new();
@@ -179,7 +201,7 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
                 "sampling": job.generate, "finish_reason": g.finish_reason, "n_tokens": g.n_tokens,
                 "reason": reason, "detector": verdict, "score": score, "synthetic": false,
             });
-            push_pair(&mut lines, &p.prompt, &p.reference, &g.text, source);
+            push_pair(&mut lines, p, &g.text, source);
             written += 1;
         }
         if written == 0 && job.synthetic_fallback {
@@ -189,7 +211,7 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
                 "model": job.model, "adapter": job.adapter, "reason": "synthetic",
                 "detector": verdict, "score": ladder_eval::score(&text, &p.reference), "synthetic": true,
             });
-            push_pair(&mut lines, &p.prompt, &p.reference, &text, source);
+            push_pair(&mut lines, p, &text, source);
             summary.synthetic += 1;
             written += 1;
         }
@@ -211,8 +233,12 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
     Ok(summary)
 }
 
-fn push_pair(lines: &mut String, prompt: &Value, chosen: &str, rejected: &str, source: Value) {
-    let row = json!({"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": source});
+/// A pair row: the prompt (with its images, if any), the reference as chosen.
+fn push_pair(lines: &mut String, p: &Prompted, rejected: &str, source: Value) {
+    let mut row = json!({"prompt": p.prompt, "chosen": p.reference, "rejected": rejected, "source": source});
+    if !p.image_paths.is_empty() {
+        row["images"] = json!(p.image_paths);
+    }
     lines.push_str(&row.to_string());
     lines.push('\n');
 }

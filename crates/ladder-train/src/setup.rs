@@ -47,7 +47,7 @@ pub fn load(model: &str, adapter: Option<&Path>, device: &Device) -> Result<Load
 
 /// Files copied from the source folder next to saved weights, so the output is a complete
 /// Hugging Face folder.
-const COMPANIONS: [&str; 6] = [
+pub(crate) const COMPANIONS: [&str; 6] = [
     "config.json",
     "generation_config.json",
     "tokenizer.json",
@@ -56,7 +56,7 @@ const COMPANIONS: [&str; 6] = [
     "chat_template.jinja",
 ];
 
-fn copy_companions(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
+pub(crate) fn copy_companions(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
     for name in names {
         let src = from.join(name);
         if src.exists() {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ladder_data::{pack, read_rows, tokenize_sft, Packed, ReadOptions, SftOptions as TokenizeOptions};
+use ladder_data::{pack, read_rows, tokenize_sft, tokenize_sft_with_images, ImageConfig, Packed, ReadOptions, SftOptions as TokenizeOptions, IMAGE_PAD};
 use serde::Serialize;
 
 use crate::error::{Result, TrainError};
@@ -39,8 +39,10 @@ pub struct Prepared {
     pub dropped_no_target: usize,
 }
 
-/// Reads and tokenises every data file (bad rows stop the job unless `skip_bad_rows`).
-pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer) -> Result<Prepared> {
+/// Reads and tokenises every data file (bad rows stop the job unless `skip_bad_rows`). Rows
+/// with images need `images`, the image processor of a vision-language model; their images
+/// are loaded here, so a missing or corrupt file stops the job before training.
+pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer, images: Option<&ImageConfig>) -> Result<Prepared> {
     let opts = TokenizeOptions {
         train_on_prompt: job.train_on_prompt,
         max_seq_len: job.stage.max_seq_len,
@@ -50,9 +52,26 @@ pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer) -> Result<Prepa
         let dataset = read_rows(path, &ReadOptions { skip_bad_rows: job.stage.skip_bad_rows })?;
         skipped_rows += dataset.skipped;
         for row in &dataset.rows {
-            let t = tokenize_sft(tokenizer, &row.value, &opts).map_err(|e| {
-                TrainError::Invalid(format!("{}:{}: {e}", row.origin.file.display(), row.origin.line))
-            })?;
+            let at = |e: String| TrainError::Invalid(format!("{}:{}: {e}", row.origin.file.display(), row.origin.line));
+            let t = if row.value.images().is_empty() {
+                tokenize_sft(tokenizer, &row.value, &opts).map_err(|e| at(e.to_string()))?
+            } else {
+                let Some(cfg) = images else { return Err(crate::vlm::text_model_error(row)) };
+                let pixels = crate::vlm::row_images(row, cfg)?;
+                let counts: Vec<usize> = pixels.iter().map(|p| p.num_tokens(cfg.merge_size)).collect();
+                let mut t = tokenize_sft_with_images(tokenizer, &row.value, &counts, &opts).map_err(|e| at(e.to_string()))?;
+                let pad = tokenizer.token_id(IMAGE_PAD);
+                let kept = t.example.input_ids.iter().filter(|&&id| Some(id) == pad).count();
+                if kept != counts.iter().sum::<usize>() {
+                    return Err(at(format!(
+                        "--max-seq-len {} cuts into the row's {} image tokens; raise it",
+                        opts.max_seq_len.unwrap_or(0),
+                        counts.iter().sum::<usize>()
+                    )));
+                }
+                t.example.images = pixels;
+                t
+            };
             truncated += t.truncated as usize;
             if t.example.targets.iter().skip(1).any(|x| *x) {
                 examples.push(t.example);
@@ -79,12 +98,27 @@ pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer) -> Result<Prepa
 }
 
 /// Runs the job: load, tokenise, train, save. Bad input fails before anything is written.
+/// A Qwen2.5-VL model folder trains through the same loop, with the rows' images.
 pub fn run(job: &SftJob) -> Result<SftReport> {
-    let stage = stage::load(&job.stage)?;
-    let prepared = prepare(job, &stage.tokenizer)?;
-    let objective = Sft { pad_id: stage.pad_id };
+    let (_, vision) = crate::vlm::detect(&job.stage.model)?;
+    if !job.stage.lora_vision.is_empty() && !vision {
+        return Err(TrainError::Invalid("--lora-vision needs a vision-language model (Qwen2.5-VL)".into()));
+    }
     let config = serde_json::to_value(job).expect("serialisable");
-    let summary = stage::run(&job.stage, stage, &objective, &prepared.items, config)?;
+    let (prepared, summary) = if vision {
+        let stage = crate::vlm::load(&job.stage)?;
+        let prepared = prepare(job, &stage.tokenizer, Some(&stage.images))?;
+        let objective = Sft { pad_id: stage.pad_id };
+        let saver = crate::vlm::VlmSaver { base: &job.stage.model, source_dir: &stage.source_dir, lora: &stage.lora };
+        let summary = stage::run_with(&job.stage, stage.model, stage.resume_dir.as_deref(), &stage.device, &saver, &objective, &prepared.items, config)?;
+        (prepared, summary)
+    } else {
+        let stage = stage::load(&job.stage)?;
+        let prepared = prepare(job, &stage.tokenizer, None)?;
+        let objective = Sft { pad_id: stage.pad_id };
+        let summary = stage::run(&job.stage, stage, &objective, &prepared.items, config)?;
+        (prepared, summary)
+    };
     Ok(SftReport {
         out: job.stage.out.clone(),
         examples: prepared.items.len(),

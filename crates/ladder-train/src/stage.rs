@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, SaveModel};
 use crate::error::{Result, TrainError};
+use crate::model::LanguageModel;
 use crate::objective::Objective;
 use crate::optim::AdamW;
 use crate::setup;
@@ -36,6 +37,9 @@ pub struct StageJob {
     pub out: PathBuf,
     pub device: String,
     pub method: Method,
+    /// Vision block linears that also get LoRA (`--lora-vision`; Qwen2.5-VL only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lora_vision: Vec<String>,
     pub max_seq_len: Option<usize>,
     pub skip_bad_rows: bool,
     pub resume: Option<PathBuf>,
@@ -163,24 +167,39 @@ pub fn run<O: Objective>(
     items: &[O::Item],
     config: serde_json::Value,
 ) -> Result<Summary> {
-    setup::prepare_out_dir(&job.out, job.overwrite, stage.resume_dir.is_some())?;
-    // Held until the run ends (or fails): a second run on this folder stops here.
-    let _lock = crate::lock::acquire(&job.out)?;
-    ladder_model::write_atomic(
-        &job.out.join("training_args.json"),
-        &serde_json::to_vec_pretty(&config).expect("serialisable"),
-    )?;
-    let resume = match &stage.resume_dir {
-        Some(dir) => Some(checkpoint::load(dir, AdamW::new(job.train.adamw), &stage.device)?),
-        None => None,
-    };
     let saver = Saver {
         base: &job.model,
         source_dir: &stage.source_dir,
         lora: stage.lora.as_ref(),
         dtype: stage.dtype,
     };
-    let (model, summary) = train(&job.train, stage.model, objective, items, &job.out, &saver, resume, config)?;
+    run_with(job, stage.model, stage.resume_dir.as_deref(), &stage.device, &saver, objective, items, config)
+}
+
+/// [`run`] for any model (a text decoder or a vision-language model), saved by `saver`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_with<M: LanguageModel, O: Objective<M>>(
+    job: &StageJob,
+    model: M,
+    resume_dir: Option<&Path>,
+    device: &Device,
+    saver: &dyn SaveModel<M>,
+    objective: &O,
+    items: &[O::Item],
+    config: serde_json::Value,
+) -> Result<Summary> {
+    setup::prepare_out_dir(&job.out, job.overwrite, resume_dir.is_some())?;
+    // Held until the run ends (or fails): a second run on this folder stops here.
+    let _lock = crate::lock::acquire(&job.out)?;
+    ladder_model::write_atomic(
+        &job.out.join("training_args.json"),
+        &serde_json::to_vec_pretty(&config).expect("serialisable"),
+    )?;
+    let resume = match resume_dir {
+        Some(dir) => Some(checkpoint::load(dir, AdamW::new(job.train.adamw), device)?),
+        None => None,
+    };
+    let (model, summary) = train(&job.train, model, objective, items, &job.out, saver, resume, config)?;
     // Final weights: checkpoints are f32, the output keeps the source's storage type.
     saver.save(&model, &job.out)?;
     tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");

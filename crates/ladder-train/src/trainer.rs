@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use ladder_model::{Decoder, ForwardMode};
+use ladder_model::ForwardMode;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use crate::checkpoint::{self, Resume, SaveModel, TrainerState};
 use crate::interrupt::Interrupt;
 use crate::error::{Result, TrainError};
 use crate::metrics::MetricsLog;
+use crate::model::LanguageModel;
 use crate::objective::Objective;
 use crate::optim::{clip_coefficient, global_grad_norm, AdamW, AdamWConfig};
 use crate::schedule::{Schedule, SchedulerKind};
@@ -142,15 +143,15 @@ struct Bad {
 }
 
 /// Runs the micro-batches of one step; stops at the first non-finite micro-batch loss.
-fn compute<O: Objective>(
-    model: &Decoder,
+fn compute<M: LanguageModel, O: Objective<M>>(
+    model: &M,
     objective: &O,
     items: &[O::Item],
     micro: &[Vec<usize>],
     norm: &O::Norm,
     mode: ForwardMode,
 ) -> std::result::Result<Computed, Bad> {
-    let mut accumulator = GradientsAccumulator::<Decoder>::new();
+    let mut accumulator = GradientsAccumulator::<M>::new();
     let mut loss = 0.0;
     let mut extra: Vec<(&'static str, f64)> = Vec::new();
     for ids in micro {
@@ -174,7 +175,7 @@ fn compute<O: Objective>(
 }
 
 /// `file:line` of every item of a step, for messages about it.
-fn origins<O: Objective>(objective: &O, items: &[O::Item], micro: &[Vec<usize>]) -> String {
+fn origins<M: LanguageModel, O: Objective<M>>(objective: &O, items: &[O::Item], micro: &[Vec<usize>]) -> String {
     let rows: Vec<String> = micro
         .iter()
         .flatten()
@@ -190,16 +191,16 @@ fn origins<O: Objective>(objective: &O, items: &[O::Item], micro: &[Vec<usize>])
 /// and step, and they are only taken at step boundaries (no gradient-accumulation phase to
 /// carry).
 #[allow(clippy::too_many_arguments)]
-pub fn train<O: Objective>(
+pub fn train<M: LanguageModel, O: Objective<M>>(
     cfg: &LoopConfig,
-    mut model: Decoder,
+    mut model: M,
     objective: &O,
     items: &[O::Item],
     out: &Path,
-    saver: &dyn SaveModel,
+    saver: &dyn SaveModel<M>,
     resume: Option<Resume>,
     stage_config: serde_json::Value,
-) -> Result<(Decoder, Summary)> {
+) -> Result<(M, Summary)> {
     if items.is_empty() {
         return Err(TrainError::Invalid("no training examples left after tokenisation".into()));
     }
@@ -284,7 +285,7 @@ pub fn train<O: Objective>(
                 record
             }
             Err(bad) => {
-                let rows = origins(objective, items, &micro);
+                let rows = origins::<M, O>(objective, items, &micro);
                 if cfg.on_nonfinite == OnNonFinite::Stop {
                     return Err(TrainError::NonFinite { what: bad.what, step: step + 1, value: bad.value, rows });
                 }
