@@ -725,10 +725,12 @@ fn reference<M: LanguageModel>(
                         tracing::warn!(path = %path.display(), "reference cache not trusted: {why}; recomputing");
                     }
                     let mode = ForwardMode { adapters: adapters_on, train: false };
+                    // Never on trainable weights: each forward would record an autodiff graph
+                    // that no backward pass frees (full fine-tuning, 61 pairs: 21 GB RSS).
                     let values = if resuming {
                         reference_logps(&start()?, &prepared.pairs, pad_id, job.stage.train.batch_size, mode)
                     } else {
-                        reference_logps(model, &prepared.pairs, pad_id, job.stage.train.batch_size, mode)
+                        reference_logps(&model.clone().no_grad(), &prepared.pairs, pad_id, job.stage.train.batch_size, mode)
                     };
                     write_cache(&path, &key, &values)?;
                     (values, if existed { CacheOutcome::Recomputed } else { CacheOutcome::Miss })
