@@ -245,7 +245,12 @@ fn sigkill_at_random_moments_then_resume_equals_uninterrupted() {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut kills = 0;
     for attempt in 0..40 {
-        let resume: Vec<&str> = if out.join("checkpoints").exists() { vec!["--resume", &o] } else { vec![] };
+        // Resume once a checkpoint is complete (a kill can land while `checkpoints/` holds only
+        // the temporary folder of the first one).
+        let complete = std::fs::read_dir(out.join("checkpoints"))
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-")))
+            .unwrap_or(false);
+        let resume: Vec<&str> = if complete { vec!["--resume", &o] } else { vec![] };
         let (mut child, log) = spawn_sft(&out, &[&steps[..], &resume].concat(), &[]);
         rng ^= rng << 13;
         rng ^= rng >> 7;
