@@ -241,15 +241,17 @@ impl VisionLanguageModel {
     /// - output: `[batch, seq, hidden]`
     pub fn hidden(&self, tokens: &Tokens, images: Option<&Images>, mode: ForwardMode) -> Result<Tensor<3>> {
         let x = self.embed(tokens, images, mode)?;
-        let owned;
-        let tokens = match tokens.mrope_positions {
-            Some(_) => tokens.clone(),
-            None => {
-                owned = self.mrope_positions(tokens, images.map_or(&[], |i| i.grids))?;
-                tokens.clone().mrope_positions(&owned)
-            }
-        };
-        Ok(self.language_model.hidden_from_embeddings(x, &tokens, mode))
+        self.positioned(tokens, images, |tokens| self.language_model.hidden_from_embeddings(x, tokens, mode))
+    }
+
+    /// Runs `f` on `tokens` with their 3-row positions: the given ones, or [`mrope_positions`]
+    /// of the batch and its images.
+    fn positioned<R>(&self, tokens: &Tokens, images: Option<&Images>, f: impl FnOnce(&Tokens) -> R) -> Result<R> {
+        if tokens.mrope_positions.is_some() {
+            return Ok(f(tokens));
+        }
+        let owned = self.mrope_positions(tokens, images.map_or(&[], |i| i.grids))?;
+        Ok(f(&tokens.clone().mrope_positions(&owned)))
     }
 
     /// Vocabulary logits, as `Qwen2_5_VLForConditionalGeneration.forward(...).logits`.
@@ -265,15 +267,7 @@ impl VisionLanguageModel {
     /// `language_model.hidden_cached` continue from the largest position + 1.
     pub fn hidden_cached(&self, tokens: &Tokens, images: Option<&Images>, cache: &mut KvCache, mode: ForwardMode) -> Result<Tensor<3>> {
         let x = self.embed(tokens, images, mode)?;
-        let owned;
-        let tokens = match tokens.mrope_positions {
-            Some(_) => tokens.clone(),
-            None => {
-                owned = self.mrope_positions(tokens, images.map_or(&[], |i| i.grids))?;
-                tokens.clone().mrope_positions(&owned)
-            }
-        };
-        Ok(self.language_model.hidden_cached_from_embeddings(x, &tokens, cache, mode))
+        self.positioned(tokens, images, |tokens| self.language_model.hidden_cached_from_embeddings(x, tokens, cache, mode))
     }
 
     /// Every linear layer with its PEFT module path: the language model's
