@@ -129,7 +129,7 @@ fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
     let src = ladder_recipe::load(&args.recipe)?;
     let opts = ladder_recipe::RunOptions { executor, force: args.force, from: args.from, only: args.only, output: args.output };
     let local = matches!(opts.executor, ladder_recipe::Executor::Local);
-    let run_dir = ladder_recipe::plan(&src, opts.output.as_deref())?.run_dir;
+    let run_dir = ladder_recipe::plan::run_dir(&src, opts.output.as_deref());
     let outcomes = ladder_recipe::run(&src, &opts)?;
     for o in outcomes {
         println!("{}/{}: {}{}", o.start, o.stage, o.action, o.detail.map(|d| format!(" {d}")).unwrap_or_default());

@@ -218,12 +218,17 @@ impl Checker<'_> {
     }
 }
 
+/// The run folder, `<output>/<name>`; `output` overrides the recipe's output root.
+pub fn run_dir(src: &RecipeSource, output: Option<&Path>) -> PathBuf {
+    output.unwrap_or(&src.recipe.output).join(&src.recipe.name)
+}
+
 /// Checks the recipe and plans it; `output` overrides the recipe's output root.
 pub fn plan(src: &RecipeSource, output: Option<&Path>) -> Result<Plan> {
     let r = &src.recipe;
     let mut c = Checker { src, problems: Vec::new() };
+    let run_dir = run_dir(src, output);
     let output = output.map(Path::to_path_buf).unwrap_or_else(|| r.output.clone());
-    let run_dir = output.join(&r.name);
     if r.name.is_empty() || r.name.contains('/') {
         c.at("", 0, "name", format!("name {:?} must be non-empty and hold no `/` (it names the run folder)", r.name));
     }
