@@ -40,7 +40,9 @@ fn vectorised<R>(f: impl FnOnce() -> R) -> R {
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     let c = x.clamp(-87.3, 88.0);
-    let n = (c * std::f32::consts::LOG2_E + 0.5).floor();
+    // Round to nearest by adding and subtracting 1.5·2²³ (no `floor` call, which would not
+    // vectorise without SSE4.1).
+    let n = (c * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
     let r = c - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
     let e = (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23);
@@ -49,6 +51,35 @@ fn exp(x: f32) -> f32 {
     } else {
         e
     }
+}
+
+/// `Σ a·b` with eight running sums, which vectorises (a single running sum would have to be
+/// added in order, one element at a time).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a` with eight running sums.
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for x in chunks {
+        for i in 0..8 {
+            acc[i] += x[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[inline(always)]
@@ -102,7 +133,7 @@ pub fn rms_norm_forward(x: &FlexTensor, weight: &FlexTensor, eps: f32) -> (FlexT
     out.par_chunks_mut(per * d).zip(inv.par_chunks_mut(per)).enumerate().for_each(|(c, (o, inv))| vectorised(|| {
         for (r, (o, inv)) in o.chunks_mut(d).zip(inv.iter_mut()).enumerate() {
             let row = &xs[(c * per + r) * d..(c * per + r + 1) * d];
-            let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+            let mean_sq = dot(row, row) / d as f32;
             *inv = 1.0 / (mean_sq + eps).sqrt();
             for ((o, &v), &w) in o.iter_mut().zip(row).zip(w.iter()) {
                 *o = v * *inv * w;
@@ -128,11 +159,14 @@ pub fn rms_norm_backward(x: &FlexTensor, weight: &FlexTensor, inv: &[f32], dout:
             for (r, dx) in dx.chunks_mut(d).enumerate() {
                 let row = c * per + r;
                 let (x, dy, inv) = (&xs[row * d..(row + 1) * d], &dy[row * d..(row + 1) * d], inv[row]);
-                let dot: f32 = x.iter().zip(dy).zip(w.iter()).map(|((x, dy), w)| x * dy * w).sum();
-                let k = inv * inv * inv * dot / d as f32;
+                // dx = inv·(dy∘w) − x·inv³·mean(x∘dy∘w); dx holds dy∘w first.
                 for j in 0..d {
-                    dx[j] = inv * dy[j] * w[j] - x[j] * k;
+                    dx[j] = dy[j] * w[j];
                     dw[j] += dy[j] * x[j] * inv;
+                }
+                let k = inv * inv * inv * dot(x, dx) / d as f32;
+                for j in 0..d {
+                    dx[j] = inv * dx[j] - x[j] * k;
                 }
             }
             dw
@@ -199,18 +233,25 @@ fn probabilities(q: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims:
             for (x, &m) in row.iter_mut().zip(bias) {
                 *x = *x * scale + m;
             }
-            let l = match lse {
-                Some(lse) => lse[flat],
+            match lse {
+                Some(lse) => {
+                    let l = lse[flat];
+                    for x in row.iter_mut() {
+                        *x = exp(*x - l);
+                    }
+                }
                 None => {
                     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let sum: f32 = row.iter().map(|&x| exp(x - max)).sum();
-                    let l = max + sum.ln();
-                    lse_out[r] = l;
-                    l
+                    for x in row.iter_mut() {
+                        *x = exp(*x - max);
+                    }
+                    let total = sum(row);
+                    let norm = 1.0 / total;
+                    for x in row.iter_mut() {
+                        *x *= norm;
+                    }
+                    lse_out[r] = max + total.ln();
                 }
-            };
-            for x in row.iter_mut() {
-                *x = exp(*x - l);
             }
         }
     }));
@@ -261,9 +302,9 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
             for (r, row) in d.chunks_mut(tk).enumerate() {
                 let at = (c * per + r) * tk;
                 let p = &probs[at..at + tk];
-                let dot: f32 = row.iter().zip(p).map(|(d, p)| d * p).sum();
+                let rowsum = dot(row, p);
                 for (d, &p) in row.iter_mut().zip(p) {
-                    *d = p * (*d - dot) * scale;
+                    *d = p * (*d - rowsum) * scale;
                 }
             }
         }));
