@@ -365,6 +365,16 @@ impl Decoder {
         self.norm.forward(x)
     }
 
+    /// The LM head as one `[hidden, vocab]` matrix (the transposed embedding when tied), or
+    /// `None` when the head has a bias or an active LoRA adapter and so is more than a matrix.
+    pub fn head_weight(&self, mode: ForwardMode) -> Option<Tensor<2>> {
+        match &self.lm_head {
+            None => Some(self.embed_tokens.val().transpose()),
+            Some(head) if head.bias.is_none() && (head.lora.is_none() || !mode.adapters) => Some(head.weight.val()),
+            Some(_) => None,
+        }
+    }
+
     /// Vocabulary logits for hidden states.
     ///
     /// # Shapes

@@ -22,10 +22,11 @@ mod grad;
 
 use std::sync::OnceLock;
 
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{backend_extension, Dispatch};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::activation::log_softmax;
 
 /// The fused operations as a backend extension: implemented for `Flex` and `Autodiff<Flex>`.
 #[backend_extension(Flex, Autodiff)]
@@ -42,6 +43,8 @@ pub trait FusedOps: burn::backend::Backend {
         bias: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self>;
+    /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
+    fn fused_token_logprobs(hidden: FloatTensor<Self>, weight: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Whether `tensor` can take the fused path: f32 on the flex CPU backend.
@@ -127,6 +130,36 @@ fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
     x.unsqueeze_dim::<5>(2).expand([b, kv, groups, t, d]).reshape([b, kv * groups, t, d])
 }
 
+/// Log-probability of each row's target token under `softmax(hidden · weight)`, and each
+/// row's mean logit (detached; TRL's `logits/chosen` metric). The fused path never holds the
+/// `[rows, vocab]` logits: it goes through the rows a block at a time, keeps one log-sum-exp
+/// per row, and recomputes a block's logits in the backward pass.
+///
+/// # Shapes
+/// - hidden: `[rows, hidden]`; weight: `[hidden, vocab]`; targets: `[rows]`
+/// - outputs: `[rows]` each
+pub fn token_logprobs(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let n = hidden.dims()[0];
+    if n > 0 && fused_for(&hidden.device(), hidden.dtype()) && weight.dtype() == DType::F32 {
+        let both: Tensor<2> = Tensor::from_dispatch(Dispatch::fused_token_logprobs(
+            hidden.into_dispatch(),
+            weight.into_dispatch(),
+            targets.into_dispatch(),
+        ));
+        let logprobs = both.clone().slice([0..n, 0..1]).reshape([n]);
+        (logprobs, both.detach().slice([0..n, 1..2]).reshape([n]))
+    } else {
+        token_logprobs_reference(hidden, weight, targets)
+    }
+}
+
+pub fn token_logprobs_reference(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let n = hidden.dims()[0];
+    let logits = hidden.matmul(weight);
+    let mean = logits.clone().detach().mean_dim(1).reshape([n]);
+    (log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).reshape([n]), mean)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +232,29 @@ mod tests {
         let v = Tensor::<4>::random([b, kv, tk, d], Distribution::Normal(0.0, 1.0), &device);
         let bias = Tensor::<4>::zeros([b, 1, tq, tk], &device);
         close(attention(q.clone(), k.clone(), v.clone(), bias.clone(), 0.5), attention_reference(q, k, v, bias, 0.5), 1e-5, "output");
+    }
+
+    #[test]
+    fn fused_token_logprobs_match_the_reference() {
+        let device = Device::flex().autodiff();
+        let (n, h, v) = (37, 16, 50);
+        let hidden = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weight = Tensor::<2>::random([v, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i * 7 % v as i64).collect(), [n]), &device);
+        let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+        // A tied head: the weight is the transposed embedding, as the decoder passes it.
+        let run = |f: fn(Tensor<2>, Tensor<2>, Tensor<1, Int>) -> (Tensor<1>, Tensor<1>)| {
+            let (lp, mean) = f(hidden.clone(), weight.clone().transpose(), targets.clone());
+            let grads = (lp.clone() * g.clone()).sum().backward();
+            let four = |t: Tensor<2>| t.reshape([1, 1, n, h]);
+            (lp.detach().reshape([1, 1, 1, n]), mean.reshape([1, 1, 1, n]), four(hidden.grad(&grads).unwrap()), weight.grad(&grads).unwrap().reshape([1, 1, v, h]))
+        };
+        let fused = run(token_logprobs);
+        let reference = run(token_logprobs_reference);
+        close(fused.0, reference.0, 1e-5, "logprobs");
+        close(fused.1, reference.1, 1e-5, "mean logits");
+        close(fused.2, reference.2, 1e-5, "dhidden");
+        close(fused.3, reference.3, 1e-5, "dweight");
     }
 
     #[test]

@@ -316,6 +316,70 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
     (cat(dqs), cat(dks), cat(dvs))
 }
 
+/// Rows per block of the token log-prob kernel: one block's logits stay within about 8 MiB.
+fn logit_rows(rows: usize, vocab: usize) -> usize {
+    ((8 << 20) / (4 * vocab.max(1))).clamp(1, rows.max(1))
+}
+
+/// `[rows, 2]`: each row's target log-probability and mean logit, plus each row's log-sum-exp.
+pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets: &[i64]) -> (FlexTensor, Vec<f32>) {
+    let n = hidden.layout().shape()[0];
+    let vocab = weight.layout().shape()[1];
+    let mut out = vec![0.0f32; 2 * n];
+    let mut lse = vec![0.0f32; n];
+    let block = logit_rows(n, vocab);
+    for start in (0..n).step_by(block) {
+        let rows = block.min(n - start);
+        let mut logits = Flex::float_matmul(hidden.narrow(0, start, rows), weight.clone());
+        let l = logits.storage_mut::<f32>();
+        let (out, lse) = (&mut out[2 * start..2 * (start + rows)], &mut lse[start..start + rows]);
+        l.par_chunks_mut(vocab).zip(out.par_chunks_mut(2)).zip(lse.par_iter_mut()).enumerate().for_each(|(r, ((row, out), lse))| vectorised(|| {
+            let target = row[targets[start + r] as usize];
+            let mean = sum(row) / vocab as f32;
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for x in row.iter_mut() {
+                *x = exp(*x - max);
+            }
+            *lse = max + sum(row).ln();
+            out[0] = target - *lse;
+            out[1] = mean;
+        }));
+    }
+    (tensor(out, Shape::from([n, 2])), lse)
+}
+
+/// Gradients of the target log-probabilities (`dout`'s first column) with respect to
+/// `(hidden, weight)`, recomputing each block's logits; `weight`'s is skipped when not needed.
+pub fn token_logprobs_backward(hidden: &FlexTensor, weight: &FlexTensor, targets: &[i64], lse: &[f32], dout: &FlexTensor, weight_grad: bool) -> (FlexTensor, Option<FlexTensor>) {
+    let n = hidden.layout().shape()[0];
+    let vocab = weight.layout().shape()[1];
+    let g = values(dout);
+    let block = logit_rows(n, vocab);
+    let (mut dh, mut dw) = (Vec::new(), None);
+    for start in (0..n).step_by(block) {
+        let rows = block.min(n - start);
+        let h = hidden.narrow(0, start, rows);
+        let mut logits = Flex::float_matmul(h.clone(), weight.clone());
+        // d log p[target] / d logits = onehot(target) − softmax, times the row's gradient.
+        logits.storage_mut::<f32>().par_chunks_mut(vocab).enumerate().for_each(|(r, row)| vectorised(|| {
+            let (gr, l) = (g[2 * (start + r)], lse[start + r]);
+            for x in row.iter_mut() {
+                *x = -gr * exp(*x - l);
+            }
+            row[targets[start + r] as usize] += gr;
+        }));
+        dh.push(Flex::float_matmul(logits.clone(), weight.transpose(0, 1)));
+        if weight_grad {
+            let part = Flex::float_matmul(h.transpose(0, 1), logits);
+            dw = Some(match dw {
+                None => part,
+                Some(acc) => Flex::float_add(acc, part),
+            });
+        }
+    }
+    (cat(dh), dw)
+}
+
 fn cat(mut parts: Vec<FlexTensor>) -> FlexTensor {
     if parts.len() == 1 {
         parts.pop().expect("one part")
@@ -336,6 +400,15 @@ impl FusedOps for Flex {
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
         attention_forward(&q, &k, &v, &bias, scale).0
     }
+
+    fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        token_logprobs_forward(&hidden, &weight, &int_values(&targets)).0
+    }
+}
+
+/// Token ids of an int tensor.
+pub fn int_values(t: &FlexTensor) -> Vec<i64> {
+    t.clone().into_data().convert::<i64>().try_into_vec::<i64>().expect("int tensor")
 }
 
 #[cfg(test)]

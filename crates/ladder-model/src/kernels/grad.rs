@@ -86,6 +86,26 @@ impl Backward<Flex, 3> for AttentionBackward {
     }
 }
 
+#[derive(Debug)]
+struct TokenLogprobsBackward;
+
+impl Backward<Flex, 2> for TokenLogprobsBackward {
+    type State = (FlexTensor, FlexTensor, Arc<Vec<i64>>, Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [h_node, w_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (hidden, weight, targets, lse) = ops.state;
+        let (dh, dw) = cpu::token_logprobs_backward(&hidden, &weight, &targets, &lse, &dout, w_node.is_some());
+        if let Some(node) = h_node {
+            grads.register::<Flex>(node.id, dh);
+        }
+        if let (Some(node), Some(dw)) = (w_node, dw) {
+            grads.register::<Flex>(node.id, dw);
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_swiglu(gate: Tracked<C>, up: Tracked<C>) -> Tracked<C> {
         match SwigluBackward.prepare::<C>([gate.node(), up.node()]).compute_bound().stateful() {
@@ -119,6 +139,15 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 };
                 prep.finish(state, out)
             }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_token_logprobs(hidden: Tracked<C>, weight: Tracked<C>, targets: FlexTensor) -> Tracked<C> {
+        let targets = cpu::int_values(&targets);
+        let (out, lse) = cpu::token_logprobs_forward(hidden.primitive(), weight.primitive(), &targets);
+        match TokenLogprobsBackward.prepare::<C>([hidden.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((hidden.into_primitive(), weight.into_primitive(), Arc::new(targets), Arc::new(lse)), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
