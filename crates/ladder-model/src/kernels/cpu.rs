@@ -189,129 +189,227 @@ pub struct Dims {
     head_dim: usize,
 }
 
+/// Queries per tile: a tile's scores only span the keys some query of the tile can see, so
+/// causal attention skips most of the masked half, and memory stays linear in the length.
+const QUERY_TILE: usize = 64;
+
 impl Dims {
     pub fn of(q: &FlexTensor, k: &FlexTensor) -> Dims {
         let (qs, ks) = (q.layout().shape(), k.layout().shape());
         Dims { batch: qs[0], heads: qs[1], kv_heads: ks[1], queries: qs[2], keys: ks[2], head_dim: qs[3] }
     }
 
-    /// Query rows per key/value head: its query heads end to end.
-    fn group_rows(&self) -> usize {
-        self.heads / self.kv_heads * self.queries
+    fn groups(&self) -> usize {
+        self.heads / self.kv_heads
     }
 
-    /// Batch rows per chunk, so that one chunk's scores stay within about 64 MiB.
+    /// Batch rows per chunk, so that one tile's scores stay within about 64 MiB.
     fn chunk(&self) -> usize {
-        let per_row = self.heads * self.queries * self.keys * 4;
+        let per_row = self.heads * QUERY_TILE.min(self.queries) * self.keys * 4;
         ((64 << 20) / per_row.max(1)).clamp(1, self.batch)
     }
+
+    /// `[batch, kv_heads, groups, queries, head_dim]`: the query heads of each key/value head
+    /// side by side (a free reshape of contiguous `[batch, heads, queries, head_dim]`).
+    fn grouped(&self, x: &FlexTensor) -> FlexTensor {
+        x.to_contiguous().reshape(Shape::from([self.batch, self.kv_heads, self.groups(), self.queries, self.head_dim]))
+    }
 }
 
-/// `[rows, kv, group_rows, head_dim]`: query heads of one key/value head stacked, a free
-/// reshape of contiguous `[rows, heads, queries, head_dim]`.
-fn grouped(x: &FlexTensor, dims: &Dims, start: usize, rows: usize) -> FlexTensor {
-    let x = x.narrow(0, start, rows).to_contiguous();
-    x.reshape(Shape::from([rows, dims.kv_heads, dims.group_rows(), dims.head_dim]))
+/// One tile of work: batch rows `start..start + rows`, queries `q0..q0 + len`, keys `..keys`.
+#[derive(Clone, Copy, Debug)]
+struct Tile {
+    start: usize,
+    rows: usize,
+    q0: usize,
+    len: usize,
+    keys: usize,
 }
 
-/// Scaled, biased scores of rows `start..start + rows`, turned into probabilities in place;
-/// with `lse` given (backward) the probabilities are recomputed from it, otherwise each query's
-/// log-sum-exp is written to `lse_out`.
-fn probabilities(q: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims: &Dims, start: usize, rows: usize, lse: Option<&[f32]>, lse_out: &mut [f32]) -> FlexTensor {
-    let qg = grouped(q, dims, start, rows);
-    let kt = k.narrow(0, start, rows).transpose(2, 3);
-    let mut scores = Flex::float_matmul(qg, kt);
-    let (tq, tk) = (dims.queries, dims.keys);
-    let s = scores.storage_mut::<f32>();
-    let per = rows_per_task(s.len() / tk, tk);
-    let rows_per_batch = dims.kv_heads * dims.group_rows();
-    s.par_chunks_mut(per * tk).zip(lse_out.par_chunks_mut(per)).enumerate().for_each(|(c, (s, lse_out))| vectorised(|| {
-        for (r, row) in s.chunks_mut(tk).enumerate() {
-            let flat = c * per + r;
-            let (b, i) = (start + flat / rows_per_batch, flat % tq);
-            let bias = &bias[(b * tq + i) * tk..(b * tq + i + 1) * tk];
-            for (x, &m) in row.iter_mut().zip(bias) {
-                *x = *x * scale + m;
-            }
-            match lse {
-                Some(lse) => {
-                    let l = lse[flat];
-                    for x in row.iter_mut() {
-                        *x = exp(*x - l);
-                    }
-                }
-                None => {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    for x in row.iter_mut() {
-                        *x = exp(*x - max);
-                    }
-                    let total = sum(row);
-                    let norm = 1.0 / total;
-                    for x in row.iter_mut() {
-                        *x *= norm;
-                    }
-                    lse_out[r] = max + total.ln();
-                }
+impl Tile {
+    /// Every tile of a call; `last[b * queries + i]` is the last key query `i` of row `b`
+    /// can see.
+    fn all(dims: &Dims, last: &[usize]) -> Vec<Tile> {
+        let chunk = dims.chunk();
+        let mut tiles = Vec::new();
+        for start in (0..dims.batch).step_by(chunk) {
+            let rows = chunk.min(dims.batch - start);
+            for q0 in (0..dims.queries).step_by(QUERY_TILE) {
+                let len = QUERY_TILE.min(dims.queries - q0);
+                let keys = (start..start + rows)
+                    .flat_map(|b| (q0..q0 + len).map(move |i| b * dims.queries + i))
+                    .map(|r| last[r] + 1)
+                    .max()
+                    .unwrap_or(1);
+                tiles.push(Tile { start, rows, q0, len, keys });
             }
         }
-    }));
+        tiles
+    }
+
+    /// `x` `[batch, kv, groups, queries, d]` narrowed to this tile's queries, as
+    /// `[rows, kv, groups · len, d]`.
+    fn queries_of(&self, x: &FlexTensor, dims: &Dims) -> FlexTensor {
+        let x = x.narrow(0, self.start, self.rows).narrow(3, self.q0, self.len).to_contiguous();
+        x.reshape(Shape::from([self.rows, dims.kv_heads, dims.groups() * self.len, dims.head_dim]))
+    }
+
+    /// `x` `[batch, kv, keys, d]` narrowed to this tile's rows and keys.
+    fn keys_of(&self, x: &FlexTensor) -> FlexTensor {
+        x.narrow(0, self.start, self.rows).narrow(2, 0, self.keys)
+    }
+
+    /// For row `r` of the tile's scores: its query's row in `bias` (`b · queries + i`) and its
+    /// index in the log-sum-exp (`[batch, kv, groups, queries]`).
+    fn row(&self, r: usize, dims: &Dims) -> (usize, usize) {
+        let (il, rest) = (r % self.len, r / self.len);
+        let (g, rest) = (rest % dims.groups(), rest / dims.groups());
+        let (kv, bl) = (rest % dims.kv_heads, rest / dims.kv_heads);
+        let (b, i) = (self.start + bl, self.q0 + il);
+        (b * dims.queries + i, ((b * dims.kv_heads + kv) * dims.groups() + g) * dims.queries + i)
+    }
+}
+
+/// The last visible key of every query (`[batch · queries]`), from the bias rows.
+fn last_visible(bias: &[f32], keys: usize) -> Vec<usize> {
+    bias.par_chunks(keys).map(|row| row.iter().rposition(|&m| m > f32::NEG_INFINITY).unwrap_or(0)).collect()
+}
+
+/// The tile's scaled, biased scores turned into probabilities in place. With `lse` given
+/// (backward) they are recomputed from it; otherwise each query's log-sum-exp is written there.
+fn probabilities(q: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims: &Dims, tile: &Tile, lse: &mut [f32], recompute: bool) -> FlexTensor {
+    let mut scores = Flex::float_matmul(tile.queries_of(q, dims), tile.keys_of(k).transpose(2, 3));
+    let (tk, all_keys) = (tile.keys, dims.keys);
+    let s = scores.storage_mut::<f32>();
+    let per = rows_per_task(s.len() / tk, tk);
+    // Each task writes the log-sum-exp of its own rows; they are gathered afterwards.
+    let sums: Vec<(usize, f32)> = s
+        .par_chunks_mut(per * tk)
+        .enumerate()
+        .flat_map_iter(|(c, s)| {
+            vectorised(|| {
+                let mut sums = Vec::with_capacity(per);
+                for (r, row) in s.chunks_mut(tk).enumerate() {
+                    let (bias_row, at) = tile.row(c * per + r, dims);
+                    let bias = &bias[bias_row * all_keys..bias_row * all_keys + tk];
+                    for (x, &m) in row.iter_mut().zip(bias) {
+                        *x = *x * scale + m;
+                    }
+                    if recompute {
+                        let l = lse[at];
+                        for x in row.iter_mut() {
+                            *x = exp(*x - l);
+                        }
+                    } else {
+                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        for x in row.iter_mut() {
+                            *x = exp(*x - max);
+                        }
+                        let total = sum(row);
+                        let norm = 1.0 / total;
+                        for x in row.iter_mut() {
+                            *x *= norm;
+                        }
+                        sums.push((at, max + total.ln()));
+                    }
+                }
+                sums
+            })
+        })
+        .collect();
+    for (at, l) in sums {
+        lse[at] = l;
+    }
     scores
+}
+
+/// Adds `part` `[rows, kv, keys_part, d]` into the first keys of `acc` `[rows, kv, keys, d]`.
+fn add_keys(acc: &mut [f32], part: &FlexTensor, keys: usize, d: usize) {
+    let part = values(part);
+    let keys_part = part.len() / (acc.len() / (keys * d)) / d;
+    acc.par_chunks_mut(keys * d).zip(part.par_chunks(keys_part * d)).for_each(|(acc, part)| {
+        for (a, p) in acc[..keys_part * d].iter_mut().zip(part) {
+            *a += p;
+        }
+    });
+}
+
+/// Query-tile results `[rows, kv, groups · len, d]` of one chunk, in order, as
+/// `[rows, heads, queries, d]`.
+fn join_queries(parts: Vec<FlexTensor>, tiles: &[Tile], dims: &Dims) -> FlexTensor {
+    let parts = parts
+        .into_iter()
+        .zip(tiles)
+        .map(|(p, t)| p.reshape(Shape::from([t.rows, dims.kv_heads, dims.groups(), t.len, dims.head_dim])))
+        .collect();
+    let rows = tiles[0].rows;
+    cat_dim(parts, 3).reshape(Shape::from([rows, dims.heads, dims.queries, dims.head_dim]))
 }
 
 /// Attention output `[batch, heads, queries, head_dim]` and each query's log-sum-exp.
 pub fn attention_forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor, scale: f32) -> (FlexTensor, Vec<f32>) {
     let dims = Dims::of(q, k);
     let bias = values(bias);
-    let rows_per_batch = dims.kv_heads * dims.group_rows();
-    let mut lse = vec![0.0f32; dims.batch * rows_per_batch];
-    let mut outs = Vec::new();
-    let chunk = dims.chunk();
-    for start in (0..dims.batch).step_by(chunk) {
-        let rows = chunk.min(dims.batch - start);
-        let lse_chunk = &mut lse[start * rows_per_batch..(start + rows) * rows_per_batch];
-        let p = probabilities(q, k, &bias, scale, &dims, start, rows, None, lse_chunk);
-        let out = Flex::float_matmul(p, v.narrow(0, start, rows));
-        outs.push(out.reshape(Shape::from([rows, dims.heads, dims.queries, dims.head_dim])));
+    let tiles = Tile::all(&dims, &last_visible(&bias, dims.keys));
+    let q5 = dims.grouped(q);
+    let mut lse = vec![0.0f32; dims.batch * dims.heads * dims.queries];
+    let mut chunks = Vec::new();
+    for chunk in tiles.chunk_by(|a, b| a.start == b.start) {
+        let parts = chunk
+            .iter()
+            .map(|tile| {
+                let p = probabilities(&q5, k, &bias, scale, &dims, tile, &mut lse, false);
+                Flex::float_matmul(p, tile.keys_of(v))
+            })
+            .collect();
+        chunks.push(join_queries(parts, chunk, &dims));
     }
-    (cat(outs), lse)
+    (cat(chunks), lse)
 }
 
-/// Gradients of attention with respect to `(q, k, v)`, recomputing the probabilities from the
-/// saved log-sum-exp one chunk of batch rows at a time.
+/// Gradients of attention with respect to `(q, k, v)`, recomputing each tile's probabilities
+/// from the saved log-sum-exp.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor, scale: f32, lse: &[f32], dout: &FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
     let dims = Dims::of(q, k);
     let bias = values(bias);
-    let rows_per_batch = dims.kv_heads * dims.group_rows();
-    let tk = dims.keys;
+    let tiles = Tile::all(&dims, &last_visible(&bias, dims.keys));
+    let (q5, do5) = (dims.grouped(q), dims.grouped(dout));
+    let mut lse = lse.to_vec();
+    let (tk, d) = (dims.keys, dims.head_dim);
     let (mut dqs, mut dks, mut dvs) = (Vec::new(), Vec::new(), Vec::new());
-    let chunk = dims.chunk();
-    for start in (0..dims.batch).step_by(chunk) {
-        let rows = chunk.min(dims.batch - start);
-        let lse_chunk = &lse[start * rows_per_batch..(start + rows) * rows_per_batch];
-        let p = probabilities(q, k, &bias, scale, &dims, start, rows, Some(lse_chunk), &mut vec![0.0; lse_chunk.len()]);
-        let dog = grouped(dout, &dims, start, rows);
-        let (kc, vc) = (k.narrow(0, start, rows), v.narrow(0, start, rows));
-        dvs.push(Flex::float_matmul(p.transpose(2, 3), dog.clone()));
-        // dS = P ∘ (dP − rowsum(P ∘ dP)) · scale, written over dP.
-        let mut ds = Flex::float_matmul(dog, vc.transpose(2, 3));
-        let probs = p.as_slice::<f32>().expect("fresh scores are contiguous");
-        let d = ds.storage_mut::<f32>();
-        let per = rows_per_task(d.len() / tk, tk);
-        d.par_chunks_mut(per * tk).enumerate().for_each(|(c, d)| vectorised(|| {
-            for (r, row) in d.chunks_mut(tk).enumerate() {
-                let at = (c * per + r) * tk;
-                let p = &probs[at..at + tk];
-                let rowsum = dot(row, p);
-                for (d, &p) in row.iter_mut().zip(p) {
-                    *d = p * (*d - rowsum) * scale;
+    for chunk in tiles.chunk_by(|a, b| a.start == b.start) {
+        let rows = chunk[0].rows;
+        let mut dk = vec![0.0f32; rows * dims.kv_heads * tk * d];
+        let mut dv = vec![0.0f32; rows * dims.kv_heads * tk * d];
+        let mut dq_parts = Vec::new();
+        for tile in chunk {
+            let p = probabilities(&q5, k, &bias, scale, &dims, tile, &mut lse, true);
+            let dout_tile = tile.queries_of(&do5, &dims);
+            add_keys(&mut dv, &Flex::float_matmul(p.transpose(2, 3), dout_tile.clone()), tk, d);
+            // dS = P ∘ (dP − rowsum(P ∘ dP)) · scale, written over dP.
+            let mut ds = Flex::float_matmul(dout_tile, tile.keys_of(v).transpose(2, 3));
+            let probs = p.as_slice::<f32>().expect("fresh scores are contiguous");
+            let width = tile.keys;
+            let dsv = ds.storage_mut::<f32>();
+            let per = rows_per_task(dsv.len() / width, width);
+            dsv.par_chunks_mut(per * width).enumerate().for_each(|(c, dsv)| vectorised(|| {
+                for (r, row) in dsv.chunks_mut(width).enumerate() {
+                    let at = (c * per + r) * width;
+                    let p = &probs[at..at + width];
+                    let rowsum = dot(row, p);
+                    for (x, &p) in row.iter_mut().zip(p) {
+                        *x = p * (*x - rowsum) * scale;
+                    }
                 }
-            }
-        }));
-        let qg = grouped(q, &dims, start, rows);
-        dks.push(Flex::float_matmul(ds.transpose(2, 3), qg));
-        let dq = Flex::float_matmul(ds, kc);
-        dqs.push(dq.reshape(Shape::from([rows, dims.heads, dims.queries, dims.head_dim])));
+            }));
+            add_keys(&mut dk, &Flex::float_matmul(ds.transpose(2, 3), tile.queries_of(&q5, &dims)), tk, d);
+            dq_parts.push(Flex::float_matmul(ds, tile.keys_of(k)));
+        }
+        dqs.push(join_queries(dq_parts, chunk, &dims));
+        let shape = Shape::from([rows, dims.kv_heads, tk, d]);
+        dks.push(tensor(dk, shape.clone()));
+        dvs.push(tensor(dv, shape));
     }
     (cat(dqs), cat(dks), cat(dvs))
 }
@@ -380,11 +478,15 @@ pub fn token_logprobs_backward(hidden: &FlexTensor, weight: &FlexTensor, targets
     (cat(dh), dw)
 }
 
-fn cat(mut parts: Vec<FlexTensor>) -> FlexTensor {
+fn cat(parts: Vec<FlexTensor>) -> FlexTensor {
+    cat_dim(parts, 0)
+}
+
+fn cat_dim(mut parts: Vec<FlexTensor>, dim: usize) -> FlexTensor {
     if parts.len() == 1 {
         parts.pop().expect("one part")
     } else {
-        Flex::float_cat(parts, 0)
+        Flex::float_cat(parts, dim)
     }
 }
 
