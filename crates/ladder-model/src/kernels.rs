@@ -43,6 +43,8 @@ pub trait FusedOps: burn::backend::Backend {
         bias: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self>;
+    /// Rotary embedding, `rotate_half` layout: `x·cos + rotate_half(x)·sin`.
+    fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
     fn fused_token_logprobs(hidden: FloatTensor<Self>, weight: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
 }
@@ -128,6 +130,30 @@ fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
     }
     let [b, kv, t, d] = x.dims();
     x.unsqueeze_dim::<5>(2).expand([b, kv, groups, t, d]).reshape([b, kv * groups, t, d])
+}
+
+/// Rotary position embedding as transformers applies it: `x·cos + rotate_half(x)·sin`, where
+/// `rotate_half` maps the halves `[x₁, x₂]` of each head to `[−x₂, x₁]`.
+///
+/// # Shapes
+/// - x: `[batch, heads, seq, head_dim]`; cos, sin: `[batch, 1, seq, head_dim]`
+/// - output: same as x
+pub fn rope(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+    let [b, _, t, d] = x.dims();
+    let fits = cos.dims() == [b, 1, t, d] && sin.dims() == [b, 1, t, d] && d % 2 == 0;
+    if fits && fused_for(&x.device(), x.dtype()) && cos.dtype() == DType::F32 {
+        Tensor::from_dispatch(Dispatch::fused_rope(x.into_dispatch(), cos.into_dispatch(), sin.into_dispatch()))
+    } else {
+        rope_reference(x, cos, sin)
+    }
+}
+
+pub fn rope_reference(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
+    let [b, h, t, d] = x.dims();
+    let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
+    let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos + rotated * sin
 }
 
 /// Log-probability of each row's target token under `softmax(hidden · weight)`, and each
@@ -258,6 +284,25 @@ mod tests {
         close(fused.1, reference.1, 1e-5, "mean logits");
         close(fused.2, reference.2, 1e-5, "dhidden");
         close(fused.3, reference.3, 1e-5, "dweight");
+    }
+
+    #[test]
+    fn fused_rope_matches_the_reference() {
+        let device = Device::flex().autodiff();
+        let (b, h, t, d) = (2, 3, 5, 8);
+        // A swapped view, as the decoder passes its heads.
+        let x = Tensor::<4>::random([b, t, h, d], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let cos = Tensor::<4>::random([b, 1, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let sin = Tensor::<4>::random([b, 1, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let dout = Tensor::<4>::random([b, h, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>| {
+            let out = f(x.clone().swap_dims(1, 2), cos.clone(), sin.clone());
+            let grads = (out.clone() * dout.clone()).sum().backward();
+            (out.detach(), x.grad(&grads).unwrap())
+        };
+        let (fused, reference) = (run(rope), run(rope_reference));
+        close(fused.0, reference.0, 1e-6, "rope");
+        close(fused.1, reference.1, 1e-6, "rope dx");
     }
 
     #[test]

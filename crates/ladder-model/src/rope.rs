@@ -137,9 +137,5 @@ impl Rope {
 
 /// `x * cos + rotate_half(x) * sin` for `x: [batch, heads, seq, head_dim]`.
 pub fn apply(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
-    let [b, h, t, d] = x.dims();
-    let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
-    let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos + rotated * sin
+    crate::kernels::rope(x, cos, sin)
 }

@@ -414,6 +414,34 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
     (cat(dqs), cat(dks), cat(dvs))
 }
 
+/// `x·cos + rotate_half(x)·sin` (`inverse`: its transpose, `x·cos + rotate_halfᵀ(x·sin)`, the
+/// backward pass) for `x` `[batch, heads, seq, d]` and tables `[batch, 1, seq, d]`.
+pub fn rope(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let (h, t, d) = (shape[1], shape[2], shape[3]);
+    let (xs, c, s) = (values(x), values(cos), values(sin));
+    let half = d / 2;
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(t * d).enumerate().for_each(|(bh, o)| vectorised(|| {
+        let b = bh / h;
+        let x = &xs[bh * t * d..(bh + 1) * t * d];
+        let (c, s) = (&c[b * t * d..(b + 1) * t * d], &s[b * t * d..(b + 1) * t * d]);
+        for ((o, x), (c, s)) in o.chunks_mut(d).zip(x.chunks(d)).zip(c.chunks(d).zip(s.chunks(d))) {
+            for j in 0..half {
+                let (x1, x2) = (x[j], x[j + half]);
+                if inverse {
+                    o[j] = x1 * c[j] + x2 * s[j + half];
+                    o[j + half] = x2 * c[j + half] - x1 * s[j];
+                } else {
+                    o[j] = x1 * c[j] - x2 * s[j];
+                    o[j + half] = x2 * c[j + half] + x1 * s[j + half];
+                }
+            }
+        }
+    }));
+    tensor(out, shape)
+}
+
 /// Rows per block of the token log-prob kernel: one block's logits stay within about 8 MiB.
 fn logit_rows(rows: usize, vocab: usize) -> usize {
     ((8 << 20) / (4 * vocab.max(1))).clamp(1, rows.max(1))
@@ -501,6 +529,10 @@ impl FusedOps for Flex {
 
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
         attention_forward(&q, &k, &v, &bias, scale).0
+    }
+
+    fn fused_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
+        rope(&x, &cos, &sin, false)
     }
 
     fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {

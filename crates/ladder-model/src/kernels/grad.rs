@@ -87,6 +87,22 @@ impl Backward<Flex, 3> for AttentionBackward {
 }
 
 #[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (cos, sin) = ops.state;
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, cpu::rope(&dout, &cos, &sin, true));
+        }
+    }
+}
+
+#[derive(Debug)]
 struct TokenLogprobsBackward;
 
 impl Backward<Flex, 2> for TokenLogprobsBackward {
@@ -139,6 +155,14 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 };
                 prep.finish(state, out)
             }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_rope(x: Tracked<C>, cos: Tracked<C>, sin: Tracked<C>) -> Tracked<C> {
+        let out = cpu::rope(x.primitive(), cos.primitive(), sin.primitive(), false);
+        match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((cos.into_primitive(), sin.into_primitive()), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
