@@ -148,12 +148,32 @@ fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
-    use ladder_train::init::{InitJob, TokenizerSource};
-    let architecture = match args.arch.as_str() {
-        "qwen2" => ladder_model::Architecture::Qwen2,
-        "llama" => ladder_model::Architecture::Llama,
-        other => anyhow::bail!("--arch {other:?}: expected qwen2 or llama"),
+    use ladder_train::init::{InitJob, TokenizerSource, VisionShape};
+    let (architecture, vlm) = match args.arch.as_str() {
+        "qwen2" => (ladder_model::Architecture::Qwen2, false),
+        "llama" => (ladder_model::Architecture::Llama, false),
+        "qwen2_5_vl" => (ladder_model::Architecture::Qwen2, true),
+        other => anyhow::bail!("--arch {other:?}: expected qwen2, llama or qwen2_5_vl"),
     };
+    let v = &args.vision;
+    if !vlm && !v.given().is_empty() {
+        anyhow::bail!("{} only apply to --arch qwen2_5_vl (this is --arch {})", v.given().join(", "), args.arch);
+    }
+    let vision = vlm.then(|| {
+        let hidden_size = v.vision_hidden_size.unwrap_or(64);
+        let patch_size = v.patch_size.unwrap_or(14);
+        let token = (2 * patch_size) as u64;
+        VisionShape {
+            hidden_size,
+            intermediate_size: v.vision_intermediate_size.unwrap_or(2 * hidden_size),
+            depth: v.vision_layers.unwrap_or(2),
+            num_heads: v.vision_heads.unwrap_or(2),
+            patch_size,
+            window_size: v.window_size.unwrap_or(8 * patch_size),
+            min_pixels: v.min_pixels.unwrap_or(4 * token * token),
+            max_pixels: v.max_pixels.unwrap_or(256 * token * token),
+        }
+    });
     let tokenizer = match args.tokenizer {
         Some(dir) => TokenizerSource::Existing(dir),
         None => TokenizerSource::Train { data: args.tokenizer_data, vocab_size: args.vocab_size },
@@ -173,6 +193,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         seed: args.seed,
         init_std: args.init_std,
         overwrite: args.overwrite,
+        vision,
     };
     let report = ladder_train::init::run(&job)?;
     println!("{}", serde_json::to_string(&report)?);

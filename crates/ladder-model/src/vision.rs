@@ -119,6 +119,28 @@ impl VisionConfig {
         Ok(c)
     }
 
+    /// `vision_config` as transformers 5.23 saves it (see [`crate::vlm::VlmConfig::to_hf_json`]).
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "depth": self.depth,
+            "fullatt_block_indexes": self.fullatt_block_indexes,
+            "hidden_act": "silu",
+            "hidden_size": self.hidden_size,
+            "in_channels": self.in_channels,
+            "initializer_range": 0.02,
+            "intermediate_size": self.intermediate_size,
+            "model_type": "qwen2_5_vl_vision",
+            "num_heads": self.num_heads,
+            "out_hidden_size": self.out_hidden_size,
+            "patch_size": self.patch_size,
+            "rope_parameters": {"rope_theta": self.rope_theta, "rope_type": "axial"},
+            "spatial_merge_size": self.spatial_merge_size,
+            "temporal_patch_size": self.temporal_patch_size,
+            "tokens_per_second": 4,
+            "window_size": self.window_size,
+        })
+    }
+
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
     }
