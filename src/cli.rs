@@ -331,7 +331,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Train the tokenizer on the text of these .jsonl/.parquet files (repeat for several).
-    #[arg(long, value_name = "FILE", required_unless_present = "tokenizer", help_heading = "Tokenizer")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["tokenizer", "text_model"], help_heading = "Tokenizer")]
     pub tokenizer_data: Vec<PathBuf>,
     /// Vocabulary size of the trained tokenizer (the model's vocab_size follows it).
     #[arg(long, default_value_t = 4096, help_heading = "Tokenizer")]
@@ -399,6 +399,15 @@ pub struct VisionInitArgs {
     /// Smallest resized image area of the image processor.
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
     pub min_pixels: Option<u64>,
+    /// Take the language model (its shape, weights and tokenizer) from this Qwen2 model folder
+    /// and add a random vision tower: a VLM whose language model is already trained.
+    #[arg(
+        long,
+        value_name = "DIR",
+        help_heading = "Vision (--arch qwen2_5_vl)",
+        conflicts_with_all = ["tokenizer_data", "tokenizer", "vocab_size", "hidden_size", "intermediate_size", "layers", "heads", "kv_heads", "max_position_embeddings", "rope_theta", "untie_embeddings"]
+    )]
+    pub text_model: Option<PathBuf>,
     /// Largest resized image area: larger images are scaled down, so at most
     /// max_pixels / (2 × patch)² image tokens per image [default: 256 tokens' worth].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
@@ -417,6 +426,7 @@ impl VisionInitArgs {
             ("--window-size", self.window_size.is_some()),
             ("--min-pixels", self.min_pixels.is_some()),
             ("--max-pixels", self.max_pixels.is_some()),
+            ("--text-model", self.text_model.is_some()),
         ];
         flags.into_iter().filter(|f| f.1).map(|f| f.0).collect()
     }

@@ -174,7 +174,8 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
             max_pixels: v.max_pixels.unwrap_or(256 * token * token),
         }
     });
-    let tokenizer = match args.tokenizer {
+    let text_model = args.vision.text_model.clone();
+    let tokenizer = match args.tokenizer.or_else(|| text_model.clone()) {
         Some(dir) => TokenizerSource::Existing(dir),
         None => TokenizerSource::Train { data: args.tokenizer_data, vocab_size: args.vocab_size },
     };
@@ -194,6 +195,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         init_std: args.init_std,
         overwrite: args.overwrite,
         vision,
+        text_model,
     };
     let report = ladder_train::init::run(&job)?;
     println!("{}", serde_json::to_string(&report)?);

@@ -48,6 +48,11 @@ pub struct InitJob {
     /// Make a Qwen2.5-VL model with this vision tower (the text fields above shape its
     /// language model, which must then be Qwen2's).
     pub vision: Option<VisionShape>,
+    /// With `vision`: take the language model (shape, weights and tokenizer, which
+    /// `tokenizer` must then name) from this Qwen2 checkpoint instead, as Qwen2.5-VL's language
+    /// model starts from Qwen2.5's; only the vision tower and the new vision tokens' embeddings
+    /// are random.
+    pub text_model: Option<PathBuf>,
 }
 
 /// The vision tower and image processor of a new Qwen2.5-VL model. Qwen2.5-VL's fixed
@@ -186,7 +191,9 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
     let eos = tokenizer
         .eos_id()
         .ok_or_else(|| TrainError::Invalid("the tokenizer has no eos_token (tokenizer_config.json)".into()))?;
-    let config = DecoderConfig {
+    let config = match &job.text_model {
+        Some(dir) => text_model_config(dir, &tokenizer)?,
+        None => DecoderConfig {
         rope_theta: job.rope_theta,
         max_position_embeddings: job.max_position_embeddings,
         tie_word_embeddings: job.tie_word_embeddings,
@@ -201,6 +208,7 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
             job.num_heads,
             job.num_kv_heads,
         )
+        },
     };
     let (tensors, json) = match &job.vision {
         None => {
@@ -210,7 +218,11 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
         Some(shape) => {
             let vlm = vlm_config(config.clone(), shape, &tokenizer)?;
             write_preprocessor(tmp.path(), shape)?;
-            (ladder_model::random_vlm_tensors(&vlm, job.init_std, job.seed), vlm.to_hf_json())
+            let mut tensors = ladder_model::random_vlm_tensors(&vlm, job.init_std, job.seed);
+            if let Some(dir) = &job.text_model {
+                take_text_weights(&mut tensors, dir)?;
+            }
+            (tensors, vlm.to_hf_json())
         }
     };
     let params = tensors.iter().map(|t| t.2.len()).sum();
@@ -224,6 +236,42 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
     std::fs::rename(&kept, &job.out).map_err(io(&job.out))?;
     tracing::info!(out = %job.out.display(), params, "initialised");
     Ok(InitReport { out: job.out.clone(), params, vocab_size: config.vocab_size, tokenizer_texts: n_texts })
+}
+
+/// The language model's configuration read from a text checkpoint, its vocabulary grown to
+/// the tokenizer's (which now has the vision tokens).
+fn text_model_config(dir: &Path, tokenizer: &Tokenizer) -> Result<DecoderConfig> {
+    let config = DecoderConfig::from_file(&dir.join("config.json"))?;
+    if config.architecture != Architecture::Qwen2 {
+        return Err(TrainError::Invalid(format!(
+            "--text-model {}: a Qwen2.5-VL language model is Qwen2's, this is {}",
+            dir.display(),
+            config.architecture.hf_name()
+        )));
+    }
+    Ok(DecoderConfig { vocab_size: config.vocab_size.max(tokenizer.vocab_size()), ..config })
+}
+
+/// Replaces the random language-model tensors by the text checkpoint's (same keys: Qwen2 and
+/// Qwen2.5-VL save their language model alike). The embedding (and untied head) rows past the
+/// text vocabulary — the vision tokens — keep their random values.
+fn take_text_weights(tensors: &mut [(String, Vec<usize>, Vec<f32>)], dir: &Path) -> Result<()> {
+    let file = ladder_model::TensorFile::open_model_dir(dir)?;
+    let mut taken = 0;
+    for (key, shape, data) in tensors.iter_mut() {
+        if key.starts_with("visual.") {
+            continue;
+        }
+        let text = file.get(key, None)?;
+        let fits = text.shape == *shape || (text.shape.len() == 2 && text.shape[1] == shape[1] && text.shape[0] <= shape[0]);
+        if !fits {
+            return Err(TrainError::Invalid(format!("--text-model {}: {key} is {:?}, the language model needs {shape:?}", dir.display(), text.shape)));
+        }
+        data[..text.data.len()].copy_from_slice(&text.data);
+        taken += 1;
+    }
+    tracing::info!(tensors = taken, from = %dir.display(), "language model taken from the text checkpoint");
+    Ok(())
 }
 
 /// Qwen2.5-VL's `mrope_section` for a head: of the `head_dim / 2` rotary frequencies a quarter
