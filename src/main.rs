@@ -329,6 +329,12 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
+    if ladder_train::vlm::detect(&args.model)?.1 {
+        anyhow::bail!(
+            "{} is a Qwen2.5-VL model: `ladder logprobs` scores text models only so far (DPO computes image rows' log-probs itself, `--reference precomputed`)",
+            args.model
+        );
+    }
     let device = ladder_train::device::parse_device(&args.device)?;
     let loaded = ladder_train::setup::load(&args.model, args.adapter.as_deref(), &device)?;
     let records = ladder_train::logprobs::run(&loaded.model, &loaded.tokenizer, &args.data)?;
@@ -341,11 +347,8 @@ fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    let device = ladder_train::device::parse_device("cpu")?;
-    let mut loaded = ladder_train::setup::load(&args.model, Some(&args.adapter), &device)?;
-    ladder_model::peft::merge(&mut loaded.model);
-    ladder_train::setup::save_full(&loaded.model, &loaded.dir, &args.out, loaded.dtype)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    ladder_train::setup::merge(&args.model, &args.adapter, &args.out)
+        .with_context(|| format!("merging {} into {}", args.adapter.display(), args.model))?;
     eprintln!("merged {} into {}", args.adapter.display(), args.out.display());
     Ok(())
 }

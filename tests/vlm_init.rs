@@ -118,3 +118,29 @@ fn init_rejects_bad_arch_and_stray_vision_options() {
     assert!(err.contains("--max-pixels 100"), "{err}");
     assert!(!Path::new(out).exists(), "a refused init leaves nothing behind");
 }
+
+/// `--text-model`: the language model (weights, shape, tokenizer) comes from a Qwen2
+/// checkpoint; only the vision tower and the new vision tokens' embeddings are new.
+#[test]
+fn vlm_init_takes_a_text_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("vlm");
+    // The text demo's generalist: a full 2048-token vocabulary, so the embedding grows.
+    let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/generalist").to_string_lossy().into_owned();
+    ladder(&["init", "--arch", "qwen2_5_vl", "--text-model", &text, "--out", out.to_str().unwrap(), "--vision-hidden-size", "32", "--patch-size", "4", "--max-pixels", "1024", "--min-pixels", "64"]);
+    let (t, v) = (TensorFile::open_model_dir(Path::new(&text)).unwrap(), TensorFile::open_model_dir(&out).unwrap());
+    let (te, ve) = (t.get("model.embed_tokens.weight", None).unwrap(), v.get("model.embed_tokens.weight", None).unwrap());
+    assert_eq!(ve.shape, [te.shape[0] + 4, te.shape[1]], "four vision tokens appended");
+    assert_eq!(ve.data[..te.data.len()], te.data[..]);
+    assert_eq!(t.get("model.layers.1.mlp.down_proj.weight", None).unwrap().data, v.get("model.layers.1.mlp.down_proj.weight", None).unwrap().data);
+    assert!(v.contains("visual.merger.mlp.2.weight"));
+    let tok = Tokenizer::from_dir(&out).unwrap();
+    assert_eq!(tok.token_id("<|im_end|>"), Tokenizer::from_dir(Path::new(&text)).unwrap().token_id("<|im_end|>"));
+    load_vlm(&out, &ladder_train::device::parse_device("cpu").unwrap()).unwrap();
+    // The text model's shape is taken, not given; a Llama language model is refused.
+    let other = tmp.path().join("other");
+    let err = ladder_fails(&["init", "--arch", "qwen2_5_vl", "--text-model", &text, "--out", other.to_str().unwrap(), "--hidden-size", "32"]);
+    assert!(err.contains("--hidden-size") && err.contains("--text-model"), "{err}");
+    let err = ladder_fails(&["init", "--arch", "qwen2_5_vl", "--text-model", &fixture("llama-tiny"), "--out", other.to_str().unwrap()]);
+    assert!(err.contains("a Qwen2.5-VL language model is Qwen2's"), "{err}");
+}

@@ -350,6 +350,22 @@ impl VisionLanguageModel {
     }
 }
 
+/// Folds every adapter (language model and vision blocks) into its base weight, as PEFT's
+/// `merge_and_unload`.
+pub fn merge(model: &mut VisionLanguageModel) {
+    for (_, linear) in model.linears_mut() {
+        peft::merge_linear(linear);
+    }
+}
+
+/// Every base tensor under the keys `save_pretrained` writes (`model.*`, `lm_head.weight`,
+/// `visual.*`), HF layout: what [`load_vlm`] reads back.
+pub fn hf_tensors(model: &VisionLanguageModel) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = crate::weights::hf_tensors(&model.language_model);
+    out.extend(model.visual.hf_tensors());
+    out
+}
+
 /// `model.layers.…` (the text decoder's path) → `model.language_model.layers.…`.
 fn language_path(path: &str) -> String {
     path.replacen("model.", "model.language_model.", 1)

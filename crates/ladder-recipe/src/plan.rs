@@ -1046,6 +1046,21 @@ mod tests {
         fails(&dpo_on_sft, 20, "sft.jsonl:1: not a preference row");
     }
 
+    /// Image rows need a Qwen2.5-VL start, which validates as any model does and trains LoRA
+    /// adapters only.
+    #[test]
+    fn image_rows_and_vlm_starts_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images.jsonl");
+        let row = json!({"image": fixture("images/large.png"), "prompt": "Read:", "completion": "PROCURAÇÃO"});
+        std::fs::write(&images, format!("{row}\n")).unwrap();
+        let images = images.to_str().unwrap();
+        fails(&recipe(|t| t.replace(&fixture("data/sft.jsonl"), images)), 14, "image rows but start `a`");
+        let vlm = recipe(|t| t.replace(&fixture("qwen2-tiny"), &fixture("qwen2_5-vl-tiny")).replace(&fixture("data/sft.jsonl"), images));
+        check(&vlm).unwrap();
+        fails(&vlm.replacen("from = \"start\"\n", "from = \"start\"\nfull = true\n", 1), 14, "trains LoRA adapters only");
+    }
+
     #[test]
     fn tokenizer_and_model_must_belong_together() {
         let dir = tempfile::tempdir().unwrap();
