@@ -118,6 +118,9 @@ fn check(job: &InitJob) -> Result<()> {
     if job.num_layers == 0 || job.intermediate_size == 0 {
         return bad("--layers and --intermediate-size must be at least 1".into());
     }
+    if job.text_model.is_some() && job.vision.is_none() {
+        return bad("--text-model makes a vision-language model from a text one: it needs --arch qwen2_5_vl".into());
+    }
     if let Some(v) = &job.vision {
         if job.architecture != Architecture::Qwen2 {
             return bad(format!("a Qwen2.5-VL model's language model is Qwen2's, not {:?}", job.architecture));
@@ -194,20 +197,20 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
     let config = match &job.text_model {
         Some(dir) => text_model_config(dir, &tokenizer)?,
         None => DecoderConfig {
-        rope_theta: job.rope_theta,
-        max_position_embeddings: job.max_position_embeddings,
-        tie_word_embeddings: job.tie_word_embeddings,
-        bos_token_id: tokenizer.bos_id(),
-        eos_token_ids: vec![eos],
-        ..DecoderConfig::new(
-            job.architecture,
-            tokenizer.vocab_size(),
-            job.hidden_size,
-            job.intermediate_size,
-            job.num_layers,
-            job.num_heads,
-            job.num_kv_heads,
-        )
+            rope_theta: job.rope_theta,
+            max_position_embeddings: job.max_position_embeddings,
+            tie_word_embeddings: job.tie_word_embeddings,
+            bos_token_id: tokenizer.bos_id(),
+            eos_token_ids: vec![eos],
+            ..DecoderConfig::new(
+                job.architecture,
+                tokenizer.vocab_size(),
+                job.hidden_size,
+                job.intermediate_size,
+                job.num_layers,
+                job.num_heads,
+                job.num_kv_heads,
+            )
         },
     };
     let (tensors, json) = match &job.vision {
