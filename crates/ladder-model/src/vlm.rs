@@ -239,8 +239,11 @@ pub fn random_vlm_tensors(config: &VlmConfig, std: f64, seed: u64) -> Vec<(Strin
     out
 }
 
-/// Builds a random model, showing each tensor (HF key, HF shape, values) to `record`.
-fn build_random(config: &VlmConfig, std: f64, seed: u64, device: &Device, record: &mut dyn FnMut(&str, &[usize], &[f32])) -> VisionLanguageModel {
+/// Sees each tensor of a model being built: HF key, HF shape, values.
+type Record<'a> = dyn FnMut(&str, &[usize], &[f32]) + 'a;
+
+/// Builds a random model, showing each tensor to `record`.
+fn build_random(config: &VlmConfig, std: f64, seed: u64, device: &Device, record: &mut Record) -> VisionLanguageModel {
     use rand::SeedableRng;
     use rand_distr::Distribution;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

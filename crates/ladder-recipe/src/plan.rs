@@ -539,6 +539,12 @@ fn check_model(c: &mut Checker, i: usize, spec: &str) -> Option<StartModel> {
         return None;
     }
     let vlm = ladder_train::vlm::is_vlm(&dir);
+    if vlm {
+        if let Err(e) = ladder_train::vlm::check_folder(&dir) {
+            c.at("start", i, "model", format!("model {}: {e}", dir.display()));
+            return None;
+        }
+    }
     let config_path = dir.join("config.json");
     let vocab = if vlm {
         ladder_model::VlmConfig::from_file(&config_path).map(|c| c.text.vocab_size)
@@ -1056,7 +1062,17 @@ mod tests {
         std::fs::write(&images, format!("{row}\n")).unwrap();
         let images = images.to_str().unwrap();
         fails(&recipe(|t| t.replace(&fixture("data/sft.jsonl"), images)), 14, "image rows but start `a`");
+        // The fixture model has no preprocessor_config.json: Qwen2-VL's default 14-pixel patches
+        // do not fit its 4-pixel vision tower, as training would find out.
         let vlm = recipe(|t| t.replace(&fixture("qwen2-tiny"), &fixture("qwen2_5-vl-tiny")).replace(&fixture("data/sft.jsonl"), images));
+        fails(&vlm, 5, "patch_size 14, temporal_patch_size 2, merge_size 2 do not match the model's vision_config (4, 2, 2)");
+        let model = dir.path().join("vlm");
+        std::fs::create_dir(&model).unwrap();
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+            std::fs::copy(format!("{}/{f}", fixture("qwen2_5-vl-tiny")), model.join(f)).unwrap();
+        }
+        std::fs::write(model.join("preprocessor_config.json"), r#"{"patch_size": 4, "min_pixels": 64, "max_pixels": 1024}"#).unwrap();
+        let vlm = vlm.replace(&fixture("qwen2_5-vl-tiny"), model.to_str().unwrap());
         check(&vlm).unwrap();
         fails(&vlm.replacen("from = \"start\"\n", "from = \"start\"\nfull = true\n", 1), 14, "trains LoRA adapters only");
     }

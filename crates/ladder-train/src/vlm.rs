@@ -88,6 +88,12 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
     Ok(VlmStage { model, tokenizer, images, source_dir, lora, resume_dir, device, pad_id })
 }
 
+/// Checks that a Qwen2.5-VL folder's config, tokenizer and image processor fit together, as
+/// training will (for `ladder validate`, before anything runs).
+pub fn check_folder(dir: &Path) -> Result<()> {
+    open(dir).map(|_| ())
+}
+
 /// A model folder's tokenizer, image processor and padding id, checked against its
 /// `config.json`.
 fn open(source_dir: &Path) -> Result<(Tokenizer, ImageConfig, u32)> {
