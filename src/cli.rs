@@ -379,24 +379,27 @@ pub struct InitArgs {
 /// The vision tower and image processor of `ladder init --arch qwen2_5_vl`.
 #[derive(Debug, Args)]
 pub struct VisionInitArgs {
-    /// Width of the vision blocks.
+    /// Width of the vision blocks [default: 64].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
     pub vision_hidden_size: Option<usize>,
-    /// Vision blocks (the last attends to the whole image, the others within windows).
+    /// Vision blocks (the last attends to the whole image, the others within windows)
+    /// [default: 2].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
     pub vision_layers: Option<usize>,
+    /// Attention heads of the vision blocks [default: 2].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
     pub vision_heads: Option<usize>,
     /// Vision MLP width [default: 2 × --vision-hidden-size].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
     pub vision_intermediate_size: Option<usize>,
-    /// Patch edge in pixels; one image token covers (2 × patch)² pixels.
+    /// Patch edge in pixels; one image token covers (2 × patch)² pixels [default: 14].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
     pub patch_size: Option<usize>,
     /// Window-attention edge in pixels [default: 8 × --patch-size, Qwen2.5-VL's 112 for 14].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
     pub window_size: Option<usize>,
-    /// Smallest resized image area of the image processor.
+    /// Smallest resized image area of the image processor [default: 4 tokens' worth, 3136
+    /// for patch 14].
     #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
     pub min_pixels: Option<u64>,
     /// Take the language model (its shape, weights and tokenizer) from this Qwen2 model folder
