@@ -229,11 +229,13 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    if args.batch_size < 2 || args.seq_len < 4 || args.steps == 0 {
-        anyhow::bail!("ladder bench needs --batch-size ≥ 2, --seq-len ≥ 4 and --steps ≥ 1");
+    let mode: ladder_train::bench::BenchMode = args.mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
+    let min_batch = if mode == ladder_train::bench::BenchMode::Dpo { 2 } else { 1 };
+    if args.batch_size < min_batch || args.seq_len < 4 || args.steps == 0 {
+        anyhow::bail!("ladder bench needs --batch-size ≥ {min_batch} (DPO: 2, one pair), --seq-len ≥ 4 and --steps ≥ 1");
     }
     let cfg = ladder_train::bench::BenchConfig {
-        mode: args.mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?,
+        mode,
         shape: args.shape,
         device: args.device,
         batch_size: args.batch_size,

@@ -6,10 +6,10 @@
 //! Reading order: `RmsNorm`, `Mlp`, `Attention`, `DecoderLayer`, `Decoder`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::DecoderConfig;
+use crate::kernels;
 use crate::linear::{ForwardMode, Linear};
 use crate::rope::{self, Rope};
 
@@ -27,11 +27,7 @@ impl RmsNorm {
     /// # Shapes
     /// - input: `[..., d]`, output: same
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let variance = x.clone().square().mean_dim(D - 1);
-        let normed = x * (variance + self.eps).sqrt().recip();
-        let mut shape = [1usize; D];
-        shape[D - 1] = self.weight.shape().dims::<1>()[0];
-        normed * self.weight.val().reshape(shape)
+        kernels::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -47,9 +43,9 @@ impl Mlp {
     /// # Shapes
     /// - input/output: `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<3>, mode: ForwardMode) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone(), mode));
+        let gate = self.gate_proj.forward(x.clone(), mode);
         let up = self.up_proj.forward(x, mode);
-        self.down_proj.forward(gate * up, mode)
+        self.down_proj.forward(kernels::swiglu(gate, up), mode)
     }
 }
 
@@ -124,24 +120,10 @@ impl Attention {
     /// Softmax attention of `q` over `k`/`v` (any number of keys), then the output projection.
     fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, mode: ForwardMode) -> Tensor<3> {
         let [b, h, t, d] = q.dims();
-        let kv = self.num_kv_heads;
-        // transformers' `repeat_kv`: query head i reads key/value head i / groups.
-        let (k, v) = (repeat_kv(k, h / kv), repeat_kv(v, h / kv));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt()) + bias;
-        let out = softmax(scores, 3).matmul(v);
+        let out = kernels::attention(q, k, v, bias, 1.0 / (d as f64).sqrt());
         let out = out.swap_dims(1, 2).reshape([b, t, h * d]);
         self.o_proj.forward(out, mode)
     }
-}
-
-fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
-    if groups == 1 {
-        return x;
-    }
-    let [b, kv, t, d] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, groups, t, d])
-        .reshape([b, kv * groups, t, d])
 }
 
 /// Pre-norm transformer block.
@@ -381,6 +363,16 @@ impl Decoder {
             x = layer.forward(x, cos.clone(), sin.clone(), bias.clone(), mode);
         }
         self.norm.forward(x)
+    }
+
+    /// The LM head as one `[hidden, vocab]` matrix (the transposed embedding when tied), or
+    /// `None` when the head has a bias or an active LoRA adapter and so is more than a matrix.
+    pub fn head_weight(&self, mode: ForwardMode) -> Option<Tensor<2>> {
+        match &self.lm_head {
+            None => Some(self.embed_tokens.val().transpose()),
+            Some(head) if head.bias.is_none() && (head.lora.is_none() || !mode.adapters) => Some(head.weight.val()),
+            Some(_) => None,
+        }
     }
 
     /// Vocabulary logits for hidden states.

@@ -7,6 +7,7 @@ pub mod decoder;
 pub mod error;
 pub mod generate;
 mod io;
+pub mod kernels;
 pub mod linear;
 pub mod peft;
 pub mod rope;

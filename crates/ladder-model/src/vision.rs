@@ -17,15 +17,15 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::decoder::{Mlp, RmsNorm};
 use crate::error::{ModelError, Result};
 use crate::linear::{ForwardMode, Linear};
-use crate::rope;
 use crate::weights::{host, linear, norm, push_linear, transpose, Fetch};
+use crate::{kernels, rope};
 
 /// transformers hard-codes the vision norms' epsilon.
 const NORM_EPS: f64 = 1e-6;
@@ -183,8 +183,8 @@ impl VisionAttention {
         let q = rope::apply(part(0), cos.clone(), sin.clone());
         let k = rope::apply(part(1), cos, sin);
         let v = part(2);
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt()) + bias;
-        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        let out = kernels::attention(q, k, v, bias, 1.0 / (hd as f64).sqrt());
+        let out = out.swap_dims(1, 2).reshape([b, n, d]);
         self.proj.forward(out, mode)
     }
 }

@@ -48,6 +48,30 @@ fn main() {
         });
         println!("forward+backward {name:<4}  {ms:8.1} ms  ({:.0} tokens/s)", (b * t) as f64 / ms * 1e3);
     }
+    // The matrix products of one layer, forward (GFLOP/s, no autodiff).
+    let plain = Device::flex();
+    for (m, k, n) in [(b * t, config.hidden_size, config.intermediate_size), (b * t, config.intermediate_size, config.hidden_size), (b * t, config.hidden_size, config.hidden_size)] {
+        let x = Tensor::<2>::random([m, k], burn::tensor::Distribution::Normal(0.0, 1.0), &plain);
+        let w = Tensor::<2>::random([k, n], burn::tensor::Distribution::Normal(0.0, 1.0), &plain);
+        let ms = median_ms(|| {
+            let _ = x.clone().matmul(w.clone()).into_data();
+        });
+        println!("matmul {m}x{k}x{n:<12} {ms:8.1} ms  ({:.0} GFLOP/s)", 2.0 * (m * k * n) as f64 / ms / 1e6);
+    }
+    // Attention of one layer, fused and by reference, forward + backward.
+    let (h, kv, d) = (config.num_heads, config.num_kv_heads, config.head_dim);
+    let q = Tensor::<4>::random([b, h, t, d], burn::tensor::Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let k = Tensor::<4>::random([b, kv, t, d], burn::tensor::Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let v = Tensor::<4>::random([b, kv, t, d], burn::tensor::Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let causal: Vec<f32> = (0..b * t * t).map(|i| if i % t <= (i / t) % t { 0.0 } else { f32::NEG_INFINITY }).collect();
+    let bias = Tensor::<4>::from_data(TensorData::new(causal, [b, 1, t, t]), &device);
+    type AttentionFn = fn(Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>, f64) -> Tensor<4>;
+    for (name, f) in [("fused", ladder_model::kernels::attention as AttentionFn), ("reference", ladder_model::kernels::attention_reference)] {
+        let ms = median_ms(|| {
+            let _ = f(q.clone(), k.clone(), v.clone(), bias.clone(), 0.125).sum().backward();
+        });
+        println!("attention {name:<9} fwd+bwd {ms:8.1} ms");
+    }
     let layer = &full.layers[0];
     let x = Tensor::<3>::random([b, t, config.hidden_size], burn::tensor::Distribution::Normal(0.0, 1.0), &device).require_grad();
     let ms = median_ms(|| {

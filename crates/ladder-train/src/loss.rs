@@ -3,7 +3,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ladder_model::{Decoder, ForwardMode};
+use ladder_model::{kernels, Decoder, ForwardMode};
 
 /// Log-probability of every next token, masked to the targets.
 ///
@@ -45,13 +45,16 @@ pub fn selected_logprobs(model: &Decoder, hidden: Tensor<3>, sources: &[usize], 
     let n = sources.len();
     let device = hidden.device();
     let index = Tensor::<1, Int>::from_data(TensorData::new(sources.iter().map(|&s| s as i64).collect(), [n]), &device);
-    let picked = hidden.reshape([b * t, h]).select(0, index).reshape([1, n, h]);
-    let logits = model.logits(picked, mode);
+    let picked = hidden.reshape([b * t, h]).select(0, index);
+    let next = Tensor::<1, Int>::from_data(TensorData::new(tokens.iter().map(|&i| i as i64).collect(), [n]), &device);
+    if let Some(weight) = model.head_weight(mode) {
+        return kernels::token_logprobs(picked, weight, next);
+    }
+    let logits = model.logits(picked.reshape([1, n, h]), mode);
     let v = logits.dims()[2];
     let logits = logits.reshape([n, v]);
     let mean_logits = logits.clone().detach().mean_dim(1).reshape([n]);
-    let next = Tensor::<2, Int>::from_data(TensorData::new(tokens.iter().map(|&i| i as i64).collect(), [n, 1]), &device);
-    (log_softmax(logits, 1).gather(1, next).reshape([n]), mean_logits)
+    (log_softmax(logits, 1).gather(1, next.reshape([n, 1])).reshape([n]), mean_logits)
 }
 
 /// Sums `values` by group: output `g` is the sum of `values[k]` over `groups[k] == g`.

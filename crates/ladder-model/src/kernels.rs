@@ -1,0 +1,285 @@
+//! Fused CPU kernels for the training hot path, each with its own backward pass.
+//!
+//! Burn's autodiff builds RMSNorm, SwiGLU and softmax attention out of a dozen primitive
+//! operations each, and records every intermediate for the backward pass: on the CPU that is a
+//! dozen passes over memory and a dozen buffers per call. Here each is one operation (a Burn
+//! backend extension): a parallel single pass forward, and a backward pass written by hand that
+//! keeps only what it needs (the inputs and, for attention, one log-sum-exp per query instead
+//! of the `[batch, heads, queries, keys]` probabilities).
+//!
+//! Attention also handles grouped-query heads without copying keys and values per query head:
+//! the query heads of one key/value head are laid end to end as one taller matrix.
+//!
+//! The fused path runs on the `flex` CPU backend in f32; any other device or dtype takes the
+//! reference composition below (the same formulas as transformers), which the tests compare
+//! the fused kernels against. `LADDER_UNFUSED=1` forces the reference path everywhere.
+//!
+//! Layout: this file holds the public functions and their references; [`cpu`] the kernels on
+//! slices and the `Flex` forward and backward; [`grad`] their registration with autodiff.
+
+mod cpu;
+mod grad;
+
+use std::sync::OnceLock;
+
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{backend_extension, Dispatch};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::activation::log_softmax;
+
+/// The fused operations as a backend extension: implemented for `Flex` and `Autodiff<Flex>`.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: burn::backend::Backend {
+    /// `silu(gate) * up`, element-wise.
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// RMSNorm over the last dimension, times `weight`.
+    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
+    /// `softmax(q·kᵀ·scale + bias)·v` with grouped-query heads.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+    /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
+    fn fused_token_logprobs(hidden: FloatTensor<Self>, weight: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether `tensor` can take the fused path: f32 on the flex CPU backend.
+fn fused_for(tensor_device: &Device, dtype: DType) -> bool {
+    static UNFUSED: OnceLock<bool> = OnceLock::new();
+    let unfused = *UNFUSED.get_or_init(|| std::env::var_os("LADDER_UNFUSED").is_some_and(|v| v != "0"));
+    !unfused && dtype == DType::F32 && tensor_device.clone().inner() == Device::flex()
+}
+
+/// `silu(gate) * up`, the SwiGLU gate.
+///
+/// # Shapes
+/// - gate, up, output: any, equal
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    if fused_for(&gate.device(), gate.dtype()) && gate.dims() == up.dims() {
+        Tensor::from_dispatch(Dispatch::fused_swiglu(gate.into_dispatch(), up.into_dispatch()))
+    } else {
+        swiglu_reference(gate, up)
+    }
+}
+
+pub fn swiglu_reference<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    silu(gate) * up
+}
+
+/// RMSNorm computed in f32, as `LlamaRMSNorm`: `x / sqrt(mean(x²) + eps) * weight`.
+///
+/// # Shapes
+/// - x: `[..., d]`, weight: `[d]`, output: same as x
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    if fused_for(&x.device(), x.dtype()) && weight.dtype() == DType::F32 {
+        Tensor::from_dispatch(Dispatch::fused_rms_norm(x.into_dispatch(), weight.into_dispatch(), eps as f32))
+    } else {
+        rms_norm_reference(x, weight, eps)
+    }
+}
+
+pub fn rms_norm_reference<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    let variance = x.clone().square().mean_dim(D - 1);
+    let normed = x * (variance + eps).sqrt().recip();
+    let mut shape = [1usize; D];
+    shape[D - 1] = weight.dims()[0];
+    normed * weight.reshape(shape)
+}
+
+/// Softmax attention with grouped-query heads: query head `i` reads key/value head
+/// `i / (heads / kv_heads)`, as transformers' `repeat_kv`.
+///
+/// # Shapes
+/// - q: `[batch, heads, queries, head_dim]`; k, v: `[batch, kv_heads, keys, head_dim]`
+/// - bias: `[batch, 1, queries, keys]`, added to the scaled scores (−∞ hides a key)
+/// - output: `[batch, heads, queries, head_dim]`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
+    let [b, h, tq, _] = q.dims();
+    let [_, kv, tk, _] = k.dims();
+    let fits = h % kv == 0 && bias.dims() == [b, 1, tq, tk];
+    if fits && fused_for(&q.device(), q.dtype()) {
+        Tensor::from_dispatch(Dispatch::fused_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            bias.into_dispatch(),
+            scale as f32,
+        ))
+    } else {
+        attention_reference(q, k, v, bias, scale)
+    }
+}
+
+pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
+    let h = q.dims()[1];
+    let kv = k.dims()[1];
+    let (k, v) = (repeat_kv(k, h / kv), repeat_kv(v, h / kv));
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale + bias;
+    softmax(scores, 3).matmul(v)
+}
+
+fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, kv, t, d] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, kv, groups, t, d]).reshape([b, kv * groups, t, d])
+}
+
+/// Log-probability of each row's target token under `softmax(hidden · weight)`, and each
+/// row's mean logit (detached; TRL's `logits/chosen` metric). The fused path never holds the
+/// `[rows, vocab]` logits: it goes through the rows a block at a time, keeps one log-sum-exp
+/// per row, and recomputes a block's logits in the backward pass.
+///
+/// # Shapes
+/// - hidden: `[rows, hidden]`; weight: `[hidden, vocab]`; targets: `[rows]`
+/// - outputs: `[rows]` each
+pub fn token_logprobs(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let n = hidden.dims()[0];
+    if n > 0 && fused_for(&hidden.device(), hidden.dtype()) && weight.dtype() == DType::F32 {
+        let both: Tensor<2> = Tensor::from_dispatch(Dispatch::fused_token_logprobs(
+            hidden.into_dispatch(),
+            weight.into_dispatch(),
+            targets.into_dispatch(),
+        ));
+        let logprobs = both.clone().slice([0..n, 0..1]).reshape([n]);
+        (logprobs, both.detach().slice([0..n, 1..2]).reshape([n]))
+    } else {
+        token_logprobs_reference(hidden, weight, targets)
+    }
+}
+
+pub fn token_logprobs_reference(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let n = hidden.dims()[0];
+    let logits = hidden.matmul(weight);
+    let mean = logits.clone().detach().mean_dim(1).reshape([n]);
+    (log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).reshape([n]), mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn close(a: Tensor<4>, b: Tensor<4>, tol: f32, what: &str) {
+        let a: Vec<f32> = a.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let b: Vec<f32> = b.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= tol, "{what}: max difference {worst} > {tol}");
+    }
+
+    fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad()
+    }
+
+    /// Causal bias with a padded tail in row 1, as the decoder builds it.
+    fn causal_bias(b: usize, t: usize, device: &Device) -> Tensor<4> {
+        let mut bias = vec![f32::NEG_INFINITY; b * t * t];
+        for r in 0..b {
+            for i in 0..t {
+                let padded = r == 1 && i >= t - 2;
+                for j in 0..=i {
+                    if !padded || j == i {
+                        bias[(r * t + i) * t + j] = 0.0;
+                    }
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(bias, [b, 1, t, t]), device)
+    }
+
+    #[test]
+    fn flex_takes_the_fused_path() {
+        if std::env::var_os("LADDER_UNFUSED").is_none() {
+            assert!(fused_for(&Device::flex().autodiff(), DType::F32));
+            assert!(fused_for(&Device::flex(), DType::F32));
+        }
+        assert!(!fused_for(&Device::flex(), DType::BF16));
+    }
+
+    #[test]
+    fn fused_attention_matches_the_reference_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let (b, h, kv, t, d) = (2, 4, 2, 7, 8);
+        let (q, k, v) = (random([b, h, t, d], &device), random([b, kv, t, d], &device), random([b, kv, t, d], &device));
+        let bias = causal_bias(b, t, &device);
+        let dout = Tensor::<4>::random([b, h, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>, f64) -> Tensor<4>| {
+            let out = f(q.clone(), k.clone(), v.clone(), bias.clone(), 0.3);
+            let grads = (out.clone() * dout.clone()).sum().backward();
+            let g = |x: &Tensor<4>| x.grad(&grads).unwrap();
+            (out.detach(), g(&q), g(&k), g(&v))
+        };
+        let fused = run(attention);
+        let reference = run(attention_reference);
+        close(fused.0, reference.0, 1e-5, "output");
+        close(fused.1.into(), reference.1.into(), 1e-5, "dq");
+        close(fused.2.into(), reference.2.into(), 1e-5, "dk");
+        close(fused.3.into(), reference.3.into(), 1e-5, "dv");
+    }
+
+    #[test]
+    fn fused_attention_handles_more_keys_than_queries() {
+        // Generation: new queries after cached keys, no autodiff.
+        let device = Device::flex();
+        let (b, h, kv, tq, tk, d) = (1, 2, 1, 3, 5, 4);
+        let q = Tensor::<4>::random([b, h, tq, d], Distribution::Normal(0.0, 1.0), &device);
+        let k = Tensor::<4>::random([b, kv, tk, d], Distribution::Normal(0.0, 1.0), &device);
+        let v = Tensor::<4>::random([b, kv, tk, d], Distribution::Normal(0.0, 1.0), &device);
+        let bias = Tensor::<4>::zeros([b, 1, tq, tk], &device);
+        close(attention(q.clone(), k.clone(), v.clone(), bias.clone(), 0.5), attention_reference(q, k, v, bias, 0.5), 1e-5, "output");
+    }
+
+    #[test]
+    fn fused_token_logprobs_match_the_reference() {
+        let device = Device::flex().autodiff();
+        let (n, h, v) = (37, 16, 50);
+        let hidden = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weight = Tensor::<2>::random([v, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i * 7 % v as i64).collect(), [n]), &device);
+        let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+        // A tied head: the weight is the transposed embedding, as the decoder passes it.
+        let run = |f: fn(Tensor<2>, Tensor<2>, Tensor<1, Int>) -> (Tensor<1>, Tensor<1>)| {
+            let (lp, mean) = f(hidden.clone(), weight.clone().transpose(), targets.clone());
+            let grads = (lp.clone() * g.clone()).sum().backward();
+            let four = |t: Tensor<2>| t.reshape([1, 1, n, h]);
+            (lp.detach().reshape([1, 1, 1, n]), mean.reshape([1, 1, 1, n]), four(hidden.grad(&grads).unwrap()), weight.grad(&grads).unwrap().reshape([1, 1, v, h]))
+        };
+        let fused = run(token_logprobs);
+        let reference = run(token_logprobs_reference);
+        close(fused.0, reference.0, 1e-5, "logprobs");
+        close(fused.1, reference.1, 1e-5, "mean logits");
+        close(fused.2, reference.2, 1e-5, "dhidden");
+        close(fused.3, reference.3, 1e-5, "dweight");
+    }
+
+    #[test]
+    fn fused_swiglu_and_rms_norm_match_the_reference() {
+        let device = Device::flex().autodiff();
+        let shape = [2, 3, 5, 16];
+        let (g, u) = (random(shape, &device), random(shape, &device));
+        let w = Tensor::<1>::random([16], Distribution::Normal(1.0, 0.2), &device).require_grad();
+        let dout = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+
+        let fused = swiglu(g.clone(), u.clone());
+        let reference = swiglu_reference(g.clone(), u.clone());
+        let gf = (fused.clone() * dout.clone()).sum().backward();
+        let gr = (reference.clone() * dout.clone()).sum().backward();
+        close(fused.detach(), reference.detach(), 1e-6, "swiglu");
+        close(g.grad(&gf).unwrap().into(), g.grad(&gr).unwrap().into(), 1e-5, "swiglu dgate");
+        close(u.grad(&gf).unwrap().into(), u.grad(&gr).unwrap().into(), 1e-5, "swiglu dup");
+
+        let fused = rms_norm(g.clone(), w.clone(), 1e-6);
+        let reference = rms_norm_reference(g.clone(), w.clone(), 1e-6);
+        let gf = (fused.clone() * dout.clone()).sum().backward();
+        let gr = (reference.clone() * dout).sum().backward();
+        close(fused.detach(), reference.detach(), 1e-5, "rms_norm");
+        close(g.grad(&gf).unwrap().into(), g.grad(&gr).unwrap().into(), 1e-5, "rms_norm dx");
+        let (dw_f, dw_r) = (w.grad(&gf).unwrap(), w.grad(&gr).unwrap());
+        close(dw_f.reshape([1, 1, 1, 16]).into(), dw_r.reshape([1, 1, 1, 16]).into(), 1e-4, "rms_norm dweight");
+    }
+}

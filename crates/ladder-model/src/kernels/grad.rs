@@ -1,0 +1,154 @@
+//! The fused kernels under autodiff: each forward records one node whose backward pass calls
+//! the hand-written gradient in [`super::cpu`]. The state kept for the backward pass is the
+//! inputs (which the unfused graph kept too) plus, for RMSNorm and attention, one f32 per row.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::Flex;
+use std::sync::Arc;
+
+use super::cpu;
+use super::FusedOps;
+
+type Tracked<C> = FloatTensor<Autodiff<Flex, C>>;
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 2> for SwigluBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [gate_node, up_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (gate, up) = ops.state;
+        let (dg, du) = cpu::swiglu_backward(&gate, &up, &dout);
+        if let Some(node) = gate_node {
+            grads.register::<Flex>(node.id, dg);
+        }
+        if let Some(node) = up_node {
+            grads.register::<Flex>(node.id, du);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    type State = (FlexTensor, FlexTensor, Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, w_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (x, weight, inv) = ops.state;
+        let (dx, dw) = cpu::rms_norm_backward(&x, &weight, &inv, &dout);
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = w_node {
+            grads.register::<Flex>(node.id, dw);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+#[derive(Clone, Debug)]
+struct AttentionState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    bias: FlexTensor,
+    scale: f32,
+    lse: Arc<Vec<f32>>,
+}
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [q_node, k_node, v_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let (dq, dk, dv) = cpu::attention_backward(&s.q, &s.k, &s.v, &s.bias, s.scale, &s.lse, &dout);
+        for (node, grad) in [(q_node, dq), (k_node, dk), (v_node, dv)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TokenLogprobsBackward;
+
+impl Backward<Flex, 2> for TokenLogprobsBackward {
+    type State = (FlexTensor, FlexTensor, Arc<Vec<i64>>, Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [h_node, w_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (hidden, weight, targets, lse) = ops.state;
+        let (dh, dw) = cpu::token_logprobs_backward(&hidden, &weight, &targets, &lse, &dout, w_node.is_some());
+        if let Some(node) = h_node {
+            grads.register::<Flex>(node.id, dh);
+        }
+        if let (Some(node), Some(dw)) = (w_node, dw) {
+            grads.register::<Flex>(node.id, dw);
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_swiglu(gate: Tracked<C>, up: Tracked<C>) -> Tracked<C> {
+        match SwigluBackward.prepare::<C>([gate.node(), up.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = cpu::swiglu_forward(gate.primitive(), up.primitive());
+                prep.finish((gate.into_primitive(), up.into_primitive()), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(cpu::swiglu_forward(gate.primitive(), up.primitive())),
+        }
+    }
+
+    fn fused_rms_norm(x: Tracked<C>, weight: Tracked<C>, eps: f32) -> Tracked<C> {
+        let (out, inv) = cpu::rms_norm_forward(x.primitive(), weight.primitive(), eps);
+        match RmsNormBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), weight.into_primitive(), Arc::new(inv)), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_attention(q: Tracked<C>, k: Tracked<C>, v: Tracked<C>, bias: Tracked<C>, scale: f32) -> Tracked<C> {
+        let (out, lse) = cpu::attention_forward(q.primitive(), k.primitive(), v.primitive(), bias.primitive(), scale);
+        match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = AttentionState {
+                    q: q.into_primitive(),
+                    k: k.into_primitive(),
+                    v: v.into_primitive(),
+                    bias: bias.into_primitive(),
+                    scale,
+                    lse: Arc::new(lse),
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_token_logprobs(hidden: Tracked<C>, weight: Tracked<C>, targets: FlexTensor) -> Tracked<C> {
+        let targets = cpu::int_values(&targets);
+        let (out, lse) = cpu::token_logprobs_forward(hidden.primitive(), weight.primitive(), &targets);
+        match TokenLogprobsBackward.prepare::<C>([hidden.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((hidden.into_primitive(), weight.into_primitive(), Arc::new(targets), Arc::new(lse)), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
