@@ -331,7 +331,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Train the tokenizer on the text of these .jsonl/.parquet files (repeat for several).
-    #[arg(long, value_name = "FILE", required_unless_present = "tokenizer", help_heading = "Tokenizer")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["tokenizer", "text_model"], help_heading = "Tokenizer")]
     pub tokenizer_data: Vec<PathBuf>,
     /// Vocabulary size of the trained tokenizer (the model's vocab_size follows it).
     #[arg(long, default_value_t = 4096, help_heading = "Tokenizer")]
@@ -339,7 +339,9 @@ pub struct InitArgs {
     /// Copy the tokenizer of this model folder instead of training one.
     #[arg(long, value_name = "DIR", conflicts_with = "tokenizer_data", help_heading = "Tokenizer")]
     pub tokenizer: Option<PathBuf>,
-    /// qwen2 (q/k/v bias) or llama.
+    /// qwen2 (q/k/v bias), llama, or qwen2_5_vl (Qwen2.5-VL: a Qwen2 language model of the
+    /// shape below plus a vision tower of the --vision-* shape, Qwen2-VL's vision tokens added
+    /// to the tokenizer and a preprocessor_config.json).
     #[arg(long, default_value = "qwen2", help_heading = "Architecture")]
     pub arch: String,
     #[arg(long, default_value_t = 256, help_heading = "Architecture")]
@@ -370,6 +372,67 @@ pub struct InitArgs {
     /// Replace a model already in --out.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub vision: VisionInitArgs,
+}
+
+/// The vision tower and image processor of `ladder init --arch qwen2_5_vl`.
+#[derive(Debug, Args)]
+pub struct VisionInitArgs {
+    /// Width of the vision blocks [default: 64].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
+    pub vision_hidden_size: Option<usize>,
+    /// Vision blocks (the last attends to the whole image, the others within windows)
+    /// [default: 2].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
+    pub vision_layers: Option<usize>,
+    /// Attention heads of the vision blocks [default: 2].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
+    pub vision_heads: Option<usize>,
+    /// Vision MLP width [default: 2 × --vision-hidden-size].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "N")]
+    pub vision_intermediate_size: Option<usize>,
+    /// Patch edge in pixels; one image token covers (2 × patch)² pixels [default: 14].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
+    pub patch_size: Option<usize>,
+    /// Window-attention edge in pixels [default: 8 × --patch-size, Qwen2.5-VL's 112 for 14].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
+    pub window_size: Option<usize>,
+    /// Smallest resized image area of the image processor [default: 4 tokens' worth, 3136
+    /// for patch 14].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
+    pub min_pixels: Option<u64>,
+    /// Take the language model (its shape, weights and tokenizer) from this Qwen2 model folder
+    /// and add a random vision tower: a VLM whose language model is already trained.
+    #[arg(
+        long,
+        value_name = "DIR",
+        help_heading = "Vision (--arch qwen2_5_vl)",
+        conflicts_with_all = ["tokenizer_data", "tokenizer", "vocab_size", "hidden_size", "intermediate_size", "layers", "heads", "kv_heads", "max_position_embeddings", "rope_theta", "untie_embeddings"]
+    )]
+    pub text_model: Option<PathBuf>,
+    /// Largest resized image area: larger images are scaled down, so at most
+    /// max_pixels / (2 × patch)² image tokens per image [default: 256 tokens' worth].
+    #[arg(long, help_heading = "Vision (--arch qwen2_5_vl)", value_name = "PIXELS")]
+    pub max_pixels: Option<u64>,
+}
+
+impl VisionInitArgs {
+    /// The flags given, by name, for the error when they come without `--arch qwen2_5_vl`.
+    pub fn given(&self) -> Vec<&'static str> {
+        let flags = [
+            ("--vision-hidden-size", self.vision_hidden_size.is_some()),
+            ("--vision-layers", self.vision_layers.is_some()),
+            ("--vision-heads", self.vision_heads.is_some()),
+            ("--vision-intermediate-size", self.vision_intermediate_size.is_some()),
+            ("--patch-size", self.patch_size.is_some()),
+            ("--window-size", self.window_size.is_some()),
+            ("--min-pixels", self.min_pixels.is_some()),
+            ("--max-pixels", self.max_pixels.is_some()),
+            ("--text-model", self.text_model.is_some()),
+        ];
+        flags.into_iter().filter(|f| f.1).map(|f| f.0).collect()
+    }
 }
 
 /// `ladder bench` options.

@@ -148,13 +148,34 @@ fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
-    use ladder_train::init::{InitJob, TokenizerSource};
-    let architecture = match args.arch.as_str() {
-        "qwen2" => ladder_model::Architecture::Qwen2,
-        "llama" => ladder_model::Architecture::Llama,
-        other => anyhow::bail!("--arch {other:?}: expected qwen2 or llama"),
+    use ladder_train::init::{InitJob, TokenizerSource, VisionShape};
+    let (architecture, vlm) = match args.arch.as_str() {
+        "qwen2" => (ladder_model::Architecture::Qwen2, false),
+        "llama" => (ladder_model::Architecture::Llama, false),
+        "qwen2_5_vl" => (ladder_model::Architecture::Qwen2, true),
+        other => anyhow::bail!("--arch {other:?}: expected qwen2, llama or qwen2_5_vl"),
     };
-    let tokenizer = match args.tokenizer {
+    let v = &args.vision;
+    if !vlm && !v.given().is_empty() {
+        anyhow::bail!("{} only apply to --arch qwen2_5_vl (this is --arch {})", v.given().join(", "), args.arch);
+    }
+    let vision = vlm.then(|| {
+        let hidden_size = v.vision_hidden_size.unwrap_or(64);
+        let patch_size = v.patch_size.unwrap_or(14);
+        let token = (2 * patch_size) as u64;
+        VisionShape {
+            hidden_size,
+            intermediate_size: v.vision_intermediate_size.unwrap_or(2 * hidden_size),
+            depth: v.vision_layers.unwrap_or(2),
+            num_heads: v.vision_heads.unwrap_or(2),
+            patch_size,
+            window_size: v.window_size.unwrap_or(8 * patch_size),
+            min_pixels: v.min_pixels.unwrap_or(4 * token * token),
+            max_pixels: v.max_pixels.unwrap_or(256 * token * token),
+        }
+    });
+    let text_model = args.vision.text_model.clone();
+    let tokenizer = match args.tokenizer.or_else(|| text_model.clone()) {
         Some(dir) => TokenizerSource::Existing(dir),
         None => TokenizerSource::Train { data: args.tokenizer_data, vocab_size: args.vocab_size },
     };
@@ -173,6 +194,8 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         seed: args.seed,
         init_std: args.init_std,
         overwrite: args.overwrite,
+        vision,
+        text_model,
     };
     let report = ladder_train::init::run(&job)?;
     println!("{}", serde_json::to_string(&report)?);
@@ -308,6 +331,12 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
+    if ladder_train::vlm::detect(&args.model)?.1 {
+        anyhow::bail!(
+            "{} is a Qwen2.5-VL model: `ladder logprobs` scores text models only so far (DPO computes image rows' log-probs itself, `--reference precomputed`)",
+            args.model
+        );
+    }
     let device = ladder_train::device::parse_device(&args.device)?;
     let loaded = ladder_train::setup::load(&args.model, args.adapter.as_deref(), &device)?;
     let records = ladder_train::logprobs::run(&loaded.model, &loaded.tokenizer, &args.data)?;
@@ -320,11 +349,8 @@ fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    let device = ladder_train::device::parse_device("cpu")?;
-    let mut loaded = ladder_train::setup::load(&args.model, Some(&args.adapter), &device)?;
-    ladder_model::peft::merge(&mut loaded.model);
-    ladder_train::setup::save_full(&loaded.model, &loaded.dir, &args.out, loaded.dtype)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    ladder_train::setup::merge(&args.model, &args.adapter, &args.out)
+        .with_context(|| format!("merging {} into {}", args.adapter.display(), args.model))?;
     eprintln!("merged {} into {}", args.adapter.display(), args.out.display());
     Ok(())
 }

@@ -279,15 +279,14 @@ fn slurm_executor_matches_local() {
     assert_eq!(status.matches("completed").count(), 3, "{status}");
 }
 
-/// `recipes/demo.toml`, shortened (a few steps, short generations), runs end to end from the
-/// committed demo models and datasets, and `ladder compare` reports both starts.
-#[test]
-fn demo_recipe_runs_shortened() {
-    let dir = tempfile::tempdir().unwrap();
+/// A committed demo recipe (`recipes/<name>.toml`) with every step count and generation length
+/// cut short, run from the repository root as a user would (relative model and data paths) into
+/// `out`; checks that every stage of both starts ran and that `ladder compare` shows both
+/// evaluations of each start. Returns the run folder.
+fn run_demo_shortened(name: &str, out: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // Every step count and generation length is cut short, whatever the committed values.
     let mut text = String::new();
-    for line in std::fs::read_to_string(root.join("recipes/demo.toml")).unwrap().lines() {
+    for line in std::fs::read_to_string(root.join(format!("recipes/{name}.toml"))).unwrap().lines() {
         let key = line.split('=').next().unwrap_or("").trim();
         text.push_str(match key {
             "max_steps" => "max_steps = 2",
@@ -296,26 +295,60 @@ fn demo_recipe_runs_shortened() {
         });
         text.push('\n');
     }
-    let text = text
-        .replace("\"models/", &format!("\"{}/models/", root.display()))
-        .replace("\"datasets/", &format!("\"{}/datasets/", root.display()));
-    let recipe = dir.path().join("demo.toml");
+    std::fs::create_dir_all(out).unwrap();
+    let recipe = out.join(format!("{name}.toml"));
     std::fs::write(&recipe, text).unwrap();
-    let out = dir.path().join("runs");
-    let log = run_recipe(&recipe, &out, &[]);
+    let runs = out.join("runs");
+    let log = String::from_utf8_lossy(&ladder_in(root, &["run", recipe.to_str().unwrap(), "--output", runs.to_str().unwrap()]).stdout).into_owned();
     for start in ["generalist", "ocr-specialist"] {
         for stage in ["sft", "eval-sft", "pairs", "dpo", "eval-dpo"] {
             assert!(log.contains(&format!("{start}/{stage}: ran")), "{log}");
         }
     }
     // A local run ends with the comparison and where its report is.
-    assert!(log.contains(&format!("report: {}", out.join("demo/report.md").display())), "{log}");
-    let compare = String::from_utf8_lossy(&ladder(&["compare", out.join("demo").to_str().unwrap()]).stdout).into_owned();
+    let run = runs.join(name);
+    assert!(log.contains(&format!("report: {}", run.join("report.md").display())), "{log}");
+    let compare = String::from_utf8_lossy(&ladder(&["compare", run.to_str().unwrap()]).stdout).into_owned();
     // Both evaluations of each start, after SFT and after DPO, side by side.
     for start in ["generalist", "ocr-specialist"] {
         for (stage, eval) in [("sft", "eval-sft"), ("dpo", "eval-dpo")] {
             assert!(compare.contains(&format!("| {start} | 3 | {stage} | {eval} |")), "{compare}");
         }
     }
-    assert!(out.join("demo/pareto.svg").exists());
+    assert!(run.join("pareto.svg").exists());
+    run
+}
+
+/// `recipes/demo.toml`, shortened, runs end to end from the committed demo models and datasets.
+#[test]
+fn demo_recipe_runs_shortened() {
+    let dir = tempfile::tempdir().unwrap();
+    run_demo_shortened("demo", dir.path());
+}
+
+/// `recipes/demo-vlm.toml`, shortened, runs end to end on the rendered pages from the committed
+/// tiny Qwen2.5-VL starts: the adapters cover the vision blocks, the pairs carry their page
+/// images (as absolute paths, so DPO finds them from the run folder), every page is scored.
+#[test]
+fn demo_vlm_recipe_runs_shortened() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_demo_shortened("demo-vlm", dir.path());
+    for start in ["generalist", "ocr-specialist"] {
+        let s = run.join(start);
+        let adapter = ladder_model::TensorFile::open(&s.join("dpo/adapter_model.safetensors")).unwrap();
+        assert!(adapter.keys().any(|k| k.contains("model.visual.blocks.0.attn.qkv.lora_A")), "{start}: no vision adapter");
+        assert!(s.join("sft/preprocessor_config.json").exists());
+        let pairs = read_jsonl(s.join("pairs/pairs.jsonl"));
+        assert_eq!(pairs.len(), 16, "{start}: one pair per page");
+        for p in &pairs {
+            let image = Path::new(p["images"][0].as_str().unwrap());
+            assert!(image.is_absolute() && image.is_file(), "{start}: pair image {image:?}");
+        }
+        for eval in ["eval-sft", "eval-dpo"] {
+            let report = read_json(s.join(eval).join("eval.json"));
+            assert_eq!(report["rows"].as_array().unwrap().len(), 16, "{start}/{eval}");
+            let score = report["aggregate"]["score"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&score), "{start}/{eval}: score {score}");
+        }
+    }
 }

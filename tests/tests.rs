@@ -15,4 +15,5 @@ mod recipe;
 mod reliability;
 mod training;
 mod vlm;
+mod vlm_init;
 mod vlm_train;

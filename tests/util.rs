@@ -13,8 +13,14 @@ pub fn fixture(rel: &str) -> String {
 
 /// Runs `ladder` with `args`; panics with its output if the exit status is not `success`.
 pub fn ladder(args: &[&str]) -> Output {
+    ladder_in(Path::new("."), args)
+}
+
+/// [`ladder`] in the working directory `cwd` (for relative paths as a user types them).
+pub fn ladder_in(cwd: &Path, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_ladder"))
         .args(args)
+        .current_dir(cwd)
         .env("RUST_LOG", "warn")
         .output()
         .expect("spawn ladder");

@@ -178,3 +178,31 @@ fn vlm_cached_decoding_continues_mrope_positions() {
     let diff = max_abs_diff(&got, &want.data);
     assert!(diff < 1e-4, "cached decoding: max diff {diff:.2e}");
 }
+
+/// `ladder merge` on Qwen2.5-VL folds the language and vision adapters: the merged folder has
+/// the base's keys and gives PEFT's logits with the adapter (recorded by transformers).
+#[test]
+fn vlm_merge_matches_peft_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("merged");
+    let (base, adapter) = (fixture("qwen2_5-vl-tiny"), fixture("qwen2_5-vl-tiny-vision-lora-peft"));
+    ladder(&["merge", "--model", &base, "--adapter", &adapter, "--out", out.to_str().unwrap()]);
+    let keys = |p: &std::path::Path| {
+        let mut k: Vec<String> = TensorFile::open(&p.join("model.safetensors")).unwrap().keys().map(String::from).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&out), keys(std::path::Path::new(&base)));
+    let device = ladder_train::device::parse_device("cpu").unwrap();
+    let merged = load_vlm(&out, &device).unwrap().model;
+    let c = case("one_image");
+    let images = Images::from_host(c.pixels.1, c.pixels.0[1], &c.grids, &device).unwrap();
+    let got = host(merged.forward(&Tokens::new(&c.ids, 1, c.ids.len()), Some(&images), ForwardMode::default()).unwrap());
+    let want = TensorFile::open(&fixtures().join(EXPECTED)).unwrap().get("one_image+vision-lora-peft.logits", None).unwrap();
+    let diff = max_abs_diff(&got, &want.data);
+    assert!(diff < 1e-4, "merged logits: max diff {diff:.2e}");
+    // What stays unsupported says so.
+    let data = fixture("data/images.jsonl");
+    let err = ladder_fails(&["logprobs", "--model", &base, "--data", &data, "--out", tmp.path().join("lp.jsonl").to_str().unwrap()]);
+    assert!(err.contains("is a Qwen2.5-VL model") && err.contains("text models only"), "{err}");
+}

@@ -200,6 +200,55 @@ pub fn train_bpe(texts: &[String], vocab_size: usize, dir: &Path) -> Result<Toke
     Tokenizer::from_dir(dir)
 }
 
+/// Qwen2-VL's image and video tokens, appended after the text vocabulary as Qwen's tokenizers
+/// have them (after `<|im_end|>`), in Qwen's order.
+pub const VISION_SPECIALS: [&str; 4] = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"];
+
+/// Qwen2-VL's chat template (without tools): [`CHATML_TEMPLATE`] for string contents, and for a
+/// list of parts one `<|vision_start|><|image_pad|><|vision_end|>` per `{"type": "image"}`
+/// part, so transformers' processor places images where the row puts them.
+pub const QWEN2_VL_TEMPLATE: &str = "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// Makes the tokenizer folder `dir` one a Qwen2.5-VL model can use: appends the
+/// [`VISION_SPECIALS`] it lacks (as special tokens, never split or normalised) and, unless its
+/// chat template already writes `<|vision_start|>`, sets [`QWEN2_VL_TEMPLATE`] (in
+/// `chat_template.jinja` when the folder keeps its template there).
+pub fn add_vision_tokens(dir: &Path) -> Result<Tokenizer> {
+    use tokenizers::AddedToken;
+    let path = dir.join("tokenizer.json");
+    let err = |message: String| DataError::Tokenizer { path: path.clone(), message };
+    let mut inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| err(format!("cannot load tokenizer: {e}")))?;
+    let missing: Vec<AddedToken> = VISION_SPECIALS
+        .iter()
+        .filter(|t| inner.token_to_id(t).is_none())
+        .map(|t| AddedToken::from(t.to_string(), true))
+        .collect();
+    if !missing.is_empty() {
+        inner.add_special_tokens(&missing);
+        inner.save(&path, false).map_err(|e| err(format!("cannot save: {e}")))?;
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataError::Io { path, source }
+    };
+    let jinja = dir.join("chat_template.jinja");
+    let config_path = dir.join("tokenizer_config.json");
+    let mut config: Value = match std::fs::read_to_string(&config_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| DataError::Tokenizer { path: config_path.clone(), message: format!("malformed JSON: {e}") })?,
+        Err(_) => serde_json::json!({}),
+    };
+    if config.get("chat_template").is_none() && jinja.exists() {
+        let template = std::fs::read_to_string(&jinja).map_err(io(&jinja))?;
+        if !template.contains("<|vision_start|>") {
+            std::fs::write(&jinja, QWEN2_VL_TEMPLATE).map_err(io(&jinja))?;
+        }
+    } else if !config.get("chat_template").and_then(Value::as_str).is_some_and(|t| t.contains("<|vision_start|>")) {
+        config["chat_template"] = Value::String(QWEN2_VL_TEMPLATE.into());
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).map_err(io(&config_path))?;
+    }
+    Tokenizer::from_dir(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +270,22 @@ mod tests {
         train_bpe(&texts, 400, again.path()).unwrap();
         let read = |d: &Path| std::fs::read(d.join("tokenizer.json")).unwrap();
         assert_eq!(read(dir.path()), read(again.path()));
+    }
+
+    #[test]
+    fn vision_tokens_are_appended_once_and_the_template_places_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = (0..50).map(|i| format!("Página {i} de um documento.")).collect();
+        let text = train_bpe(&texts, 400, dir.path()).unwrap();
+        let n = text.vocab_size();
+        let tok = add_vision_tokens(dir.path()).unwrap();
+        let ids: Vec<u32> = VISION_SPECIALS.iter().map(|t| tok.token_id(t).unwrap()).collect();
+        assert_eq!(ids, (n as u32..n as u32 + 4).collect::<Vec<_>>());
+        // Never split: a block of three is three ids.
+        assert_eq!(tok.encode(crate::IMAGE_BLOCK, false).unwrap(), [ids[0], ids[2], ids[1]]);
+        let rendered = tok.apply_chat_template(&[crate::Message::new("user", "oi")], true).unwrap();
+        assert_eq!(rendered, text.apply_chat_template(&[crate::Message::new("user", "oi")], true).unwrap());
+        // Idempotent.
+        assert_eq!(add_vision_tokens(dir.path()).unwrap().vocab_size(), n + 4);
     }
 }

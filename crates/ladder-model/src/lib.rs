@@ -24,5 +24,5 @@ pub use io::write_atomic;
 pub use linear::{ForwardMode, Linear, Lora};
 pub use peft::{AdapterConfig, LoraSettings};
 pub use source::ModelSource;
-pub use vlm::{load_vlm, random_vlm, Images, LoadedVlm, VisionLanguageModel, VlmConfig, VlmLora};
+pub use vlm::{load_vlm, random_vlm, random_vlm_tensors, Images, LoadedVlm, VisionLanguageModel, VlmConfig, VlmLora};
 pub use weights::{load_decoder, random_decoder, Loaded, StorageDtype, TensorFile};

@@ -340,10 +340,15 @@ pub fn save_adapter(model: &Decoder, settings: &LoraSettings, base_model: &str, 
 /// Folds every adapter into its base weight (`W + s·A·B`) and removes it.
 pub fn merge(model: &mut Decoder) {
     for (_, linear) in linears_mut(model) {
-        if let Some(lora) = linear.lora.take() {
-            let delta = lora.a.val().matmul(lora.b.val()) * lora.scale;
-            linear.weight = Param::from_tensor(linear.weight.val() + delta);
-        }
+        merge_linear(linear);
+    }
+}
+
+/// Folds one layer's adapter, if it has one, into its weight and removes it.
+pub fn merge_linear(linear: &mut Linear) {
+    if let Some(lora) = linear.lora.take() {
+        let delta = lora.a.val().matmul(lora.b.val()) * lora.scale;
+        linear.weight = Param::from_tensor(linear.weight.val() + delta);
     }
 }
 

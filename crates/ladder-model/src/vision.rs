@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::decoder::{Mlp, RmsNorm};
 use crate::error::{ModelError, Result};
 use crate::linear::{ForwardMode, Linear};
+use crate::weights::{host, linear, norm, push_linear, transpose, Fetch};
 use crate::{kernels, rope};
-use crate::weights::{linear, norm, transpose, Fetch};
 
 /// transformers hard-codes the vision norms' epsilon.
 const NORM_EPS: f64 = 1e-6;
@@ -117,6 +117,28 @@ impl VisionConfig {
             ));
         }
         Ok(c)
+    }
+
+    /// `vision_config` as transformers 5.23 saves it (see [`crate::vlm::VlmConfig::to_hf_json`]).
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "depth": self.depth,
+            "fullatt_block_indexes": self.fullatt_block_indexes,
+            "hidden_act": "silu",
+            "hidden_size": self.hidden_size,
+            "in_channels": self.in_channels,
+            "initializer_range": 0.02,
+            "intermediate_size": self.intermediate_size,
+            "model_type": "qwen2_5_vl_vision",
+            "num_heads": self.num_heads,
+            "out_hidden_size": self.out_hidden_size,
+            "patch_size": self.patch_size,
+            "rope_parameters": {"rope_theta": self.rope_theta, "rope_type": "axial"},
+            "spatial_merge_size": self.spatial_merge_size,
+            "temporal_patch_size": self.temporal_patch_size,
+            "tokens_per_second": 4,
+            "window_size": self.window_size,
+        })
     }
 
     pub fn head_dim(&self) -> usize {
@@ -261,6 +283,36 @@ impl VisionTransformer {
                 out.push((format!("{p}.mlp.{name}"), l));
             }
         }
+        out
+    }
+
+    /// Every tensor under its checkpoint key (`visual.*`) in HF layout: the inverse of
+    /// [`VisionTransformer::build`], the patch embedding back to its `Conv3d` kernel.
+    pub fn hf_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let c = &self.config;
+        let (d, patch_dim) = (c.hidden_size, c.patch_dim());
+        let kernel = transpose(&host(self.patch_embed.weight.val()), patch_dim, d);
+        let mut out = vec![(
+            "visual.patch_embed.proj.weight".to_string(),
+            vec![d, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size],
+            kernel,
+        )];
+        let norm = |out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, key: String, n: &RmsNorm| {
+            out.push((key, vec![n.weight.dims()[0]], host(n.weight.val())));
+        };
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("visual.blocks.{i}");
+            norm(&mut out, format!("{p}.norm1.weight"), &b.norm1);
+            norm(&mut out, format!("{p}.norm2.weight"), &b.norm2);
+            push_linear(&mut out, format!("{p}.attn.qkv"), &b.attn.qkv);
+            push_linear(&mut out, format!("{p}.attn.proj"), &b.attn.proj);
+            for (name, l) in [("gate_proj", &b.mlp.gate_proj), ("up_proj", &b.mlp.up_proj), ("down_proj", &b.mlp.down_proj)] {
+                push_linear(&mut out, format!("{p}.mlp.{name}"), l);
+            }
+        }
+        norm(&mut out, "visual.merger.ln_q.weight".into(), &self.merger.ln_q);
+        push_linear(&mut out, "visual.merger.mlp.0".into(), &self.merger.mlp_0);
+        push_linear(&mut out, "visual.merger.mlp.2".into(), &self.merger.mlp_2);
         out
     }
 

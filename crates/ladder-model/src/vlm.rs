@@ -100,6 +100,57 @@ impl VlmConfig {
     }
 }
 
+impl VlmConfig {
+    /// `config.json` as transformers 5.23 saves a `Qwen2_5_VLForConditionalGeneration`: the
+    /// language model under `text_config` (with `rope_parameters.mrope_section`), the vision
+    /// tower under `vision_config`, the special token ids at the top. Written by `ladder init`;
+    /// `scripts/make_vlm_fixtures.py` checks it against a transformers round trip.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let t = &self.text;
+        let eos = match t.eos_token_ids.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        };
+        let text_config = serde_json::json!({
+            "attention_dropout": 0.0,
+            "bos_token_id": t.bos_token_id,
+            "eos_token_id": eos,
+            "hidden_act": "silu",
+            "hidden_size": t.hidden_size,
+            "initializer_range": 0.02,
+            "intermediate_size": t.intermediate_size,
+            "layer_types": vec!["full_attention"; t.num_layers],
+            "max_position_embeddings": t.max_position_embeddings,
+            "max_window_layers": 80,
+            "model_type": "qwen2_5_vl_text",
+            "num_attention_heads": t.num_heads,
+            "num_hidden_layers": t.num_layers,
+            "num_key_value_heads": t.num_kv_heads,
+            "pad_token_id": null,
+            "rms_norm_eps": t.rms_norm_eps,
+            "rope_parameters": {"mrope_section": t.mrope_section, "rope_theta": t.rope_theta, "rope_type": "default"},
+            "sliding_window": null,
+            "tie_word_embeddings": t.tie_word_embeddings,
+            "use_cache": true,
+            "use_sliding_window": false,
+            "vocab_size": t.vocab_size,
+        });
+        serde_json::json!({
+            "architectures": [HF_NAME],
+            "dtype": "float32",
+            "image_token_id": self.image_token_id,
+            "model_type": "qwen2_5_vl",
+            "text_config": text_config,
+            "tie_word_embeddings": t.tie_word_embeddings,
+            "video_token_id": self.video_token_id,
+            "vision_config": self.vision.to_hf_json(),
+            "vision_end_token_id": self.vision_end_token_id,
+            "vision_start_token_id": self.vision_start_token_id,
+        })
+    }
+}
+
 /// Images for one forward: the processor's `pixel_values` and `image_grid_thw`.
 #[derive(Clone, Debug)]
 pub struct Images<'a> {
@@ -175,19 +226,39 @@ pub fn load_vlm(dir: &Path, device: &Device) -> Result<LoadedVlm> {
 /// A randomly initialised model, as [`crate::random_decoder`]: linear weights N(0, `std`),
 /// biases 0, norm weights 1. Seeded and deterministic.
 pub fn random_vlm(config: &VlmConfig, std: f64, seed: u64, device: &Device) -> VisionLanguageModel {
+    build_random(config, std, seed, device, &mut |_, _, _| {})
+}
+
+/// The tensors of [`random_vlm`] (same seed, same numbers) under the keys and in the layout
+/// `save_pretrained` writes (`model.layers.*`, `visual.*`, `[out, in]` linears, the patch
+/// embedding as its `Conv3d` kernel): what `ladder init` saves. They are recorded as the
+/// loader asks for them, so the file holds exactly the keys [`load_vlm`] reads.
+pub fn random_vlm_tensors(config: &VlmConfig, std: f64, seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = Vec::new();
+    build_random(config, std, seed, &Device::flex(), &mut |key, shape, data| out.push((key.to_string(), shape.to_vec(), data.to_vec())));
+    out
+}
+
+/// Sees each tensor of a model being built: HF key, HF shape, values.
+type Record<'a> = dyn FnMut(&str, &[usize], &[f32]) + 'a;
+
+/// Builds a random model, showing each tensor to `record`.
+fn build_random(config: &VlmConfig, std: f64, seed: u64, device: &Device, record: &mut Record) -> VisionLanguageModel {
     use rand::SeedableRng;
     use rand_distr::Distribution;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let normal = rand_distr::Normal::new(0.0f32, std as f32).expect("finite std");
     let mut fetch = |key: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let n = shape.iter().product();
-        Ok(if key.contains("norm") || key.contains("ln_q") {
+        let data = if key.contains("norm") || key.contains("ln_q") {
             vec![1.0; n]
         } else if key.ends_with(".bias") {
             vec![0.0; n]
         } else {
             (0..n).map(|_| normal.sample(&mut rng)).collect()
-        })
+        };
+        record(key, shape, &data);
+        Ok(data)
     };
     let language_model = crate::weights::build(&config.text, device, &mut fetch).expect("random weights have the right shapes");
     let visual = VisionTransformer::build(&config.vision, device, &mut fetch).expect("random weights have the right shapes");
@@ -280,6 +351,22 @@ impl VisionLanguageModel {
         out.extend(self.visual.linears_mut());
         out
     }
+}
+
+/// Folds every adapter (language model and vision blocks) into its base weight, as PEFT's
+/// `merge_and_unload`.
+pub fn merge(model: &mut VisionLanguageModel) {
+    for (_, linear) in model.linears_mut() {
+        peft::merge_linear(linear);
+    }
+}
+
+/// Every base tensor under the keys `save_pretrained` writes (`model.*`, `lm_head.weight`,
+/// `visual.*`), HF layout: what [`load_vlm`] reads back.
+pub fn hf_tensors(model: &VisionLanguageModel) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = crate::weights::hf_tensors(&model.language_model);
+    out.extend(model.visual.hf_tensors());
+    out
 }
 
 /// `model.layers.…` (the text decoder's path) → `model.language_model.layers.…`.

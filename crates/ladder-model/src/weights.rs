@@ -385,14 +385,6 @@ pub(crate) fn build(c: &DecoderConfig, device: &Device, f: &mut Fetch) -> Result
 /// Every base tensor of `model` under its HF key, in HF layout (`[out, in]` linears), host-side.
 pub fn hf_tensors(model: &Decoder) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut out = Vec::new();
-    let push_linear = |out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, prefix: String, l: &Linear| {
-        let (d_in, d_out) = (l.d_in(), l.d_out());
-        let w: Vec<f32> = host(l.weight.val());
-        out.push((format!("{prefix}.weight"), vec![d_out, d_in], transpose(&w, d_in, d_out)));
-        if let Some(b) = &l.bias {
-            out.push((format!("{prefix}.bias"), vec![d_out], host(b.val())));
-        }
-    };
     let vec1 = |p: &Param<Tensor<1>>| -> Vec<f32> { host(p.val()) };
     let c = &model.config;
     out.push((
@@ -422,6 +414,16 @@ pub fn hf_tensors(model: &Decoder) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         push_linear(&mut out, "lm_head".into(), head);
     }
     out
+}
+
+/// Appends a linear layer's `{prefix}.weight` (HF's `[out, in]`) and bias, if any.
+pub(crate) fn push_linear(out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, prefix: String, l: &Linear) {
+    let (d_in, d_out) = (l.d_in(), l.d_out());
+    let w: Vec<f32> = host(l.weight.val());
+    out.push((format!("{prefix}.weight"), vec![d_out, d_in], transpose(&w, d_in, d_out)));
+    if let Some(b) = &l.bias {
+        out.push((format!("{prefix}.bias"), vec![d_out], host(b.val())));
+    }
 }
 
 /// Writes tensors to one safetensors file with `{"format": "pt"}` metadata (transformers

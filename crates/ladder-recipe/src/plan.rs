@@ -341,20 +341,28 @@ pub fn plan(src: &RecipeSource, output: Option<&Path>) -> Result<Plan> {
         return Err(RecipeError::Invalid(c.problems));
     }
     // Starts: model folders and tokenizers.
-    let mut chat_templates: Vec<Option<bool>> = Vec::new();
-    for (i, s) in r.start.iter().enumerate() {
-        chat_templates.push(check_model(&mut c, i, &s.model));
-    }
+    let starts_info: Vec<Option<StartModel>> = r.start.iter().enumerate().map(|(i, s)| check_model(&mut c, i, &s.model)).collect();
     // Data files and their rows.
-    let mut needs_chat = vec![false; r.stage.len()];
-    for (i, st) in r.stage.iter().enumerate() {
-        needs_chat[i] = check_data(&mut c, i, st, &merged[i]);
-    }
+    let needs: Vec<DataNeeds> = r.stage.iter().enumerate().map(|(i, st)| check_data(&mut c, i, st, &merged[i])).collect();
     for (i, s) in r.start.iter().enumerate() {
+        let Some(info) = &starts_info[i] else { continue };
         for (j, st) in r.stage.iter().enumerate() {
-            if needs_chat[j] && chat_templates[i] == Some(false) {
+            if needs[j].chat && !info.chat_template {
                 c.at("stage", j, "data", format!(
                     "stage `{}`: the data has {{\"messages\"}} rows but the tokenizer of start `{}` ({}) has no chat_template",
+                    st.name, s.name, s.model
+                ));
+            }
+            if needs[j].images && !info.vlm {
+                c.at("stage", j, "data", format!(
+                    "stage `{}`: the data has image rows but start `{}` ({}) is a text-only model; use a Qwen2.5-VL model",
+                    st.name, s.name, s.model
+                ));
+            }
+            let full = merged[j].get("full").and_then(|v| v.as_bool()) == Some(true);
+            if full && info.vlm && matches!(st.kind, StageKind::Sft | StageKind::Dpo) {
+                c.at("stage", j, "full", format!(
+                    "stage `{}`: full = true, but start `{}` ({}) is a Qwen2.5-VL model, which trains LoRA adapters only (drop full; lora_vision adds the vision blocks)",
                     st.name, s.name, s.model
                 ));
             }
@@ -508,9 +516,16 @@ fn check_types(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) {
     }
 }
 
-/// Checks a start's model folder (local ones only: `hf://` models are fetched at run time) and
-/// returns whether its tokenizer has a chat template.
-fn check_model(c: &mut Checker, i: usize, spec: &str) -> Option<bool> {
+/// What the stages need to know about a start's model.
+struct StartModel {
+    chat_template: bool,
+    /// A Qwen2.5-VL model (image rows allowed, LoRA only).
+    vlm: bool,
+}
+
+/// Checks a start's model folder (local ones only: `hf://` models are fetched at run time):
+/// its config (text or Qwen2.5-VL) and that its tokenizer fits it.
+fn check_model(c: &mut Checker, i: usize, spec: &str) -> Option<StartModel> {
     let source = match ladder_model::ModelSource::parse(spec) {
         Ok(s) => s,
         Err(e) => {
@@ -523,8 +538,21 @@ fn check_model(c: &mut Checker, i: usize, spec: &str) -> Option<bool> {
         c.at("start", i, "model", format!("model folder {} does not exist", dir.display()));
         return None;
     }
-    let config = match ladder_model::DecoderConfig::from_file(&dir.join("config.json")) {
-        Ok(cfg) => cfg,
+    let vlm = ladder_train::vlm::is_vlm(&dir);
+    if vlm {
+        if let Err(e) = ladder_train::vlm::check_folder(&dir) {
+            c.at("start", i, "model", format!("model {}: {e}", dir.display()));
+            return None;
+        }
+    }
+    let config_path = dir.join("config.json");
+    let vocab = if vlm {
+        ladder_model::VlmConfig::from_file(&config_path).map(|c| c.text.vocab_size)
+    } else {
+        ladder_model::DecoderConfig::from_file(&config_path).map(|c| c.vocab_size)
+    };
+    let vocab_size = match vocab {
+        Ok(v) => v,
         Err(e) => {
             c.at("start", i, "model", format!("model {}: {e}", dir.display()));
             return None;
@@ -532,15 +560,15 @@ fn check_model(c: &mut Checker, i: usize, spec: &str) -> Option<bool> {
     };
     match ladder_data::Tokenizer::from_dir(&dir) {
         Ok(tok) => {
-            if tok.vocab_size() > config.vocab_size {
+            if tok.vocab_size() > vocab_size {
                 c.at("start", i, "model", format!(
                     "tokenizer in {} has {} tokens but the model's vocab_size is {}: they do not belong together",
                     dir.display(),
                     tok.vocab_size(),
-                    config.vocab_size
+                    vocab_size
                 ));
             }
-            Some(tok.has_chat_template())
+            Some(StartModel { chat_template: tok.has_chat_template(), vlm })
         }
         Err(e) => {
             c.at("start", i, "model", format!("model {}: {e}", dir.display()));
@@ -584,9 +612,17 @@ fn row_json(row: &Row) -> Value {
     }
 }
 
+/// What a stage's data asks of the model.
+#[derive(Default)]
+struct DataNeeds {
+    /// Conversational rows: the tokenizer needs a chat template.
+    chat: bool,
+    /// Rows with images: the model must be a vision-language one.
+    images: bool,
+}
+
 /// Checks that every data file exists and its first rows have the columns the kind needs.
-/// Returns whether the rows need a chat template.
-fn check_data(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) -> bool {
+fn check_data(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) -> DataNeeds {
     let mut files: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(toml::Value::Array(a)) = t.get("data") {
         files.extend(a.iter().filter_map(|v| v.as_str()).map(|s| (PathBuf::from(s), "data")));
@@ -612,6 +648,7 @@ fn check_data(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) -> bool {
         _ => {}
     }
     let mut chat = false;
+    let mut images = false;
     for (file, key) in files {
         if !file.is_file() {
             c.at("stage", i, key, format!("stage `{}`: data file {} does not exist", st.name, file.display()));
@@ -625,6 +662,7 @@ fn check_data(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) -> bool {
             }
         };
         for (line, v) in rows {
+            images |= v.get("image").is_some_and(|i| !i.is_null()) || v.get("images").is_some_and(|i| !i.is_null());
             let bad = match st.kind {
                 StageKind::Sft | StageKind::Dpo => match ladder_data::parse_row(&v) {
                     Err(e) => Some(e),
@@ -659,7 +697,7 @@ fn check_data(c: &mut Checker, i: usize, st: &Stage, t: &toml::Table) -> bool {
             Err(e) => c.at("stage", i, "predictions", format!("stage `{}`: {e}", st.name)),
         }
     }
-    chat
+    DataNeeds { chat, images }
 }
 
 /// The key a resolver message is about: `--lr must be…` → `lr`.
@@ -1012,6 +1050,31 @@ mod tests {
         fails(&recipe(|t| t.replace("data/sft.jsonl", "data/dpo.jsonl")), 14, "dpo.jsonl:1: a preference row");
         let dpo_on_sft = recipe(|t| t.replacen(&fixture("data/dpo.jsonl"), &fixture("data/sft.jsonl"), 1));
         fails(&dpo_on_sft, 20, "sft.jsonl:1: not a preference row");
+    }
+
+    /// Image rows need a Qwen2.5-VL start, which validates as any model does and trains LoRA
+    /// adapters only.
+    #[test]
+    fn image_rows_and_vlm_starts_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images.jsonl");
+        let row = json!({"image": fixture("images/large.png"), "prompt": "Read:", "completion": "PROCURAÇÃO"});
+        std::fs::write(&images, format!("{row}\n")).unwrap();
+        let images = images.to_str().unwrap();
+        fails(&recipe(|t| t.replace(&fixture("data/sft.jsonl"), images)), 14, "image rows but start `a`");
+        // The fixture model has no preprocessor_config.json: Qwen2-VL's default 14-pixel patches
+        // do not fit its 4-pixel vision tower, as training would find out.
+        let vlm = recipe(|t| t.replace(&fixture("qwen2-tiny"), &fixture("qwen2_5-vl-tiny")).replace(&fixture("data/sft.jsonl"), images));
+        fails(&vlm, 5, "patch_size 14, temporal_patch_size 2, merge_size 2 do not match the model's vision_config (4, 2, 2)");
+        let model = dir.path().join("vlm");
+        std::fs::create_dir(&model).unwrap();
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+            std::fs::copy(format!("{}/{f}", fixture("qwen2_5-vl-tiny")), model.join(f)).unwrap();
+        }
+        std::fs::write(model.join("preprocessor_config.json"), r#"{"patch_size": 4, "min_pixels": 64, "max_pixels": 1024}"#).unwrap();
+        let vlm = vlm.replace(&fixture("qwen2_5-vl-tiny"), model.to_str().unwrap());
+        check(&vlm).unwrap();
+        fails(&vlm.replacen("from = \"start\"\n", "from = \"start\"\nfull = true\n", 1), 14, "trains LoRA adapters only");
     }
 
     #[test]

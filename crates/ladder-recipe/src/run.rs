@@ -227,10 +227,7 @@ impl Work {
                 Ok(serde_json::to_value(report).expect("serialisable"))
             }
             Work::Merge(job) => {
-                let device = ladder_train::device::parse_device("cpu").map_err(train)?;
-                let mut loaded = ladder_train::setup::load(&job.model, Some(&job.adapter), &device).map_err(train)?;
-                ladder_model::peft::merge(&mut loaded.model);
-                ladder_train::setup::save_full(&loaded.model, &loaded.dir, &job.out, loaded.dtype).map_err(train)?;
+                ladder_train::setup::merge(&job.model, &job.adapter, &job.out).map_err(train)?;
                 Ok(json!({"out": job.out, "merged_adapter": job.adapter}))
             }
             Work::Pairs(job) => {

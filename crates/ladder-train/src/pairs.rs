@@ -132,7 +132,10 @@ pub fn read_prompted(data: &Path, tok: &ladder_data::Tokenizer, images: Option<&
             .images()
             .iter()
             .map(|source| match source {
-                ladder_data::ImageSource::Path(p) => Ok(p.display().to_string()),
+                // Absolute: the pairs file lives elsewhere (a recipe's run folder), and a path
+                // relative to the data file (or to a relative data file's folder) would not
+                // resolve from there.
+                ladder_data::ImageSource::Path(p) => std::path::absolute(p).map(|p| p.display().to_string()).map_err(|e| at(format!("image {}: {e}", p.display()))),
                 ladder_data::ImageSource::Bytes { .. } => Err(at("embedded image bytes cannot be written to the output rows yet; use image files".into())),
             })
             .collect::<Result<Vec<String>>>()?;

@@ -77,6 +77,19 @@ pub fn save_full(model: &Decoder, source_dir: &Path, out: &Path, dtype: StorageD
     Ok(())
 }
 
+/// `ladder merge` and a recipe's merge stage: folds `adapter` into `model` and writes a full
+/// checkpoint in the source's dtype, for text models and Qwen2.5-VL alike.
+pub fn merge(model: &str, adapter: &Path, out: &Path) -> Result<()> {
+    let device = crate::device::parse_device("cpu")?;
+    let (dir, is_vlm) = crate::vlm::detect(model)?;
+    if is_vlm {
+        return crate::vlm::merge(&dir, adapter, out, &device);
+    }
+    let mut loaded = load(model, Some(adapter), &device)?;
+    peft::merge(&mut loaded.model);
+    save_full(&loaded.model, &loaded.dir, out, loaded.dtype)
+}
+
 /// Writes the model's adapter as a PEFT folder, with the tokenizer files beside it.
 pub fn save_adapter(model: &Decoder, settings: &LoraSettings, base: &str, source_dir: &Path, out: &Path) -> Result<()> {
     peft::save_adapter(model, settings, base, out)?;

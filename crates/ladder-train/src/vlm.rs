@@ -88,6 +88,12 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
     Ok(VlmStage { model, tokenizer, images, source_dir, lora, resume_dir, device, pad_id })
 }
 
+/// Checks that a Qwen2.5-VL folder's config, tokenizer and image processor fit together, as
+/// training will (for `ladder validate`, before anything runs).
+pub fn check_folder(dir: &Path) -> Result<()> {
+    open(dir).map(|_| ())
+}
+
 /// A model folder's tokenizer, image processor and padding id, checked against its
 /// `config.json`.
 fn open(source_dir: &Path) -> Result<(Tokenizer, ImageConfig, u32)> {
@@ -152,6 +158,20 @@ pub fn starting_model(job: &StageJob, device: &Device) -> Result<VisionLanguageM
         vlm::load_adapter(&mut model, adapter, device)?;
     }
     Ok(model.no_grad())
+}
+
+/// Folds a PEFT adapter (language model and vision blocks) into a Qwen2.5-VL model and writes
+/// the full checkpoint in the source's dtype, with its config, tokenizer and image processor:
+/// a folder `Qwen2_5_VLForConditionalGeneration.from_pretrained` and `ladder` load.
+pub fn merge(dir: &Path, adapter: &Path, out: &Path, device: &Device) -> Result<()> {
+    let loaded = vlm::load_vlm(dir, device)?;
+    let mut model = loaded.model;
+    vlm::load_adapter(&mut model, adapter, device)?;
+    vlm::merge(&mut model);
+    std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
+    ladder_model::weights::write_safetensors(&out.join("model.safetensors"), &vlm::hf_tensors(&model), loaded.dtype)?;
+    setup::copy_companions(dir, out, &setup::COMPANIONS)?;
+    setup::copy_companions(dir, out, &["preprocessor_config.json"])
 }
 
 /// Writes the adapter as a PEFT folder, with the tokenizer and image processor files.
