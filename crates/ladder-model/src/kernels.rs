@@ -198,6 +198,14 @@ mod tests {
         assert!(worst <= tol, "{what}: max difference {worst} > {tol}");
     }
 
+    /// [`close`] within 1e-5 for each of several named results.
+    fn close_each(fused: Vec<Tensor<4>>, reference: Vec<Tensor<4>>, names: &[&str]) {
+        assert_eq!(fused.len(), names.len());
+        for ((a, b), name) in fused.into_iter().zip(reference).zip(names) {
+            close(a, b, 1e-5, name);
+        }
+    }
+
     fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad()
     }
@@ -240,14 +248,9 @@ mod tests {
                 let out = f(q.clone(), k.clone(), v.clone(), bias.clone(), 0.3);
                 let grads = (out.clone() * dout.clone()).sum().backward();
                 let g = |x: &Tensor<4>| x.grad(&grads).unwrap();
-                (out.detach(), g(&q), g(&k), g(&v))
+                vec![out.detach(), g(&q), g(&k), g(&v)]
             };
-            let fused = run(attention);
-            let reference = run(attention_reference);
-            close(fused.0, reference.0, 1e-5, "output");
-            close(fused.1, reference.1, 1e-5, "dq");
-            close(fused.2, reference.2, 1e-5, "dk");
-            close(fused.3, reference.3, 1e-5, "dv");
+            close_each(run(attention), run(attention_reference), &["output", "dq", "dk", "dv"]);
         }
     }
 
@@ -276,14 +279,9 @@ mod tests {
             let (lp, mean) = f(hidden.clone(), weight.clone().transpose(), targets.clone());
             let grads = (lp.clone() * g.clone()).sum().backward();
             let four = |t: Tensor<2>| t.reshape([1, 1, n, h]);
-            (lp.detach().reshape([1, 1, 1, n]), mean.reshape([1, 1, 1, n]), four(hidden.grad(&grads).unwrap()), weight.grad(&grads).unwrap().reshape([1, 1, v, h]))
+            vec![lp.detach().reshape([1, 1, 1, n]), mean.reshape([1, 1, 1, n]), four(hidden.grad(&grads).unwrap()), weight.grad(&grads).unwrap().reshape([1, 1, v, h])]
         };
-        let fused = run(token_logprobs);
-        let reference = run(token_logprobs_reference);
-        close(fused.0, reference.0, 1e-5, "logprobs");
-        close(fused.1, reference.1, 1e-5, "mean logits");
-        close(fused.2, reference.2, 1e-5, "dhidden");
-        close(fused.3, reference.3, 1e-5, "dweight");
+        close_each(run(token_logprobs), run(token_logprobs_reference), &["logprobs", "mean logits", "dhidden", "dweight"]);
     }
 
     #[test]
