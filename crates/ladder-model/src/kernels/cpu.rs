@@ -150,7 +150,9 @@ pub fn rms_norm_backward(x: &FlexTensor, weight: &FlexTensor, inv: &[f32], dout:
     let rows = xs.len() / d;
     let per = rows_per_task(rows, d);
     let mut dx = vec![0.0f32; xs.len()];
-    // Each task sums its rows' weight gradient; the partial sums are added at the end.
+    // Each task sums its rows' weight gradient; the partial sums are added at the end, in
+    // order, so that a run is bit-for-bit repeatable (rayon's `reduce` pairs them up in an
+    // order that depends on scheduling).
     let dw = dx
         .par_chunks_mut(per * d)
         .enumerate()
@@ -171,7 +173,9 @@ pub fn rms_norm_backward(x: &FlexTensor, weight: &FlexTensor, inv: &[f32], dout:
             }
             dw
         }))
-        .reduce(|| vec![0.0f32; d], |mut a, b| {
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0.0f32; d], |mut a, b| {
             a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
             a
         });
