@@ -237,3 +237,18 @@ fn output_folder_in_use_by_another_run() {
     assert!(out.join("adapter_model.safetensors").exists());
     assert!(!out.join(".ladder.lock").exists());
 }
+
+#[test]
+fn bench_runs_one_row_and_refuses_a_dpo_batch_without_a_pair() {
+    // Full and LoRA take batch 1 (the scaling table's longest rows); the JSON line is the result.
+    let out = ladder(&["bench", "--shape", "tiny", "--mode", "lora", "--batch-size", "1", "--seq-len", "16", "--steps", "1", "--threads", "1"]);
+    let line: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    assert_eq!(line["batch_size"], 1);
+    assert!(line["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(line["trainable_params"].as_u64().unwrap() < line["params"].as_u64().unwrap());
+    // DPO needs two rows: one pair.
+    let err = ladder_fails(&["bench", "--shape", "tiny", "--mode", "dpo", "--batch-size", "1"]);
+    assert!(err.contains("--batch-size ≥ 2"), "{err}");
+    let err = ladder_fails(&["bench", "--mode", "sgd"]);
+    assert!(err.contains("--mode") && err.contains("full, lora or dpo"), "{err}");
+}

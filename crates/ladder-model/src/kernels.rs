@@ -24,9 +24,8 @@ use std::sync::OnceLock;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{backend_extension, Dispatch};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::{DType, Device, Int, Tensor};
-use burn::tensor::activation::log_softmax;
 
 /// The fused operations as a backend extension: implemented for `Flex` and `Autodiff<Flex>`.
 #[backend_extension(Flex, Autodiff)]
@@ -180,8 +179,13 @@ pub fn token_logprobs(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, I
 }
 
 pub fn token_logprobs_reference(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
-    let n = hidden.dims()[0];
-    let logits = hidden.matmul(weight);
+    logprobs_of_logits(hidden.matmul(weight), targets)
+}
+
+/// [`token_logprobs`] from given `[rows, vocab]` logits (an LM head that is more than a
+/// matrix, e.g. with a LoRA adapter, computes them itself).
+pub fn logprobs_of_logits(logits: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let n = logits.dims()[0];
     let mean = logits.clone().detach().mean_dim(1).reshape([n]);
     (log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).reshape([n]), mean)
 }

@@ -52,9 +52,7 @@ pub fn selected_logprobs(model: &Decoder, hidden: Tensor<3>, sources: &[usize], 
     }
     let logits = model.logits(picked.reshape([1, n, h]), mode);
     let v = logits.dims()[2];
-    let logits = logits.reshape([n, v]);
-    let mean_logits = logits.clone().detach().mean_dim(1).reshape([n]);
-    (log_softmax(logits, 1).gather(1, next.reshape([n, 1])).reshape([n]), mean_logits)
+    kernels::logprobs_of_logits(logits.reshape([n, v]), next)
 }
 
 /// Sums `values` by group: output `g` is the sum of `values[k]` over `groups[k] == g`.

@@ -9,9 +9,13 @@ use rayon::prelude::*;
 
 use super::FusedOps;
 
-/// Rows handed to one rayon task: enough work to amortise the task, small enough to balance.
+/// Elements handed to one rayon task: enough work to amortise the task, small enough to
+/// balance.
+const TASK_ELEMENTS: usize = 16_384;
+
+/// Whole rows of `cols` elements per rayon task (see [`TASK_ELEMENTS`]).
 fn rows_per_task(rows: usize, cols: usize) -> usize {
-    (16_384 / cols.max(1)).clamp(1, rows.max(1))
+    (TASK_ELEMENTS / cols.max(1)).clamp(1, rows.max(1))
 }
 
 /// The contiguous f32 values of `t` (copied only when `t` is a strided view).
@@ -90,8 +94,8 @@ fn sigmoid(x: f32) -> f32 {
 pub fn swiglu_forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
     let (g, u) = (values(gate), values(up));
     let mut out = vec![0.0f32; g.len()];
-    out.par_chunks_mut(16_384).enumerate().for_each(|(c, o)| {
-        let (g, u) = (&g[c * 16_384..], &u[c * 16_384..]);
+    out.par_chunks_mut(TASK_ELEMENTS).enumerate().for_each(|(c, o)| {
+        let (g, u) = (&g[c * TASK_ELEMENTS..], &u[c * TASK_ELEMENTS..]);
         vectorised(|| {
             for ((o, &x), &y) in o.iter_mut().zip(g).zip(u) {
                 *o = x * sigmoid(x) * y;
@@ -106,8 +110,8 @@ pub fn swiglu_backward(gate: &FlexTensor, up: &FlexTensor, dout: &FlexTensor) ->
     let (g, u, d) = (values(gate), values(up), values(dout));
     let mut dg = vec![0.0f32; g.len()];
     let mut du = vec![0.0f32; g.len()];
-    dg.par_chunks_mut(16_384).zip(du.par_chunks_mut(16_384)).enumerate().for_each(|(c, (dg, du))| {
-        let base = c * 16_384;
+    dg.par_chunks_mut(TASK_ELEMENTS).zip(du.par_chunks_mut(TASK_ELEMENTS)).enumerate().for_each(|(c, (dg, du))| {
+        let base = c * TASK_ELEMENTS;
         let (g, u, d) = (&g[base..base + dg.len()], &u[base..base + dg.len()], &d[base..base + dg.len()]);
         vectorised(|| {
             for i in 0..dg.len() {
@@ -279,14 +283,26 @@ fn last_visible(bias: &[f32], keys: usize) -> Vec<usize> {
     bias.par_chunks(keys).map(|row| row.iter().rposition(|&m| m > f32::NEG_INFINITY).unwrap_or(0)).collect()
 }
 
-/// The tile's scaled, biased scores turned into probabilities in place. With `lse` given
-/// (backward) they are recomputed from it; otherwise each query's log-sum-exp is written there.
-fn probabilities(q: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims: &Dims, tile: &Tile, lse: &mut [f32], recompute: bool) -> FlexTensor {
-    let mut scores = Flex::float_matmul(tile.queries_of(q, dims), tile.keys_of(k).transpose(2, 3));
+/// What [`probabilities`] does with each query's log-sum-exp.
+enum Lse<'a> {
+    /// Forward: compute it, and write it here (`[batch, kv, groups, queries]`).
+    Write(&'a mut [f32]),
+    /// Backward: read it from here, and recompute the probabilities from it.
+    Read(&'a [f32]),
+}
+
+/// The tile's scaled, biased scores of `q_tile` (see [`Tile::queries_of`]) turned into
+/// probabilities in place.
+fn probabilities(q_tile: FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims: &Dims, tile: &Tile, mut lse: Lse) -> FlexTensor {
+    let mut scores = Flex::float_matmul(q_tile, tile.keys_of(k).transpose(2, 3));
     let (tk, all_keys) = (tile.keys, dims.keys);
     let s = scores.storage_mut::<f32>();
     let per = rows_per_task(s.len() / tk, tk);
-    // Each task writes the log-sum-exp of its own rows; they are gathered afterwards.
+    let saved = match &lse {
+        Lse::Read(saved) => Some(*saved),
+        Lse::Write(_) => None,
+    };
+    // Each task returns the log-sum-exp of its own rows; they are written afterwards.
     let sums: Vec<(usize, f32)> = s
         .par_chunks_mut(per * tk)
         .enumerate()
@@ -299,8 +315,8 @@ fn probabilities(q: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims:
                     for (x, &m) in row.iter_mut().zip(bias) {
                         *x = *x * scale + m;
                     }
-                    if recompute {
-                        let l = lse[at];
+                    if let Some(saved) = saved {
+                        let l = saved[at];
                         for x in row.iter_mut() {
                             *x = exp(*x - l);
                         }
@@ -321,16 +337,18 @@ fn probabilities(q: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims:
             })
         })
         .collect();
-    for (at, l) in sums {
-        lse[at] = l;
+    if let Lse::Write(out) = &mut lse {
+        for (at, l) in sums {
+            out[at] = l;
+        }
     }
     scores
 }
 
 /// Adds `part` `[rows, kv, keys_part, d]` into the first keys of `acc` `[rows, kv, keys, d]`.
 fn add_keys(acc: &mut [f32], part: &FlexTensor, keys: usize, d: usize) {
+    let keys_part = part.layout().shape()[2];
     let part = values(part);
-    let keys_part = part.len() / (acc.len() / (keys * d)) / d;
     acc.par_chunks_mut(keys * d).zip(part.par_chunks(keys_part * d)).for_each(|(acc, part)| {
         for (a, p) in acc[..keys_part * d].iter_mut().zip(part) {
             *a += p;
@@ -362,7 +380,7 @@ pub fn attention_forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &
         let parts = chunk
             .iter()
             .map(|tile| {
-                let p = probabilities(&q5, k, &bias, scale, &dims, tile, &mut lse, false);
+                let p = probabilities(tile.queries_of(&q5, &dims), k, &bias, scale, &dims, tile, Lse::Write(&mut lse));
                 Flex::float_matmul(p, tile.keys_of(v))
             })
             .collect();
@@ -379,7 +397,6 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
     let bias = values(bias);
     let tiles = Tile::all(&dims, &last_visible(&bias, dims.keys));
     let (q5, do5) = (dims.grouped(q), dims.grouped(dout));
-    let mut lse = lse.to_vec();
     let (tk, d) = (dims.keys, dims.head_dim);
     let (mut dqs, mut dks, mut dvs) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in tiles.chunk_by(|a, b| a.start == b.start) {
@@ -388,7 +405,8 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
         let mut dv = vec![0.0f32; rows * dims.kv_heads * tk * d];
         let mut dq_parts = Vec::new();
         for tile in chunk {
-            let p = probabilities(&q5, k, &bias, scale, &dims, tile, &mut lse, true);
+            let q_tile = tile.queries_of(&q5, &dims);
+            let p = probabilities(q_tile.clone(), k, &bias, scale, &dims, tile, Lse::Read(lse));
             let dout_tile = tile.queries_of(&do5, &dims);
             add_keys(&mut dv, &Flex::float_matmul(p.transpose(2, 3), dout_tile.clone()), tk, d);
             // dS = P ∘ (dP − rowsum(P ∘ dP)) · scale, written over dP.
@@ -407,7 +425,7 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
                     }
                 }
             }));
-            add_keys(&mut dk, &Flex::float_matmul(ds.transpose(2, 3), tile.queries_of(&q5, &dims)), tk, d);
+            add_keys(&mut dk, &Flex::float_matmul(ds.transpose(2, 3), q_tile), tk, d);
             dq_parts.push(Flex::float_matmul(ds, tile.keys_of(k)));
         }
         dqs.push(join_queries(dq_parts, chunk, &dims));
