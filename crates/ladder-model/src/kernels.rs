@@ -157,8 +157,9 @@ pub fn rope_reference(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4>
 
 /// Log-probability of each row's target token under `softmax(hidden · weight)`, and each
 /// row's mean logit (detached; TRL's `logits/chosen` metric). The fused path never holds the
-/// `[rows, vocab]` logits: it goes through the rows a block at a time, keeps one log-sum-exp
-/// per row, and recomputes a block's logits in the backward pass.
+/// `[rows, vocab]` logits: it goes through the rows a block at a time and keeps one log-sum-exp
+/// per row. A trained head's backward pass recomputes a block's logits; a frozen head's uses
+/// each row's gradient direction, computed in the forward pass.
 ///
 /// # Shapes
 /// - hidden: `[rows, hidden]`; weight: `[hidden, vocab]`; targets: `[rows]`
@@ -272,20 +273,30 @@ mod tests {
 
     #[test]
     fn fused_token_logprobs_match_the_reference() {
-        let device = Device::flex().autodiff();
-        let (n, h, v) = (37, 16, 50);
-        let hidden = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let weight = Tensor::<2>::random([v, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let targets = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i * 7 % v as i64).collect(), [n]), &device);
-        let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
-        // A tied head: the weight is the transposed embedding, as the decoder passes it.
-        let run = |f: fn(Tensor<2>, Tensor<2>, Tensor<1, Int>) -> (Tensor<1>, Tensor<1>)| {
-            let (lp, mean) = f(hidden.clone(), weight.clone().transpose(), targets.clone());
-            let grads = (lp.clone() * g.clone()).sum().backward();
-            let four = |t: Tensor<2>| t.reshape([1, 1, n, h]);
-            vec![lp.detach().reshape([1, 1, 1, n]), mean.reshape([1, 1, 1, n]), four(hidden.grad(&grads).unwrap()), weight.grad(&grads).unwrap().reshape([1, 1, v, h])]
-        };
-        close_each(run(token_logprobs), run(token_logprobs_reference), &["logprobs", "mean logits", "dhidden", "dweight"]);
+        // A trained head (full fine-tuning) recomputes the logits in backward; a frozen one
+        // (LoRA, DPO) keeps each row's gradient direction from the forward pass.
+        for head_trained in [true, false] {
+            let device = Device::flex().autodiff();
+            let (n, h, v) = (37, 16, 50);
+            let hidden = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let mut weight = Tensor::<2>::random([v, h], Distribution::Normal(0.0, 1.0), &device);
+            if head_trained {
+                weight = weight.require_grad();
+            }
+            let targets = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i * 7 % v as i64).collect(), [n]), &device);
+            let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+            // A tied head: the weight is the transposed embedding, as the decoder passes it.
+            let run = |f: fn(Tensor<2>, Tensor<2>, Tensor<1, Int>) -> (Tensor<1>, Tensor<1>)| {
+                let (lp, mean) = f(hidden.clone(), weight.clone().transpose(), targets.clone());
+                let grads = (lp.clone() * g.clone()).sum().backward();
+                let four = |t: Tensor<2>| t.reshape([1, 1, n, h]);
+                let mut results = vec![lp.detach().reshape([1, 1, 1, n]), mean.reshape([1, 1, 1, n]), four(hidden.grad(&grads).unwrap())];
+                results.extend(weight.grad(&grads).map(|dw| dw.reshape([1, 1, v, h])));
+                results
+            };
+            let names: &[&str] = if head_trained { &["logprobs", "mean logits", "dhidden", "dweight"] } else { &["logprobs", "mean logits", "dhidden"] };
+            close_each(run(token_logprobs), run(token_logprobs_reference), names);
+        }
     }
 
     #[test]

@@ -470,11 +470,17 @@ fn logit_rows(rows: usize, vocab: usize) -> usize {
 }
 
 /// `[rows, 2]`: each row's target log-probability and mean logit, plus each row's log-sum-exp.
-pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets: &[i64]) -> (FlexTensor, Vec<f32>) {
+///
+/// With `direction`, also each row's gradient of its log-probability with respect to its
+/// hidden state, `(onehot(target) − softmax)·weightᵀ`: `[rows, hidden]`. When the head is
+/// frozen that is all the backward pass needs, so it scales these rows instead of computing the
+/// logits a second time (one of three vocabulary-sized matrix products saved).
+pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets: &[i64], direction: bool) -> (FlexTensor, Vec<f32>, Option<FlexTensor>) {
     let n = hidden.layout().shape()[0];
     let vocab = weight.layout().shape()[1];
     let mut out = vec![0.0f32; 2 * n];
     let mut lse = vec![0.0f32; n];
+    let mut directions = Vec::new();
     let block = logit_rows(n, vocab);
     for start in (0..n).step_by(block) {
         let rows = block.min(n - start);
@@ -482,18 +488,45 @@ pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets:
         let l = logits.storage_mut::<f32>();
         let (out, lse) = (&mut out[2 * start..2 * (start + rows)], &mut lse[start..start + rows]);
         l.par_chunks_mut(vocab).zip(out.par_chunks_mut(2)).zip(lse.par_iter_mut()).enumerate().for_each(|(r, ((row, out), lse))| vectorised(|| {
-            let target = row[targets[start + r] as usize];
+            let target = targets[start + r] as usize;
             let mean = sum(row) / vocab as f32;
+            let picked = row[target];
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             for x in row.iter_mut() {
                 *x = exp(*x - max);
             }
-            *lse = max + sum(row).ln();
-            out[0] = target - *lse;
+            let total = sum(row);
+            *lse = max + total.ln();
+            out[0] = picked - *lse;
             out[1] = mean;
+            if direction {
+                let inv = -1.0 / total;
+                for x in row.iter_mut() {
+                    *x *= inv;
+                }
+                row[target] += 1.0;
+            }
         }));
+        if direction {
+            directions.push(Flex::float_matmul(logits, weight.transpose(0, 1)));
+        }
     }
-    (tensor(out, Shape::from([n, 2])), lse)
+    (tensor(out, Shape::from([n, 2])), lse, direction.then(|| cat(directions)))
+}
+
+/// [`token_logprobs_backward`] from the directions [`token_logprobs_forward`] kept: each row
+/// times its gradient (`dout`'s first column).
+pub fn token_logprobs_backward_from_directions(directions: &FlexTensor, dout: &FlexTensor) -> FlexTensor {
+    let hidden = directions.layout().shape()[1];
+    let g = values(dout);
+    let mut dh = values(directions).into_owned();
+    dh.par_chunks_mut(hidden).enumerate().for_each(|(r, row)| vectorised(|| {
+        let gr = g[2 * r];
+        for x in row.iter_mut() {
+            *x *= gr;
+        }
+    }));
+    tensor(dh, directions.layout().shape().clone())
 }
 
 /// Gradients of the target log-probabilities (`dout`'s first column) with respect to
@@ -558,7 +591,7 @@ impl FusedOps for Flex {
     }
 
     fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {
-        token_logprobs_forward(&hidden, &weight, &int_values(&targets)).0
+        token_logprobs_forward(&hidden, &weight, &int_values(&targets), false).0
     }
 }
 

@@ -105,14 +105,27 @@ impl Backward<Flex, 1> for RopeBackward {
 #[derive(Debug)]
 struct TokenLogprobsBackward;
 
+/// What the LM head's backward pass starts from.
+#[derive(Clone, Debug)]
+enum TokenLogprobsState {
+    /// The head is trained: its gradient needs every block's logits, computed again.
+    Recompute { hidden: FlexTensor, weight: FlexTensor, targets: Arc<Vec<i64>>, lse: Arc<Vec<f32>> },
+    /// The head is frozen: each row's gradient direction, computed in the forward pass.
+    Directions(FlexTensor),
+}
+
 impl Backward<Flex, 2> for TokenLogprobsBackward {
-    type State = (FlexTensor, FlexTensor, Arc<Vec<i64>>, Arc<Vec<f32>>);
+    type State = TokenLogprobsState;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [h_node, w_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
-        let (hidden, weight, targets, lse) = ops.state;
-        let (dh, dw) = cpu::token_logprobs_backward(&hidden, &weight, &targets, &lse, &dout, w_node.is_some());
+        let (dh, dw) = match ops.state {
+            TokenLogprobsState::Recompute { hidden, weight, targets, lse } => {
+                cpu::token_logprobs_backward(&hidden, &weight, &targets, &lse, &dout, w_node.is_some())
+            }
+            TokenLogprobsState::Directions(directions) => (cpu::token_logprobs_backward_from_directions(&directions, &dout), None),
+        };
         if let Some(node) = h_node {
             grads.register::<Flex>(node.id, dh);
         }
@@ -169,9 +182,23 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
     fn fused_token_logprobs(hidden: Tracked<C>, weight: Tracked<C>, targets: FlexTensor) -> Tracked<C> {
         let targets = cpu::int_values(&targets);
-        let (out, lse) = cpu::token_logprobs_forward(hidden.primitive(), weight.primitive(), &targets);
+        // A frozen head (LoRA, DPO) needs only the hidden state's gradient: its direction is
+        // computed now, from the softmax already at hand.
+        let frozen_head = hidden.is_tracked() && !weight.is_tracked();
+        let (out, lse, directions) = cpu::token_logprobs_forward(hidden.primitive(), weight.primitive(), &targets, frozen_head);
         match TokenLogprobsBackward.prepare::<C>([hidden.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((hidden.into_primitive(), weight.into_primitive(), Arc::new(targets), Arc::new(lse)), out),
+            OpsKind::Tracked(prep) => {
+                let state = match directions {
+                    Some(directions) => TokenLogprobsState::Directions(directions),
+                    None => TokenLogprobsState::Recompute {
+                        hidden: hidden.into_primitive(),
+                        weight: weight.into_primitive(),
+                        targets: Arc::new(targets),
+                        lse: Arc::new(lse),
+                    },
+                };
+                prep.finish(state, out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
