@@ -18,6 +18,7 @@
 //! slices and the `Flex` forward and backward; [`grad`] their registration with autodiff.
 
 mod cpu;
+mod gemm;
 mod grad;
 
 use std::sync::OnceLock;
@@ -44,6 +45,16 @@ pub trait FusedOps: burn::backend::Backend {
     ) -> FloatTensor<Self>;
     /// Rotary embedding, `rotate_half` layout: `x·cos + rotate_half(x)·sin`.
     fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `x·w`: `[n, d_in]·[d_in, d_out]`.
+    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `x·w + scale·(x·a)·b`: a linear layer with a LoRA adapter (without dropout).
+    fn fused_lora_linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
     /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
     fn fused_token_logprobs(hidden: FloatTensor<Self>, weight: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
 }
@@ -131,6 +142,45 @@ fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
     x.unsqueeze_dim::<5>(2).expand([b, kv, groups, t, d]).reshape([b, kv * groups, t, d])
 }
 
+/// `x·w`, a linear layer's product.
+///
+/// # Shapes
+/// - x: `[n, d_in]`; w: `[d_in, d_out]`; output: `[n, d_out]`
+pub fn linear(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    if fused_for(&x.device(), x.dtype()) && w.dtype() == DType::F32 && x.dims()[1] == w.dims()[0] {
+        Tensor::from_dispatch(Dispatch::fused_linear(x.into_dispatch(), w.into_dispatch()))
+    } else {
+        x.matmul(w)
+    }
+}
+
+/// `x·w + scale·(x·a)·b`: a linear layer with a LoRA adapter, as PEFT's `lora.Linear`
+/// computes it (without dropout). The fused path adds the adapter's product into the base
+/// output, and in backward the adapter's share of x's gradient into the base share, instead of
+/// making and then adding separate buffers.
+///
+/// # Shapes
+/// - x: `[n, d_in]`; w: `[d_in, d_out]`; a: `[d_in, r]`; b: `[r, d_out]`; output: `[n, d_out]`
+pub fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64) -> Tensor<2> {
+    let f32s = [&w, &a, &b].iter().all(|t| t.dtype() == DType::F32);
+    let fits = x.dims()[1] == w.dims()[0] && a.dims()[0] == w.dims()[0] && a.dims()[1] == b.dims()[0] && b.dims()[1] == w.dims()[1];
+    if fits && f32s && fused_for(&x.device(), x.dtype()) {
+        Tensor::from_dispatch(Dispatch::fused_lora_linear(
+            x.into_dispatch(),
+            w.into_dispatch(),
+            a.into_dispatch(),
+            b.into_dispatch(),
+            scale as f32,
+        ))
+    } else {
+        lora_linear_reference(x, w, a, b, scale)
+    }
+}
+
+pub fn lora_linear_reference(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64) -> Tensor<2> {
+    x.clone().matmul(w) + x.matmul(a).matmul(b) * scale
+}
+
 /// Rotary position embedding as transformers applies it: `x·cos + rotate_half(x)·sin`, where
 /// `rotate_half` maps the halves `[x₁, x₂]` of each head to `[−x₂, x₁]`.
 ///
@@ -196,11 +246,15 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, TensorData};
 
+    /// Every element within `tol` of the reference, scaled by the reference's largest magnitude
+    /// where that exceeds 1 (sums of many products carry f32 rounding in proportion).
     fn close(a: Tensor<4>, b: Tensor<4>, tol: f32, what: &str) {
         let a: Vec<f32> = a.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
         let b: Vec<f32> = b.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        assert_eq!(a.len(), b.len(), "{what}: sizes differ");
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= tol, "{what}: max difference {worst} > {tol}");
+        let scale = b.iter().fold(1.0f32, |m, y| m.max(y.abs()));
+        assert!(worst <= tol * scale, "{what}: max difference {worst} > {tol} × {scale}");
     }
 
     /// [`close`] within 1e-5 for each of several named results.
@@ -296,6 +350,49 @@ mod tests {
             };
             let names: &[&str] = if head_trained { &["logprobs", "mean logits", "dhidden", "dweight"] } else { &["logprobs", "mean logits", "dhidden"] };
             close_each(run(token_logprobs), run(token_logprobs_reference), names);
+        }
+    }
+
+    #[test]
+    fn fused_linear_layers_match_the_reference() {
+        // Trained base weights (full fine-tuning) and frozen ones (LoRA), a transposed input.
+        for base_trained in [true, false] {
+            let device = Device::flex().autodiff();
+            let (n, d_in, d_out, r) = (45, 24, 40, 4);
+            let normal = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let x = normal([d_in, n]).require_grad();
+            let mut w = normal([d_in, d_out]);
+            if base_trained {
+                w = w.require_grad();
+            }
+            let (a, b) = (normal([d_in, r]).require_grad(), normal([r, d_out]).require_grad());
+            let dout = normal([n, d_out]);
+            let flat = |t: Tensor<2>| {
+                let [rows, cols] = t.dims();
+                t.reshape([1, 1, rows, cols])
+            };
+            let run = |lora: bool, fused: bool| {
+                let xt = x.clone().transpose();
+                let out = match (lora, fused) {
+                    (false, true) => linear(xt, w.clone()),
+                    (false, false) => xt.matmul(w.clone()),
+                    (true, true) => lora_linear(xt, w.clone(), a.clone(), b.clone(), 0.7),
+                    (true, false) => lora_linear_reference(xt, w.clone(), a.clone(), b.clone(), 0.7),
+                };
+                let grads = (out.clone() * dout.clone()).sum().backward();
+                let mut results = vec![flat(out.detach()), flat(x.grad(&grads).unwrap())];
+                results.extend(w.grad(&grads).map(flat));
+                if lora {
+                    results.extend([flat(a.grad(&grads).unwrap()), flat(b.grad(&grads).unwrap())]);
+                }
+                results
+            };
+            let names: &[&str] = match base_trained {
+                true => &["output", "dx", "dw", "da", "db"],
+                false => &["output", "dx", "da", "db"],
+            };
+            close_each(run(false, true), run(false, false), &names[..2 + base_trained as usize]);
+            close_each(run(true, true), run(true, false), names);
         }
     }
 

@@ -5,6 +5,8 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
+use crate::kernels;
+
 /// A dense layer; `weight` is `[d_in, d_out]` (Burn's layout, transposed from HF's `[out, in]`).
 #[derive(Module, Debug)]
 pub struct Linear {
@@ -55,19 +57,19 @@ impl Linear {
     pub fn forward(&self, x: Tensor<3>, mode: ForwardMode) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
         let x = x.reshape([b * t, d_in]);
-        let mut y = x.clone().matmul(self.weight.val());
-        if let Some(bias) = &self.bias {
-            y = y + bias.val().unsqueeze_dim(0);
-        }
-        if let (Some(lora), true) = (&self.lora, mode.adapters) {
-            let x = if mode.train && lora.dropout > 0.0 {
+        let mut y = match (&self.lora, mode.adapters) {
+            (Some(lora), true) if mode.train && lora.dropout > 0.0 => {
+                // Dropout reaches the adapter's input only, so the adapter takes its own path.
                 let keep = 1.0 - lora.dropout;
                 let mask = x.random_like(Distribution::Bernoulli(keep));
-                x * mask / keep
-            } else {
-                x
-            };
-            y = y + x.matmul(lora.a.val()).matmul(lora.b.val()) * lora.scale;
+                let dropped = x.clone() * mask / keep;
+                kernels::linear(x, self.weight.val()) + dropped.matmul(lora.a.val()).matmul(lora.b.val()) * lora.scale
+            }
+            (Some(lora), true) => kernels::lora_linear(x, self.weight.val(), lora.a.val(), lora.b.val(), lora.scale),
+            _ => kernels::linear(x, self.weight.val()),
+        };
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze_dim(0);
         }
         let d_out = y.dims()[1];
         y.reshape([b, t, d_out])

@@ -7,6 +7,7 @@ use burn::backend::Flex;
 use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
+use super::gemm::{self, View};
 use super::FusedOps;
 
 /// Elements handed to one rayon task: enough work to amortise the task, small enough to
@@ -561,6 +562,82 @@ pub fn token_logprobs_backward(hidden: &FlexTensor, weight: &FlexTensor, targets
     (cat(dh), dw)
 }
 
+/// A 2-D tensor as it lies in memory, copied first only when gemm cannot read its layout.
+fn readable(t: &FlexTensor) -> std::borrow::Cow<'_, FlexTensor> {
+    if View::of(t).is_some() {
+        std::borrow::Cow::Borrowed(t)
+    } else {
+        std::borrow::Cow::Owned(t.to_contiguous())
+    }
+}
+
+fn view(t: &FlexTensor) -> View<'_> {
+    View::of(t).expect("a readable layout")
+}
+
+/// A LoRA adapter's factors, `a: [d_in, r]` and `b: [r, d_out]`, and its scale.
+pub struct LoraFactors<'a> {
+    pub a: &'a FlexTensor,
+    pub b: &'a FlexTensor,
+    pub scale: f32,
+}
+
+/// `x·w`, plus `scale·(x·a)·b` with an adapter, added into the same output. Returns the output
+/// `[n, d_out]` and, with an adapter, `x·a` `[n, r]`, which the backward pass reuses.
+pub fn linear_forward(x: &FlexTensor, w: &FlexTensor, lora: Option<&LoraFactors>) -> (FlexTensor, Option<FlexTensor>) {
+    let (x, w) = (readable(x), readable(w));
+    let (xv, wv) = (view(&x), view(&w));
+    let mut y = gemm::matmul(xv, wv, 1.0);
+    let xa = lora.map(|l| {
+        let (a, b) = (readable(l.a), readable(l.b));
+        let xa = gemm::matmul(xv, view(&a), 1.0);
+        gemm::matmul_into(&mut y, View::new(&xa, xv.rows(), view(&a).cols()), view(&b), l.scale, true);
+        tensor(xa, Shape::from([xv.rows(), view(&a).cols()]))
+    });
+    (tensor(y, Shape::from([xv.rows(), wv.cols()])), xa)
+}
+
+/// Which inputs of a linear layer need a gradient: `x`, `w`, and the adapter's `a` and `b`.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearNeeds {
+    pub x: bool,
+    pub w: bool,
+    pub a: bool,
+    pub b: bool,
+}
+
+/// Gradients of [`linear_forward`]'s output with respect to `(x, w, a, b)`, those needed only.
+/// The adapter's share of `x`'s gradient is added into the base share in place.
+pub fn linear_backward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    lora: Option<(&LoraFactors, &FlexTensor)>,
+    dy: &FlexTensor,
+    needs: LinearNeeds,
+) -> [Option<FlexTensor>; 4] {
+    let (x, w, dy) = (readable(x), readable(w), readable(dy));
+    let (xv, wv, dyv) = (view(&x), view(&w), view(&dy));
+    let (n, d_in, d_out) = (xv.rows(), xv.cols(), wv.cols());
+    let mut dx = needs.x.then(|| gemm::matmul(dyv, wv.t(), 1.0));
+    let dw = needs.w.then(|| tensor(gemm::matmul(xv.t(), dyv, 1.0), Shape::from([d_in, d_out])));
+    let (mut da, mut db) = (None, None);
+    if let Some((l, xa)) = lora {
+        let (a, b, xa) = (readable(l.a), readable(l.b), readable(xa));
+        let (av, bv, xav) = (view(&a), view(&b), view(&xa));
+        let r = av.cols();
+        // The gradient at x·a: scale·dy·bᵀ, `[n, r]`.
+        let dxa = (needs.x || needs.a).then(|| gemm::matmul(dyv, bv.t(), l.scale));
+        if let (Some(dx), Some(dxa)) = (dx.as_mut(), &dxa) {
+            gemm::matmul_into(dx, View::new(dxa, n, r), av.t(), 1.0, true);
+        }
+        if let (true, Some(dxa)) = (needs.a, &dxa) {
+            da = Some(tensor(gemm::matmul(xv.t(), View::new(dxa, n, r), 1.0), Shape::from([d_in, r])));
+        }
+        db = needs.b.then(|| tensor(gemm::matmul(xav.t(), dyv, l.scale), Shape::from([r, d_out])));
+    }
+    [dx.map(|dx| tensor(dx, Shape::from([n, d_in]))), dw, da, db]
+}
+
 fn cat(parts: Vec<FlexTensor>) -> FlexTensor {
     cat_dim(parts, 0)
 }
@@ -588,6 +665,14 @@ impl FusedOps for Flex {
 
     fn fused_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
         rope(&x, &cos, &sin, false)
+    }
+
+    fn fused_linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        linear_forward(&x, &w, None).0
+    }
+
+    fn fused_lora_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32) -> FlexTensor {
+        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale })).0
     }
 
     fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {

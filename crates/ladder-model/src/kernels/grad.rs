@@ -103,6 +103,58 @@ impl Backward<Flex, 1> for RopeBackward {
 }
 
 #[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, w_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (x, w) = ops.state;
+        let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: false, b: false };
+        let [dx, dw, _, _] = cpu::linear_backward(&x, &w, None, &dout, needs);
+        for (node, grad) in [(x_node, dx), (w_node, dw)] {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LoraLinearBackward;
+
+#[derive(Clone, Debug)]
+struct LoraLinearState {
+    x: FlexTensor,
+    w: FlexTensor,
+    a: FlexTensor,
+    b: FlexTensor,
+    /// `x·a`, `[n, r]`: b's gradient needs it.
+    xa: FlexTensor,
+    scale: f32,
+}
+
+impl Backward<Flex, 4> for LoraLinearBackward {
+    type State = LoraLinearState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, w_node, a_node, b_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: a_node.is_some(), b: b_node.is_some() };
+        let lora = cpu::LoraFactors { a: &s.a, b: &s.b, scale: s.scale };
+        let [dx, dw, da, db] = cpu::linear_backward(&s.x, &s.w, Some((&lora, &s.xa)), &dout, needs);
+        for (node, grad) in [(x_node, dx), (w_node, dw), (a_node, da), (b_node, db)] {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
 struct TokenLogprobsBackward;
 
 /// What the LM head's backward pass starts from.
@@ -176,6 +228,34 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let out = cpu::rope(x.primitive(), cos.primitive(), sin.primitive(), false);
         match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((cos.into_primitive(), sin.into_primitive()), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_linear(x: Tracked<C>, w: Tracked<C>) -> Tracked<C> {
+        let (out, _) = cpu::linear_forward(x.primitive(), w.primitive(), None);
+        match LinearBackward.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), w.into_primitive()), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_lora_linear(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, scale: f32) -> Tracked<C> {
+        let lora = cpu::LoraFactors { a: a.primitive(), b: b.primitive(), scale };
+        let (out, xa) = cpu::linear_forward(x.primitive(), w.primitive(), Some(&lora));
+        let xa = xa.expect("x·a of an adapter");
+        match LoraLinearBackward.prepare::<C>([x.node(), w.node(), a.node(), b.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = LoraLinearState {
+                    x: x.into_primitive(),
+                    w: w.into_primitive(),
+                    a: a.into_primitive(),
+                    b: b.into_primitive(),
+                    xa,
+                    scale,
+                };
+                prep.finish(state, out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
