@@ -294,8 +294,8 @@ enum Lse<'a> {
 
 /// The tile's scaled, biased scores of `q_tile` (see [`Tile::queries_of`]) turned into
 /// probabilities in place.
-fn probabilities(q_tile: FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims: &Dims, tile: &Tile, mut lse: Lse) -> FlexTensor {
-    let mut scores = Flex::float_matmul(q_tile, tile.keys_of(k).transpose(2, 3));
+fn probabilities(q_tile: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims: &Dims, tile: &Tile, mut lse: Lse) -> FlexTensor {
+    let mut scores = bmm(q_tile, &tile.keys_of(k).transpose(2, 3));
     let (tk, all_keys) = (tile.keys, dims.keys);
     let s = scores.storage_mut::<f32>();
     let per = rows_per_task(s.len() / tk, tk);
@@ -381,8 +381,8 @@ pub fn attention_forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &
         let parts = chunk
             .iter()
             .map(|tile| {
-                let p = probabilities(tile.queries_of(&q5, &dims), k, &bias, scale, &dims, tile, Lse::Write(&mut lse));
-                Flex::float_matmul(p, tile.keys_of(v))
+                let p = probabilities(&tile.queries_of(&q5, &dims), k, &bias, scale, &dims, tile, Lse::Write(&mut lse));
+                bmm(&p, &tile.keys_of(v))
             })
             .collect();
         chunks.push(join_queries(parts, chunk, &dims));
@@ -407,11 +407,11 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
         let mut dq_parts = Vec::new();
         for tile in chunk {
             let q_tile = tile.queries_of(&q5, &dims);
-            let p = probabilities(q_tile.clone(), k, &bias, scale, &dims, tile, Lse::Read(lse));
+            let p = probabilities(&q_tile, k, &bias, scale, &dims, tile, Lse::Read(lse));
             let dout_tile = tile.queries_of(&do5, &dims);
-            add_keys(&mut dv, &Flex::float_matmul(p.transpose(2, 3), dout_tile.clone()), tk, d);
+            add_keys(&mut dv, &bmm(&p.transpose(2, 3), &dout_tile), tk, d);
             // dS = P ∘ (dP − rowsum(P ∘ dP)) · scale, written over dP.
-            let mut ds = Flex::float_matmul(dout_tile, tile.keys_of(v).transpose(2, 3));
+            let mut ds = bmm(&dout_tile, &tile.keys_of(v).transpose(2, 3));
             let probs = p.as_slice::<f32>().expect("fresh scores are contiguous");
             let width = tile.keys;
             let dsv = ds.storage_mut::<f32>();
@@ -426,8 +426,8 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
                     }
                 }
             }));
-            add_keys(&mut dk, &Flex::float_matmul(ds.transpose(2, 3), q_tile), tk, d);
-            dq_parts.push(Flex::float_matmul(ds, tile.keys_of(k)));
+            add_keys(&mut dk, &bmm(&ds.transpose(2, 3), &q_tile), tk, d);
+            dq_parts.push(bmm(&ds, &tile.keys_of(k)));
         }
         dqs.push(join_queries(dq_parts, chunk, &dims));
         let shape = Shape::from([rows, dims.kv_heads, tk, d]);
@@ -485,7 +485,7 @@ pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets:
     let block = logit_rows(n, vocab);
     for start in (0..n).step_by(block) {
         let rows = block.min(n - start);
-        let mut logits = Flex::float_matmul(hidden.narrow(0, start, rows), weight.clone());
+        let mut logits = mm(&hidden.narrow(0, start, rows), weight);
         let l = logits.storage_mut::<f32>();
         let (out, lse) = (&mut out[2 * start..2 * (start + rows)], &mut lse[start..start + rows]);
         l.par_chunks_mut(vocab).zip(out.par_chunks_mut(2)).zip(lse.par_iter_mut()).enumerate().for_each(|(r, ((row, out), lse))| vectorised(|| {
@@ -509,7 +509,7 @@ pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets:
             }
         }));
         if direction {
-            directions.push(Flex::float_matmul(logits, weight.transpose(0, 1)));
+            directions.push(mm(&logits, &weight.transpose(0, 1)));
         }
     }
     (tensor(out, Shape::from([n, 2])), lse, direction.then(|| cat(directions)))
@@ -541,7 +541,7 @@ pub fn token_logprobs_backward(hidden: &FlexTensor, weight: &FlexTensor, targets
     for start in (0..n).step_by(block) {
         let rows = block.min(n - start);
         let h = hidden.narrow(0, start, rows);
-        let mut logits = Flex::float_matmul(h.clone(), weight.clone());
+        let mut logits = mm(&h, weight);
         // d log p[target] / d logits = onehot(target) − softmax, times the row's gradient.
         logits.storage_mut::<f32>().par_chunks_mut(vocab).enumerate().for_each(|(r, row)| vectorised(|| {
             let (gr, l) = (g[2 * (start + r)], lse[start + r]);
@@ -550,9 +550,9 @@ pub fn token_logprobs_backward(hidden: &FlexTensor, weight: &FlexTensor, targets
             }
             row[targets[start + r] as usize] += gr;
         }));
-        dh.push(Flex::float_matmul(logits.clone(), weight.transpose(0, 1)));
+        dh.push(mm(&logits, &weight.transpose(0, 1)));
         if weight_grad {
-            let part = Flex::float_matmul(h.transpose(0, 1), logits);
+            let part = mm(&h.transpose(0, 1), &logits);
             dw = Some(match dw {
                 None => part,
                 Some(acc) => Flex::float_add(acc, part),
@@ -573,6 +573,38 @@ fn readable(t: &FlexTensor) -> std::borrow::Cow<'_, FlexTensor> {
 
 fn view(t: &FlexTensor) -> View<'_> {
     View::of(t).expect("a readable layout")
+}
+
+/// `lhs·rhs` of 2-D tensors (any layout) into a new contiguous tensor.
+fn mm(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
+    let (lhs, rhs) = (readable(lhs), readable(rhs));
+    let (l, r) = (view(&lhs), view(&rhs));
+    tensor(gemm::matmul(l, r, 1.0), Shape::from([l.rows(), r.cols()]))
+}
+
+/// The `[rows, cols]` matrices of a 4-D tensor `[b1, b2, rows, cols]` (any non-negative
+/// strides), in order.
+fn matrices(t: &FlexTensor) -> Vec<View<'_>> {
+    let layout = t.layout();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    assert!(layout.num_dims() == 4 && strides.iter().all(|&s| s >= 0), "a 4-D tensor with non-negative strides");
+    let data = t.storage::<f32>();
+    let stride = |i: usize| strides[i] as usize;
+    let mut out = Vec::with_capacity(shape[0] * shape[1]);
+    for i in 0..shape[0] {
+        for j in 0..shape[1] {
+            let at = layout.start_offset() + i * stride(0) + j * stride(1);
+            out.push(View::strided(data.get(at..).unwrap_or(&[]), shape[2], shape[3], stride(2), stride(3)));
+        }
+    }
+    out
+}
+
+/// Batched `lhs·rhs` of 4-D tensors `[b1, b2, m, k]·[b1, b2, k, n]`, strided views included.
+fn bmm(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
+    let pairs: Vec<(View, View)> = matrices(lhs).into_iter().zip(matrices(rhs)).collect();
+    let (s, n) = (lhs.layout().shape(), rhs.layout().shape()[3]);
+    tensor(gemm::matmul_batched(&pairs), Shape::from([s[0], s[1], s[2], n]))
 }
 
 /// A LoRA adapter's factors, `a: [d_in, r]` and `b: [r, d_out]`, and its scale.

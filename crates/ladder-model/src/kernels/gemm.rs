@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 use burn::backend::flex::FlexTensor;
+use rayon::prelude::*;
 
 /// Products with fewer multiply-adds than this run on one thread, as in flex (threads cost
 /// more than they save on small products).
@@ -79,7 +80,7 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, alpha: f32, accumulate
         dst.fill(0.0);
     }
     // SAFETY: `dst` is a live, initialised buffer of exactly rows·cols elements.
-    unsafe { gemm_raw(dst.as_mut_ptr(), lhs, rhs, alpha, accumulate) }
+    unsafe { gemm_raw(dst.as_mut_ptr(), lhs, rhs, alpha, accumulate, true) }
 }
 
 /// `alpha·lhs·rhs` in a new row-major buffer that is written once, never zeroed first.
@@ -93,22 +94,48 @@ pub fn matmul(lhs: View, rhs: View, alpha: f32) -> Vec<f32> {
     // dimension, gemm computes `dst = alpha·lhs·rhs` without reading `dst` and writes every
     // one of the `len` elements, so they are all initialised before `set_len`.
     unsafe {
-        gemm_raw(out.as_mut_ptr(), lhs, rhs, alpha, false);
+        gemm_raw(out.as_mut_ptr(), lhs, rhs, alpha, false, true);
         out.set_len(len);
     }
+    out
+}
+
+/// `lhs[i]·rhs[i]` for every pair, as one row-major buffer `[pairs, m, n]` written once; the
+/// pairs run in parallel, each product on one thread.
+///
+/// # Panics
+/// If the pairs' shapes differ or do not agree.
+pub fn matmul_batched(pairs: &[(View, View)]) -> Vec<f32> {
+    let Some((l0, r0)) = pairs.first() else { return Vec::new() };
+    let (m, n) = (l0.rows, r0.cols);
+    for (l, r) in pairs {
+        assert!(l.rows == m && r.cols == n && l.cols == r.rows, "batched matmul: shapes differ");
+    }
+    let len = pairs.len() * m * n;
+    if l0.cols == 0 || m * n == 0 {
+        return vec![0.0; len];
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(m * n).zip(pairs).for_each(|(dst, (l, r))| {
+        // SAFETY: `dst` is this pair's own m·n elements of the spare capacity; gemm writes
+        // all of them (see [`matmul`]).
+        unsafe { gemm_raw(dst.as_mut_ptr().cast::<f32>(), *l, *r, 1.0, false, false) }
+    });
+    // SAFETY: every chunk was written above.
+    unsafe { out.set_len(len) };
     out
 }
 
 /// # Safety
 /// `dst` must be valid for writes (and, with `accumulate`, reads) of `lhs.rows · rhs.cols`
 /// f32s, row-major, and must not overlap either view.
-unsafe fn gemm_raw(dst: *mut f32, lhs: View, rhs: View, alpha: f32, accumulate: bool) {
+unsafe fn gemm_raw(dst: *mut f32, lhs: View, rhs: View, alpha: f32, accumulate: bool, threads: bool) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(k, rhs.rows, "matmul: inner dimensions differ");
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+    let parallelism = if threads && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
