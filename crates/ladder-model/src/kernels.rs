@@ -47,12 +47,21 @@ pub trait FusedOps: burn::backend::Backend {
     fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `x·w`: `[n, d_in]·[d_in, d_out]`.
     fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `x·w + scale·(x·a)·b`: a linear layer with a LoRA adapter (without dropout).
+    /// `x·w + scale·(x·a)·b`: a linear layer with a LoRA adapter.
     fn fused_lora_linear(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         a: FloatTensor<Self>,
         b: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+    /// [`FusedOps::fused_lora_linear`] with dropout: the adapter's input is `x ∘ mask`.
+    fn fused_lora_dropout_linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self>;
     /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
@@ -154,31 +163,37 @@ pub fn linear(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     }
 }
 
-/// `x·w + scale·(x·a)·b`: a linear layer with a LoRA adapter, as PEFT's `lora.Linear`
-/// computes it (without dropout). The fused path adds the adapter's product into the base
-/// output, and in backward the adapter's share of x's gradient into the base share, instead of
-/// making and then adding separate buffers.
+/// `x·w + scale·(dropout(x)·a)·b`: a linear layer with a LoRA adapter, as PEFT's `lora.Linear`
+/// computes it; `mask` (`[n, d_in]`, 0 or 1/keep) is the dropout of the adapter's input, in
+/// training only. The fused path adds the adapter's product into the base output, and in
+/// backward the adapter's share of x's gradient into the base share, instead of making and
+/// then adding separate buffers.
 ///
 /// # Shapes
 /// - x: `[n, d_in]`; w: `[d_in, d_out]`; a: `[d_in, r]`; b: `[r, d_out]`; output: `[n, d_out]`
-pub fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64) -> Tensor<2> {
-    let f32s = [&w, &a, &b].iter().all(|t| t.dtype() == DType::F32);
-    let fits = x.dims()[1] == w.dims()[0] && a.dims()[0] == w.dims()[0] && a.dims()[1] == b.dims()[0] && b.dims()[1] == w.dims()[1];
-    if fits && f32s && fused_for(&x.device(), x.dtype()) {
-        Tensor::from_dispatch(Dispatch::fused_lora_linear(
-            x.into_dispatch(),
-            w.into_dispatch(),
-            a.into_dispatch(),
-            b.into_dispatch(),
-            scale as f32,
-        ))
-    } else {
-        lora_linear_reference(x, w, a, b, scale)
+pub fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64, mask: Option<Tensor<2>>) -> Tensor<2> {
+    let f32s = [Some(&w), Some(&a), Some(&b), mask.as_ref()].into_iter().flatten().all(|t| t.dtype() == DType::F32);
+    let fits = x.dims()[1] == w.dims()[0]
+        && a.dims()[0] == w.dims()[0]
+        && a.dims()[1] == b.dims()[0]
+        && b.dims()[1] == w.dims()[1]
+        && mask.as_ref().is_none_or(|m| m.dims() == x.dims());
+    if !(fits && f32s && fused_for(&x.device(), x.dtype())) {
+        return lora_linear_reference(x, w, a, b, scale, mask);
     }
+    let (x, w, a, b) = (x.into_dispatch(), w.into_dispatch(), a.into_dispatch(), b.into_dispatch());
+    Tensor::from_dispatch(match mask {
+        None => Dispatch::fused_lora_linear(x, w, a, b, scale as f32),
+        Some(mask) => Dispatch::fused_lora_dropout_linear(x, w, a, b, mask.into_dispatch(), scale as f32),
+    })
 }
 
-pub fn lora_linear_reference(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64) -> Tensor<2> {
-    x.clone().matmul(w) + x.matmul(a).matmul(b) * scale
+pub fn lora_linear_reference(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64, mask: Option<Tensor<2>>) -> Tensor<2> {
+    let input = match mask {
+        Some(mask) => x.clone() * mask,
+        None => x.clone(),
+    };
+    x.matmul(w) + input.matmul(a).matmul(b) * scale
 }
 
 /// Rotary position embedding as transformers applies it: `x·cos + rotate_half(x)·sin`, where
@@ -355,8 +370,9 @@ mod tests {
 
     #[test]
     fn fused_linear_layers_match_the_reference() {
-        // Trained base weights (full fine-tuning) and frozen ones (LoRA), a transposed input.
-        for base_trained in [true, false] {
+        // Trained base weights (full fine-tuning), frozen ones (LoRA), LoRA with dropout; a
+        // transposed input.
+        for (base_trained, dropout) in [(true, false), (false, false), (false, true)] {
             let device = Device::flex().autodiff();
             let (n, d_in, d_out, r) = (45, 24, 40, 4);
             let normal = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
@@ -367,6 +383,7 @@ mod tests {
             }
             let (a, b) = (normal([d_in, r]).require_grad(), normal([r, d_out]).require_grad());
             let dout = normal([n, d_out]);
+            let mask = dropout.then(|| Tensor::<2>::random([n, d_in], Distribution::Bernoulli(0.6), &device) / 0.6);
             let flat = |t: Tensor<2>| {
                 let [rows, cols] = t.dims();
                 t.reshape([1, 1, rows, cols])
@@ -376,8 +393,8 @@ mod tests {
                 let out = match (lora, fused) {
                     (false, true) => linear(xt, w.clone()),
                     (false, false) => xt.matmul(w.clone()),
-                    (true, true) => lora_linear(xt, w.clone(), a.clone(), b.clone(), 0.7),
-                    (true, false) => lora_linear_reference(xt, w.clone(), a.clone(), b.clone(), 0.7),
+                    (true, true) => lora_linear(xt, w.clone(), a.clone(), b.clone(), 0.7, mask.clone()),
+                    (true, false) => lora_linear_reference(xt, w.clone(), a.clone(), b.clone(), 0.7, mask.clone()),
                 };
                 let grads = (out.clone() * dout.clone()).sum().backward();
                 let mut results = vec![flat(out.detach()), flat(x.grad(&grads).unwrap())];

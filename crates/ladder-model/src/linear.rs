@@ -58,14 +58,14 @@ impl Linear {
         let [b, t, d_in] = x.dims();
         let x = x.reshape([b * t, d_in]);
         let mut y = match (&self.lora, mode.adapters) {
-            (Some(lora), true) if mode.train && lora.dropout > 0.0 => {
-                // Dropout reaches the adapter's input only, so the adapter takes its own path.
-                let keep = 1.0 - lora.dropout;
-                let mask = x.random_like(Distribution::Bernoulli(keep));
-                let dropped = x.clone() * mask / keep;
-                kernels::linear(x, self.weight.val()) + dropped.matmul(lora.a.val()).matmul(lora.b.val()) * lora.scale
+            (Some(lora), true) => {
+                // Dropout reaches the adapter's input only.
+                let mask = (mode.train && lora.dropout > 0.0).then(|| {
+                    let keep = 1.0 - lora.dropout;
+                    x.random_like(Distribution::Bernoulli(keep)) / keep
+                });
+                kernels::lora_linear(x, self.weight.val(), lora.a.val(), lora.b.val(), lora.scale, mask)
             }
-            (Some(lora), true) => kernels::lora_linear(x, self.weight.val(), lora.a.val(), lora.b.val(), lora.scale),
             _ => kernels::linear(x, self.weight.val()),
         };
         if let Some(bias) = &self.bias {

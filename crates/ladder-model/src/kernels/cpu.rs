@@ -607,22 +607,38 @@ fn bmm(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
     tensor(gemm::matmul_batched(&pairs), Shape::from([s[0], s[1], s[2], n]))
 }
 
-/// A LoRA adapter's factors, `a: [d_in, r]` and `b: [r, d_out]`, and its scale.
+/// A LoRA adapter's factors, `a: [d_in, r]` and `b: [r, d_out]`, its scale, and in training
+/// with dropout the mask its input is multiplied by (`[n, d_in]`, 0 or 1/keep).
 pub struct LoraFactors<'a> {
     pub a: &'a FlexTensor,
     pub b: &'a FlexTensor,
     pub scale: f32,
+    pub mask: Option<&'a FlexTensor>,
 }
 
-/// `x·w`, plus `scale·(x·a)·b` with an adapter, added into the same output. Returns the output
-/// `[n, d_out]` and, with an adapter, `x·a` `[n, r]`, which the backward pass reuses.
+/// `a ∘ b`, element-wise.
+fn times(a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut out = a.to_vec();
+    out.par_chunks_mut(TASK_ELEMENTS).zip(b.par_chunks(TASK_ELEMENTS)).for_each(|(o, b)| vectorised(|| {
+        for (o, b) in o.iter_mut().zip(b) {
+            *o *= b;
+        }
+    }));
+    out
+}
+
+/// `x·w`, plus `scale·(x·a)·b` with an adapter (`x` masked first with dropout), added into the
+/// same output. Returns the output `[n, d_out]` and, with an adapter, the product at the
+/// adapter's rank `[n, r]`, which the backward pass reuses.
 pub fn linear_forward(x: &FlexTensor, w: &FlexTensor, lora: Option<&LoraFactors>) -> (FlexTensor, Option<FlexTensor>) {
     let (x, w) = (readable(x), readable(w));
     let (xv, wv) = (view(&x), view(&w));
     let mut y = gemm::matmul(xv, wv, 1.0);
     let xa = lora.map(|l| {
         let (a, b) = (readable(l.a), readable(l.b));
-        let xa = gemm::matmul(xv, view(&a), 1.0);
+        let masked = l.mask.map(|mask| times(&values(&x), &values(mask)));
+        let input = masked.as_deref().map_or(xv, |m| View::new(m, xv.rows(), xv.cols()));
+        let xa = gemm::matmul(input, view(&a), 1.0);
         gemm::matmul_into(&mut y, View::new(&xa, xv.rows(), view(&a).cols()), view(&b), l.scale, true);
         tensor(xa, Shape::from([xv.rows(), view(&a).cols()]))
     });
@@ -659,11 +675,24 @@ pub fn linear_backward(
         let r = av.cols();
         // The gradient at x·a: scale·dy·bᵀ, `[n, r]`.
         let dxa = (needs.x || needs.a).then(|| gemm::matmul(dyv, bv.t(), l.scale));
+        let mask = l.mask.map(values);
         if let (Some(dx), Some(dxa)) = (dx.as_mut(), &dxa) {
-            gemm::matmul_into(dx, View::new(dxa, n, r), av.t(), 1.0, true);
+            match &mask {
+                None => gemm::matmul_into(dx, View::new(dxa, n, r), av.t(), 1.0, true),
+                Some(mask) => {
+                    let part = times(&gemm::matmul(View::new(dxa, n, r), av.t(), 1.0), mask);
+                    dx.par_chunks_mut(TASK_ELEMENTS).zip(part.par_chunks(TASK_ELEMENTS)).for_each(|(dx, part)| {
+                        for (dx, p) in dx.iter_mut().zip(part) {
+                            *dx += p;
+                        }
+                    });
+                }
+            }
         }
         if let (true, Some(dxa)) = (needs.a, &dxa) {
-            da = Some(tensor(gemm::matmul(xv.t(), View::new(dxa, n, r), 1.0), Shape::from([d_in, r])));
+            let masked = mask.as_ref().map(|mask| times(&values(&x), mask));
+            let input = masked.as_deref().map_or(xv, |m| View::new(m, n, d_in));
+            da = Some(tensor(gemm::matmul(input.t(), View::new(dxa, n, r), 1.0), Shape::from([d_in, r])));
         }
         db = needs.b.then(|| tensor(gemm::matmul(xav.t(), dyv, l.scale), Shape::from([r, d_out])));
     }
@@ -704,7 +733,11 @@ impl FusedOps for Flex {
     }
 
     fn fused_lora_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32) -> FlexTensor {
-        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale })).0
+        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, mask: None })).0
+    }
+
+    fn fused_lora_dropout_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, mask: FlexTensor, scale: f32) -> FlexTensor {
+        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, mask: Some(&mask) })).0
     }
 
     fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {

@@ -131,9 +131,11 @@ struct LoraLinearState {
     w: FlexTensor,
     a: FlexTensor,
     b: FlexTensor,
-    /// `x·a`, `[n, r]`: b's gradient needs it.
+    /// The product at the adapter's rank, `[n, r]`: b's gradient needs it.
     xa: FlexTensor,
     scale: f32,
+    /// The dropout mask of the adapter's input, if any.
+    mask: Option<FlexTensor>,
 }
 
 impl Backward<Flex, 4> for LoraLinearBackward {
@@ -144,7 +146,7 @@ impl Backward<Flex, 4> for LoraLinearBackward {
         let dout = grads.consume::<Flex>(&ops.node);
         let s = ops.state;
         let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: a_node.is_some(), b: b_node.is_some() };
-        let lora = cpu::LoraFactors { a: &s.a, b: &s.b, scale: s.scale };
+        let lora = cpu::LoraFactors { a: &s.a, b: &s.b, scale: s.scale, mask: s.mask.as_ref() };
         let [dx, dw, da, db] = cpu::linear_backward(&s.x, &s.w, Some((&lora, &s.xa)), &dout, needs);
         for (node, grad) in [(x_node, dx), (w_node, dw), (a_node, da), (b_node, db)] {
             if let (Some(node), Some(grad)) = (node, grad) {
@@ -241,23 +243,12 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     fn fused_lora_linear(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, scale: f32) -> Tracked<C> {
-        let lora = cpu::LoraFactors { a: a.primitive(), b: b.primitive(), scale };
-        let (out, xa) = cpu::linear_forward(x.primitive(), w.primitive(), Some(&lora));
-        let xa = xa.expect("x·a of an adapter");
-        match LoraLinearBackward.prepare::<C>([x.node(), w.node(), a.node(), b.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let state = LoraLinearState {
-                    x: x.into_primitive(),
-                    w: w.into_primitive(),
-                    a: a.into_primitive(),
-                    b: b.into_primitive(),
-                    xa,
-                    scale,
-                };
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        lora_linear::<C>(x, w, a, b, None, scale)
+    }
+
+    fn fused_lora_dropout_linear(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, mask: Tracked<C>, scale: f32) -> Tracked<C> {
+        // The mask is random, not a function of anything trained: no gradient flows to it.
+        lora_linear::<C>(x, w, a, b, Some(mask.into_primitive()), scale)
     }
 
     fn fused_token_logprobs(hidden: Tracked<C>, weight: Tracked<C>, targets: FlexTensor) -> Tracked<C> {
@@ -281,5 +272,27 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
+    }
+}
+
+/// [`FusedOps::fused_lora_linear`], with dropout when `mask` is given.
+fn lora_linear<C: CheckpointStrategy>(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, mask: Option<FlexTensor>, scale: f32) -> Tracked<C> {
+    let lora = cpu::LoraFactors { a: a.primitive(), b: b.primitive(), scale, mask: mask.as_ref() };
+    let (out, xa) = cpu::linear_forward(x.primitive(), w.primitive(), Some(&lora));
+    let xa = xa.expect("the adapter's product");
+    match LoraLinearBackward.prepare::<C>([x.node(), w.node(), a.node(), b.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let state = LoraLinearState {
+                x: x.into_primitive(),
+                w: w.into_primitive(),
+                a: a.into_primitive(),
+                b: b.into_primitive(),
+                xa,
+                scale,
+                mask,
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }
