@@ -3,7 +3,7 @@
 //! formed, so training an adapter never pays for a full-size weight gradient.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 
 use crate::kernels;
 
@@ -60,10 +60,7 @@ impl Linear {
         let mut y = match (&self.lora, mode.adapters) {
             (Some(lora), true) => {
                 // Dropout reaches the adapter's input only.
-                let mask = (mode.train && lora.dropout > 0.0).then(|| {
-                    let keep = 1.0 - lora.dropout;
-                    x.random_like(Distribution::Bernoulli(keep)) / keep
-                });
+                let mask = (mode.train && lora.dropout > 0.0).then(|| kernels::dropout_mask(&x, 1.0 - lora.dropout));
                 kernels::lora_linear(x, self.weight.val(), lora.a.val(), lora.b.val(), lora.scale, mask)
             }
             _ => kernels::linear(x, self.weight.val()),

@@ -616,6 +616,26 @@ pub struct LoraFactors<'a> {
     pub mask: Option<&'a FlexTensor>,
 }
 
+/// `len` dropout mask values from `seed`: element `i` is `1/keep` when the SplitMix64 hash of
+/// `(seed, i)` falls below `keep`, else 0; the same for any number of threads.
+pub fn dropout_mask(len: usize, seed: u64, keep: f64) -> Vec<f32> {
+    let threshold = (keep.clamp(0.0, 1.0) * 4_294_967_296.0) as u64;
+    let value = (1.0 / keep) as f32;
+    let mut out = vec![0.0f32; len];
+    out.par_chunks_mut(TASK_ELEMENTS).enumerate().for_each(|(c, chunk)| {
+        for (i, x) in chunk.iter_mut().enumerate() {
+            let mut z = seed.wrapping_add(((c * TASK_ELEMENTS + i) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            if z >> 32 < threshold {
+                *x = value;
+            }
+        }
+    });
+    out
+}
+
 /// `a ∘ b`, element-wise.
 fn times(a: &[f32], b: &[f32]) -> Vec<f32> {
     let mut out = a.to_vec();
