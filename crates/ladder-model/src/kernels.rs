@@ -10,12 +10,18 @@
 //! Attention also handles grouped-query heads without copying keys and values per query head:
 //! the query heads of one key/value head are laid end to end as one taller matrix.
 //!
+//! Linear layers, LoRA included, are one operation too: the adapter's product is added into
+//! the base output, and its share of the input gradient into the base share, which flex's
+//! `matmul` (it neither accumulates nor writes into memory it did not first zero and copy)
+//! cannot do.
+//!
 //! The fused path runs on the `flex` CPU backend in f32; any other device or dtype takes the
 //! reference composition below (the same formulas as transformers), which the tests compare
 //! the fused kernels against. `LADDER_UNFUSED=1` forces the reference path everywhere.
 //!
 //! Layout: this file holds the public functions and their references; [`cpu`] the kernels on
-//! slices and the `Flex` forward and backward; [`grad`] their registration with autodiff.
+//! slices and the `Flex` forward and backward; [`gemm`] the matrix products they all use (the
+//! one module allowed `unsafe`); [`grad`] their registration with autodiff.
 
 mod cpu;
 mod gemm;
