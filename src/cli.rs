@@ -456,6 +456,9 @@ pub struct BenchArgs {
     /// cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Measure with gradient checkpointing, as `ladder sft --gradient-checkpointing`.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 /// `ladder eval` options.

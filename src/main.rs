@@ -238,6 +238,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         mode,
         shape: args.shape,
         device: args.device,
+        gradient_checkpointing: args.gradient_checkpointing,
         batch_size: args.batch_size,
         seq_len: args.seq_len,
         warmup_steps: 2,

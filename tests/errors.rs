@@ -252,3 +252,15 @@ fn bench_runs_one_row_and_refuses_a_dpo_batch_without_a_pair() {
     let err = ladder_fails(&["bench", "--mode", "sgd"]);
     assert!(err.contains("--mode") && err.contains("full, lora or dpo"), "{err}");
 }
+
+#[test]
+fn bench_trains_with_gradient_checkpointing_past_the_first_update() {
+    // Three optimizer steps: the update must keep each parameter's checkpointing strategy,
+    // or the next forward mixes two strategies and Burn panics.
+    for mode in ["lora", "full", "dpo"] {
+        let out = ladder(&["bench", "--shape", "tiny", "--mode", mode, "--seq-len", "16", "--steps", "1", "--threads", "1", "--gradient-checkpointing"]);
+        let line: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+        assert_eq!(line["gradient_checkpointing"], true, "{mode}");
+        assert!(line["tokens_per_s"].as_f64().unwrap() > 0.0, "{mode}");
+    }
+}

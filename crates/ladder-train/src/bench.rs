@@ -51,6 +51,8 @@ pub struct BenchConfig {
     /// A named shape: `bench-30m` (the anchor's) or `tiny`.
     pub shape: String,
     pub device: String,
+    /// Burn's gradient checkpointing, as `--gradient-checkpointing` in training.
+    pub gradient_checkpointing: bool,
     pub batch_size: usize,
     pub seq_len: usize,
     pub warmup_steps: usize,
@@ -66,6 +68,7 @@ pub struct BenchResult {
     pub trainable_params: usize,
     pub batch_size: usize,
     pub seq_len: usize,
+    pub gradient_checkpointing: bool,
     pub tokens_per_s: f64,
     pub step_s: f64,
     pub peak_rss_mib: f64,
@@ -144,7 +147,7 @@ fn timed<O: Objective>(cfg: &BenchConfig, model: Decoder, objective: &O, items: 
 /// Builds the model and data of `cfg`, trains, and reports.
 pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     use burn::module::Module;
-    let device = crate::device::parse_device(&cfg.device)?.autodiff();
+    let device = crate::device::training_device(&cfg.device, cfg.gradient_checkpointing)?;
     let config = shape(&cfg.shape, cfg.seq_len)?;
     let mut model = ladder_model::random_decoder(&config, 0.02, 0, &device);
     let params = model.num_params();
@@ -204,6 +207,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         trainable_params: trainable,
         batch_size: b,
         seq_len: t,
+        gradient_checkpointing: cfg.gradient_checkpointing,
         tokens_per_s: (b * t) as f64 / step_s,
         step_s,
         peak_rss_mib: peak_rss_mib(),

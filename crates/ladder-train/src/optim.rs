@@ -136,6 +136,7 @@ impl ModuleMapper for Update<'_> {
         let shape = tensor.shape();
         let n = shape.num_elements();
         let require_grad = tensor.is_require_grad();
+        let checkpointing = tensor.gradient_checkpointing_strategy();
         let mut p = tensor.inner().reshape([n]);
         let g = grad.reshape([n]) * self.grad_scale;
         let device = p.device();
@@ -154,6 +155,11 @@ impl ModuleMapper for Update<'_> {
         p = p - m.clone() / denom * (self.lr / bias1);
         self.optim.state.insert(path, Moments { m, v });
         let mut updated = Tensor::from_inner(p.reshape(shape));
+        // `from_inner` gives the default strategy; keep the parameter's (gradient
+        // checkpointing), or the next forward would mix two strategies.
+        if let Some(strategy) = checkpointing {
+            updated = updated.with_gradient_checkpointing_strategy(strategy);
+        }
         if require_grad {
             updated = updated.require_grad();
         }

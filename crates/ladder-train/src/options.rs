@@ -112,6 +112,11 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this value; 0 disables [default: 1.0].
     #[arg(long, value_name = "NORM", help_heading = "Optimisation")]
     pub max_grad_norm: Option<f64>,
+    /// Gradient checkpointing: keep fewer activations for the backward pass and recompute the
+    /// cheap ones there (norms, SwiGLU, RoPE, residual adds). Less peak memory for a little
+    /// more time; see the README's Performance section for measurements.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Optimisation")]
+    pub gradient_checkpointing: Option<bool>,
     /// Random seed (adapter init, shuffling, dropout) [default: 42].
     #[arg(long, value_name = "N", help_heading = "Optimisation")]
     pub seed: Option<u64>,
@@ -366,6 +371,7 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
         data,
         out: PathBuf::from(out),
         device: a.device.unwrap_or_else(|| "cpu".into()),
+        gradient_checkpointing: a.gradient_checkpointing.unwrap_or(false),
         method,
         lora_vision,
         max_seq_len: a.max_seq_len,

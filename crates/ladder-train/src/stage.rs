@@ -36,6 +36,10 @@ pub struct StageJob {
     pub data: Vec<PathBuf>,
     pub out: PathBuf,
     pub device: String,
+    /// Burn's gradient checkpointing on the training device (`--gradient-checkpointing`).
+    /// Left out of the serialised job when off, so earlier runs' fingerprints stay the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
     pub method: Method,
     /// Vision block linears that also get LoRA (`--lora-vision`; Qwen2.5-VL only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -68,7 +72,7 @@ pub struct StageModel {
 /// fine-tuning trains everything; LoRA freezes the base and attaches a new adapter or trains the
 /// loaded one.
 pub fn load(job: &StageJob) -> Result<StageModel> {
-    let device = crate::device::parse_device(&job.device)?.autodiff();
+    let device = crate::device::training_device(&job.device, job.gradient_checkpointing)?;
     let resume_dir = job.resume.as_deref().map(checkpoint::find).transpose()?;
     // A resumed LoRA run continues the checkpoint's adapter; a full run its weights.
     let (model_spec, adapter) = match (&resume_dir, &job.method) {

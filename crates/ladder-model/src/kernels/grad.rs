@@ -1,12 +1,20 @@
 //! The fused kernels under autodiff: each forward records one node whose backward pass calls
 //! the hand-written gradient in [`super::cpu`]. The state kept for the backward pass is the
 //! inputs (which the unfused graph kept too) plus, for RMSNorm and attention, one f32 per row.
+//!
+//! Inputs are kept through Burn's checkpointer, so gradient checkpointing
+//! (`Device::gradient_checkpointing`) works through these kernels: RMSNorm, SwiGLU and RoPE
+//! are memory-bound, and with checkpointing their outputs are not kept but recomputed in the
+//! backward pass (their `Retro*` forward), from the outputs of the matrix products around
+//! them, which are kept.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::retro_forward::RetroForward;
+use burn::backend::autodiff::checkpoint::state::BackwardStates;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::Flex;
@@ -21,12 +29,13 @@ type Tracked<C> = FloatTensor<Autodiff<Flex, C>>;
 struct SwigluBackward;
 
 impl Backward<Flex, 2> for SwigluBackward {
-    type State = (FlexTensor, FlexTensor);
+    type State = (NodeId, NodeId);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [gate_node, up_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
-        let (gate, up) = ops.state;
+        let gate: FlexTensor = checkpointer.retrieve_node_output(ops.state.0);
+        let up: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
         let (dg, du) = cpu::swiglu_backward(&gate, &up, &dout);
         if let Some(node) = gate_node {
             grads.register::<Flex>(node.id, dg);
@@ -38,15 +47,31 @@ impl Backward<Flex, 2> for SwigluBackward {
 }
 
 #[derive(Debug)]
+struct RetroSwiglu {
+    gate: NodeId,
+    up: NodeId,
+}
+
+impl RetroForward for RetroSwiglu {
+    fn forward(&self, states: &mut BackwardStates, out: NodeId) {
+        let gate: FlexTensor = states.get_state(&self.gate);
+        let up: FlexTensor = states.get_state(&self.up);
+        states.save(out, cpu::swiglu_forward(&gate, &up));
+    }
+}
+
+#[derive(Debug)]
 struct RmsNormBackward;
 
 impl Backward<Flex, 2> for RmsNormBackward {
-    type State = (FlexTensor, FlexTensor, Arc<Vec<f32>>);
+    type State = (NodeId, NodeId, Arc<Vec<f32>>);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [x_node, w_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
         let (x, weight, inv) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x);
+        let weight: FlexTensor = checkpointer.retrieve_node_output(weight);
         let (dx, dw) = cpu::rms_norm_backward(&x, &weight, &inv, &dout);
         if let Some(node) = x_node {
             grads.register::<Flex>(node.id, dx);
@@ -58,13 +83,29 @@ impl Backward<Flex, 2> for RmsNormBackward {
 }
 
 #[derive(Debug)]
+struct RetroRmsNorm {
+    x: NodeId,
+    weight: NodeId,
+    eps: f32,
+}
+
+impl RetroForward for RetroRmsNorm {
+    fn forward(&self, states: &mut BackwardStates, out: NodeId) {
+        let x: FlexTensor = states.get_state(&self.x);
+        let weight: FlexTensor = states.get_state(&self.weight);
+        states.save(out, cpu::rms_norm_forward(&x, &weight, self.eps).0);
+    }
+}
+
+#[derive(Debug)]
 struct AttentionBackward;
 
 #[derive(Clone, Debug)]
 struct AttentionState {
-    q: FlexTensor,
-    k: FlexTensor,
-    v: FlexTensor,
+    q: NodeId,
+    k: NodeId,
+    v: NodeId,
+    /// The additive mask: a constant shared by every layer.
     bias: FlexTensor,
     scale: f32,
     lse: Arc<Vec<f32>>,
@@ -73,11 +114,13 @@ struct AttentionState {
 impl Backward<Flex, 3> for AttentionBackward {
     type State = AttentionState;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [q_node, k_node, v_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
         let s = ops.state;
-        let (dq, dk, dv) = cpu::attention_backward(&s.q, &s.k, &s.v, &s.bias, s.scale, &s.lse, &dout);
+        let (q, k, v): (FlexTensor, FlexTensor, FlexTensor) =
+            (checkpointer.retrieve_node_output(s.q), checkpointer.retrieve_node_output(s.k), checkpointer.retrieve_node_output(s.v));
+        let (dq, dk, dv) = cpu::attention_backward(&q, &k, &v, &s.bias, s.scale, &s.lse, &dout);
         for (node, grad) in [(q_node, dq), (k_node, dk), (v_node, dv)] {
             if let Some(node) = node {
                 grads.register::<Flex>(node.id, grad);
@@ -102,16 +145,32 @@ impl Backward<Flex, 1> for RopeBackward {
     }
 }
 
+/// The cos/sin tables are constants shared by every layer, so they are held, not checkpointed.
+#[derive(Debug)]
+struct RetroRope {
+    x: NodeId,
+    cos: FlexTensor,
+    sin: FlexTensor,
+}
+
+impl RetroForward for RetroRope {
+    fn forward(&self, states: &mut BackwardStates, out: NodeId) {
+        let x: FlexTensor = states.get_state(&self.x);
+        states.save(out, cpu::rope(&x, &self.cos, &self.sin, false));
+    }
+}
+
 #[derive(Debug)]
 struct LinearBackward;
 
 impl Backward<Flex, 2> for LinearBackward {
-    type State = (FlexTensor, FlexTensor);
+    type State = (NodeId, NodeId);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [x_node, w_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
-        let (x, w) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(ops.state.0);
+        let w: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
         let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: false, b: false };
         let [dx, dw, _, _] = cpu::linear_backward(&x, &w, None, &dout, needs);
         for (node, grad) in [(x_node, dx), (w_node, dw)] {
@@ -127,10 +186,10 @@ struct LoraLinearBackward;
 
 #[derive(Clone, Debug)]
 struct LoraLinearState {
-    x: FlexTensor,
-    w: FlexTensor,
-    a: FlexTensor,
-    b: FlexTensor,
+    x: NodeId,
+    w: NodeId,
+    a: NodeId,
+    b: NodeId,
     /// The product at the adapter's rank, `[n, r]`: b's gradient needs it.
     xa: FlexTensor,
     scale: f32,
@@ -141,13 +200,14 @@ struct LoraLinearState {
 impl Backward<Flex, 4> for LoraLinearBackward {
     type State = LoraLinearState;
 
-    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [x_node, w_node, a_node, b_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
         let s = ops.state;
+        let [x, w, a, b]: [FlexTensor; 4] = [s.x, s.w, s.a, s.b].map(|id| checkpointer.retrieve_node_output(id));
         let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: a_node.is_some(), b: b_node.is_some() };
-        let lora = cpu::LoraFactors { a: &s.a, b: &s.b, scale: s.scale, mask: s.mask.as_ref() };
-        let [dx, dw, da, db] = cpu::linear_backward(&s.x, &s.w, Some((&lora, &s.xa)), &dout, needs);
+        let lora = cpu::LoraFactors { a: &a, b: &b, scale: s.scale, mask: s.mask.as_ref() };
+        let [dx, dw, da, db] = cpu::linear_backward(&x, &w, Some((&lora, &s.xa)), &dout, needs);
         for (node, grad) in [(x_node, dx), (w_node, dw), (a_node, da), (b_node, db)] {
             if let (Some(node), Some(grad)) = (node, grad) {
                 grads.register::<Flex>(node.id, grad);
@@ -163,7 +223,7 @@ struct TokenLogprobsBackward;
 #[derive(Clone, Debug)]
 enum TokenLogprobsState {
     /// The head is trained: its gradient needs every block's logits, computed again.
-    Recompute { hidden: FlexTensor, weight: FlexTensor, targets: Arc<Vec<i64>>, lse: Arc<Vec<f32>> },
+    Recompute { hidden: NodeId, weight: NodeId, targets: Arc<Vec<i64>>, lse: Arc<Vec<f32>> },
     /// The head is frozen: each row's gradient direction, computed in the forward pass.
     Directions(FlexTensor),
 }
@@ -171,11 +231,13 @@ enum TokenLogprobsState {
 impl Backward<Flex, 2> for TokenLogprobsBackward {
     type State = TokenLogprobsState;
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [h_node, w_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
         let (dh, dw) = match ops.state {
             TokenLogprobsState::Recompute { hidden, weight, targets, lse } => {
+                let hidden: FlexTensor = checkpointer.retrieve_node_output(hidden);
+                let weight: FlexTensor = checkpointer.retrieve_node_output(weight);
                 cpu::token_logprobs_backward(&hidden, &weight, &targets, &lse, &dout, w_node.is_some())
             }
             TokenLogprobsState::Directions(directions) => (cpu::token_logprobs_backward_from_directions(&directions, &dout), None),
@@ -191,19 +253,25 @@ impl Backward<Flex, 2> for TokenLogprobsBackward {
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_swiglu(gate: Tracked<C>, up: Tracked<C>) -> Tracked<C> {
-        match SwigluBackward.prepare::<C>([gate.node(), up.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = cpu::swiglu_forward(gate.primitive(), up.primitive());
-                prep.finish((gate.into_primitive(), up.into_primitive()), out)
+        let out = cpu::swiglu_forward(gate.primitive(), up.primitive());
+        let retro = RetroSwiglu { gate: gate.id(), up: up.id() };
+        match SwigluBackward.prepare::<C>([gate.node(), up.node()]).memory_bound().retro_forward(retro).parents([&gate, &up]).stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&gate), prep.checkpoint(&up));
+                prep.finish(state, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(cpu::swiglu_forward(gate.primitive(), up.primitive())),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 
     fn fused_rms_norm(x: Tracked<C>, weight: Tracked<C>, eps: f32) -> Tracked<C> {
         let (out, inv) = cpu::rms_norm_forward(x.primitive(), weight.primitive(), eps);
-        match RmsNormBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), weight.into_primitive(), Arc::new(inv)), out),
+        let retro = RetroRmsNorm { x: x.id(), weight: weight.id(), eps };
+        match RmsNormBackward.prepare::<C>([x.node(), weight.node()]).memory_bound().retro_forward(retro).parents([&x, &weight]).stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&weight), Arc::new(inv));
+                prep.finish(state, out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
@@ -211,11 +279,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_attention(q: Tracked<C>, k: Tracked<C>, v: Tracked<C>, bias: Tracked<C>, scale: f32) -> Tracked<C> {
         let (out, lse) = cpu::attention_forward(q.primitive(), k.primitive(), v.primitive(), bias.primitive(), scale);
         match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
+            OpsKind::Tracked(mut prep) => {
                 let state = AttentionState {
-                    q: q.into_primitive(),
-                    k: k.into_primitive(),
-                    v: v.into_primitive(),
+                    q: prep.checkpoint(&q),
+                    k: prep.checkpoint(&k),
+                    v: prep.checkpoint(&v),
                     bias: bias.into_primitive(),
                     scale,
                     lse: Arc::new(lse),
@@ -228,7 +296,8 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
     fn fused_rope(x: Tracked<C>, cos: Tracked<C>, sin: Tracked<C>) -> Tracked<C> {
         let out = cpu::rope(x.primitive(), cos.primitive(), sin.primitive(), false);
-        match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        let retro = RetroRope { x: x.id(), cos: cos.primitive().clone(), sin: sin.primitive().clone() };
+        match RopeBackward.prepare::<C>([x.node()]).memory_bound().retro_forward(retro).parents([&x]).stateful() {
             OpsKind::Tracked(prep) => prep.finish((cos.into_primitive(), sin.into_primitive()), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
@@ -237,7 +306,10 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_linear(x: Tracked<C>, w: Tracked<C>) -> Tracked<C> {
         let (out, _) = cpu::linear_forward(x.primitive(), w.primitive(), None);
         match LinearBackward.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), w.into_primitive()), out),
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&w));
+                prep.finish(state, out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
@@ -258,12 +330,12 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let frozen_head = hidden.is_tracked() && !weight.is_tracked();
         let (out, lse, directions) = cpu::token_logprobs_forward(hidden.primitive(), weight.primitive(), &targets, frozen_head);
         match TokenLogprobsBackward.prepare::<C>([hidden.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
+            OpsKind::Tracked(mut prep) => {
                 let state = match directions {
                     Some(directions) => TokenLogprobsState::Directions(directions),
                     None => TokenLogprobsState::Recompute {
-                        hidden: hidden.into_primitive(),
-                        weight: weight.into_primitive(),
+                        hidden: prep.checkpoint(&hidden),
+                        weight: prep.checkpoint(&weight),
                         targets: Arc::new(targets),
                         lse: Arc::new(lse),
                     },
@@ -281,12 +353,12 @@ fn lora_linear<C: CheckpointStrategy>(x: Tracked<C>, w: Tracked<C>, a: Tracked<C
     let (out, xa) = cpu::linear_forward(x.primitive(), w.primitive(), Some(&lora));
     let xa = xa.expect("the adapter's product");
     match LoraLinearBackward.prepare::<C>([x.node(), w.node(), a.node(), b.node()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
+        OpsKind::Tracked(mut prep) => {
             let state = LoraLinearState {
-                x: x.into_primitive(),
-                w: w.into_primitive(),
-                a: a.into_primitive(),
-                b: b.into_primitive(),
+                x: prep.checkpoint(&x),
+                w: prep.checkpoint(&w),
+                a: prep.checkpoint(&a),
+                b: prep.checkpoint(&b),
                 xa,
                 scale,
                 mask,
