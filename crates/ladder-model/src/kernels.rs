@@ -61,14 +61,15 @@ pub trait FusedOps: burn::backend::Backend {
         b: FloatTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self>;
-    /// [`FusedOps::fused_lora_linear`] with dropout: the adapter's input is `x ∘ mask`.
+    /// [`FusedOps::fused_lora_linear`] with dropout of the adapter's input (see [`Dropout`]).
     fn fused_lora_dropout_linear(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         a: FloatTensor<Self>,
         b: FloatTensor<Self>,
-        mask: FloatTensor<Self>,
         scale: f32,
+        seed: u64,
+        keep: f32,
     ) -> FloatTensor<Self>;
     /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
     fn fused_token_logprobs(hidden: FloatTensor<Self>, weight: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
@@ -169,53 +170,59 @@ pub fn linear(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     }
 }
 
+/// LoRA dropout of one layer call: element `i` of the adapter's input is kept, and scaled by
+/// `1/keep`, when the SplitMix64 hash of `(seed, i)` falls below `keep`. A hash rather than a
+/// stored mask: the fused backward pass regenerates it instead of keeping a `[n, d_in]` mask
+/// per layer, and drawing every element from Burn's generator had cost LoRA with dropout 40%
+/// of its speed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    pub seed: u64,
+    pub keep: f64,
+}
+
+impl Dropout {
+    /// A new mask, its seed drawn from `device`'s generator, so a run stays a function of its
+    /// seed and step.
+    pub fn draw(keep: f64, device: &Device) -> Dropout {
+        let draws = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), &device.clone().inner());
+        let bits: Vec<u64> = draws.into_data().convert::<f32>().iter::<f32>().map(|v| u64::from(v.to_bits())).collect();
+        Dropout { seed: (bits[0] << 32) | bits[1], keep }
+    }
+
+    /// The mask as a tensor shaped like `x` (0 or `1/keep`).
+    pub fn mask(&self, x: &Tensor<2>) -> Tensor<2> {
+        let mask = cpu::dropout_mask(x.dims().iter().product(), self.seed, self.keep as f32);
+        Tensor::from_data(TensorData::new(mask, x.dims()), &x.device())
+    }
+}
+
 /// `x·w + scale·(dropout(x)·a)·b`: a linear layer with a LoRA adapter, as PEFT's `lora.Linear`
-/// computes it; `mask` (`[n, d_in]`, 0 or 1/keep) is the dropout of the adapter's input, in
-/// training only. The fused path adds the adapter's product into the base output, and in
-/// backward the adapter's share of x's gradient into the base share, instead of making and
-/// then adding separate buffers.
+/// computes it, with dropout of the adapter's input in training. The fused path adds the
+/// adapter's product into the base output, and in backward the adapter's share of x's
+/// gradient into the base share, instead of making and then adding separate buffers.
 ///
 /// # Shapes
 /// - x: `[n, d_in]`; w: `[d_in, d_out]`; a: `[d_in, r]`; b: `[r, d_out]`; output: `[n, d_out]`
-pub fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64, mask: Option<Tensor<2>>) -> Tensor<2> {
-    let f32s = [Some(&w), Some(&a), Some(&b), mask.as_ref()].into_iter().flatten().all(|t| t.dtype() == DType::F32);
-    let fits = x.dims()[1] == w.dims()[0]
-        && a.dims()[0] == w.dims()[0]
-        && a.dims()[1] == b.dims()[0]
-        && b.dims()[1] == w.dims()[1]
-        && mask.as_ref().is_none_or(|m| m.dims() == x.dims());
+pub fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64, dropout: Option<Dropout>) -> Tensor<2> {
+    let f32s = [&w, &a, &b].iter().all(|t| t.dtype() == DType::F32);
+    let fits = x.dims()[1] == w.dims()[0] && a.dims()[0] == w.dims()[0] && a.dims()[1] == b.dims()[0] && b.dims()[1] == w.dims()[1];
     if !(fits && f32s && fused_for(&x.device(), x.dtype())) {
-        return lora_linear_reference(x, w, a, b, scale, mask);
+        return lora_linear_reference(x, w, a, b, scale, dropout);
     }
     let (x, w, a, b) = (x.into_dispatch(), w.into_dispatch(), a.into_dispatch(), b.into_dispatch());
-    Tensor::from_dispatch(match mask {
+    Tensor::from_dispatch(match dropout {
         None => Dispatch::fused_lora_linear(x, w, a, b, scale as f32),
-        Some(mask) => Dispatch::fused_lora_dropout_linear(x, w, a, b, mask.into_dispatch(), scale as f32),
+        Some(d) => Dispatch::fused_lora_dropout_linear(x, w, a, b, scale as f32, d.seed, d.keep as f32),
     })
 }
 
-pub fn lora_linear_reference(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64, mask: Option<Tensor<2>>) -> Tensor<2> {
-    let input = match mask {
-        Some(mask) => x.clone() * mask,
+pub fn lora_linear_reference(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64, dropout: Option<Dropout>) -> Tensor<2> {
+    let input = match dropout {
+        Some(d) => x.clone() * d.mask(&x),
         None => x.clone(),
     };
     x.matmul(w) + input.matmul(a).matmul(b) * scale
-}
-
-/// A dropout mask shaped like `x`: each element `1/keep` with probability `keep`, else 0.
-///
-/// On flex it is hashed from one seed drawn from the device's generator (SplitMix64 of the
-/// seed and the element's index, in parallel), so a run stays a function of its seed and step;
-/// drawing every element from the generator instead cost LoRA with dropout 40% of its speed.
-pub fn dropout_mask(x: &Tensor<2>, keep: f64) -> Tensor<2> {
-    let device = x.device();
-    if !fused_for(&device, x.dtype()) {
-        return x.random_like(Distribution::Bernoulli(keep)) / keep;
-    }
-    let draws = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), &device.clone().inner());
-    let bits: Vec<u64> = draws.into_data().convert::<f32>().iter::<f32>().map(|v| u64::from(v.to_bits())).collect();
-    let mask = cpu::dropout_mask(x.dims().iter().product(), (bits[0] << 32) | bits[1], keep);
-    Tensor::from_data(TensorData::new(mask, x.dims()), &device)
 }
 
 /// Rotary position embedding as transformers applies it: `x·cos + rotate_half(x)·sin`, where
@@ -405,7 +412,7 @@ mod tests {
             }
             let (a, b) = (normal([d_in, r]).require_grad(), normal([r, d_out]).require_grad());
             let dout = normal([n, d_out]);
-            let mask = dropout.then(|| Tensor::<2>::random([n, d_in], Distribution::Bernoulli(0.6), &device) / 0.6);
+            let mask = dropout.then_some(Dropout { seed: 7, keep: 0.6 });
             let flat = |t: Tensor<2>| {
                 let [rows, cols] = t.dims();
                 t.reshape([1, 1, rows, cols])
@@ -441,7 +448,7 @@ mod tests {
         let x = Tensor::<2>::zeros([300, 500], &device);
         let values = |seed: u64| {
             device.seed(seed);
-            dropout_mask(&x, 0.8).into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+            Dropout::draw(0.8, &device).mask(&x).into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
         };
         let (a, b, again) = (values(1), values(2), values(1));
         assert_eq!(a, again, "the same seed gives the same mask");

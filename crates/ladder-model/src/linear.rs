@@ -60,8 +60,8 @@ impl Linear {
         let mut y = match (&self.lora, mode.adapters) {
             (Some(lora), true) => {
                 // Dropout reaches the adapter's input only.
-                let mask = (mode.train && lora.dropout > 0.0).then(|| kernels::dropout_mask(&x, 1.0 - lora.dropout));
-                kernels::lora_linear(x, self.weight.val(), lora.a.val(), lora.b.val(), lora.scale, mask)
+                let dropout = (mode.train && lora.dropout > 0.0).then(|| kernels::Dropout::draw(1.0 - lora.dropout, &x.device()));
+                kernels::lora_linear(x, self.weight.val(), lora.a.val(), lora.b.val(), lora.scale, dropout)
             }
             _ => kernels::linear(x, self.weight.val()),
         };

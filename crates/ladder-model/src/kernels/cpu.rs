@@ -608,43 +608,45 @@ fn bmm(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
 }
 
 /// A LoRA adapter's factors, `a: [d_in, r]` and `b: [r, d_out]`, its scale, and in training
-/// with dropout the mask its input is multiplied by (`[n, d_in]`, 0 or 1/keep).
+/// with dropout the `(seed, keep)` of its input's mask (see [`super::Dropout`]).
 pub struct LoraFactors<'a> {
     pub a: &'a FlexTensor,
     pub b: &'a FlexTensor,
     pub scale: f32,
-    pub mask: Option<&'a FlexTensor>,
+    pub dropout: Option<(u64, f32)>,
 }
 
-/// `len` dropout mask values from `seed`: element `i` is `1/keep` when the SplitMix64 hash of
-/// `(seed, i)` falls below `keep`, else 0; the same for any number of threads.
-pub fn dropout_mask(len: usize, seed: u64, keep: f64) -> Vec<f32> {
-    let threshold = (keep.clamp(0.0, 1.0) * 4_294_967_296.0) as u64;
-    let value = (1.0 / keep) as f32;
-    let mut out = vec![0.0f32; len];
-    out.par_chunks_mut(TASK_ELEMENTS).enumerate().for_each(|(c, chunk)| {
+/// Multiplies `values` (element `i` the `i`-th of its tensor) by the dropout mask of
+/// `(seed, keep)`: `1/keep` where the SplitMix64 hash of `(seed, i)` falls below `keep`, else 0.
+/// The same for any number of threads.
+pub fn apply_dropout(values: &mut [f32], seed: u64, keep: f32) {
+    let threshold = (f64::from(keep).clamp(0.0, 1.0) * 4_294_967_296.0) as u64;
+    let scale = 1.0 / keep;
+    values.par_chunks_mut(TASK_ELEMENTS).enumerate().for_each(|(c, chunk)| {
         for (i, x) in chunk.iter_mut().enumerate() {
             let mut z = seed.wrapping_add(((c * TASK_ELEMENTS + i) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^= z >> 31;
-            if z >> 32 < threshold {
-                *x = value;
-            }
+            *x = if z >> 32 < threshold { *x * scale } else { 0.0 };
         }
     });
-    out
 }
 
-/// `a ∘ b`, element-wise.
-fn times(a: &[f32], b: &[f32]) -> Vec<f32> {
-    let mut out = a.to_vec();
-    out.par_chunks_mut(TASK_ELEMENTS).zip(b.par_chunks(TASK_ELEMENTS)).for_each(|(o, b)| vectorised(|| {
-        for (o, b) in o.iter_mut().zip(b) {
-            *o *= b;
-        }
-    }));
-    out
+/// The dropout mask of `(seed, keep)` itself, `len` values (see [`apply_dropout`]).
+pub fn dropout_mask(len: usize, seed: u64, keep: f32) -> Vec<f32> {
+    let mut mask = vec![1.0f32; len];
+    apply_dropout(&mut mask, seed, keep);
+    mask
+}
+
+/// The adapter's input with dropout: a masked copy of `x` (`None` without dropout).
+fn adapter_input(x: &FlexTensor, dropout: Option<(u64, f32)>) -> Option<Vec<f32>> {
+    dropout.map(|(seed, keep)| {
+        let mut masked = values(x).into_owned();
+        apply_dropout(&mut masked, seed, keep);
+        masked
+    })
 }
 
 /// `x·w`, plus `scale·(x·a)·b` with an adapter (`x` masked first with dropout), added into the
@@ -656,7 +658,7 @@ pub fn linear_forward(x: &FlexTensor, w: &FlexTensor, lora: Option<&LoraFactors>
     let mut y = gemm::matmul(xv, wv, 1.0);
     let xa = lora.map(|l| {
         let (a, b) = (readable(l.a), readable(l.b));
-        let masked = l.mask.map(|mask| times(&values(&x), &values(mask)));
+        let masked = adapter_input(&x, l.dropout);
         let input = masked.as_deref().map_or(xv, |m| View::new(m, xv.rows(), xv.cols()));
         let xa = gemm::matmul(input, view(&a), 1.0);
         gemm::matmul_into(&mut y, View::new(&xa, xv.rows(), view(&a).cols()), view(&b), l.scale, true);
@@ -695,12 +697,13 @@ pub fn linear_backward(
         let r = av.cols();
         // The gradient at x·a: scale·dy·bᵀ, `[n, r]`.
         let dxa = (needs.x || needs.a).then(|| gemm::matmul(dyv, bv.t(), l.scale));
-        let mask = l.mask.map(values);
         if let (Some(dx), Some(dxa)) = (dx.as_mut(), &dxa) {
-            match &mask {
+            match l.dropout {
                 None => gemm::matmul_into(dx, View::new(dxa, n, r), av.t(), 1.0, true),
-                Some(mask) => {
-                    let part = times(&gemm::matmul(View::new(dxa, n, r), av.t(), 1.0), mask);
+                Some((seed, keep)) => {
+                    // The mask, regenerated from its seed, applies to the adapter's share only.
+                    let mut part = gemm::matmul(View::new(dxa, n, r), av.t(), 1.0);
+                    apply_dropout(&mut part, seed, keep);
                     dx.par_chunks_mut(TASK_ELEMENTS).zip(part.par_chunks(TASK_ELEMENTS)).for_each(|(dx, part)| {
                         for (dx, p) in dx.iter_mut().zip(part) {
                             *dx += p;
@@ -710,7 +713,7 @@ pub fn linear_backward(
             }
         }
         if let (true, Some(dxa)) = (needs.a, &dxa) {
-            let masked = mask.as_ref().map(|mask| times(&values(&x), mask));
+            let masked = adapter_input(&x, l.dropout);
             let input = masked.as_deref().map_or(xv, |m| View::new(m, n, d_in));
             da = Some(tensor(gemm::matmul(input.t(), View::new(dxa, n, r), 1.0), Shape::from([d_in, r])));
         }
@@ -753,11 +756,11 @@ impl FusedOps for Flex {
     }
 
     fn fused_lora_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32) -> FlexTensor {
-        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, mask: None })).0
+        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, dropout: None })).0
     }
 
-    fn fused_lora_dropout_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, mask: FlexTensor, scale: f32) -> FlexTensor {
-        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, mask: Some(&mask) })).0
+    fn fused_lora_dropout_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32, seed: u64, keep: f32) -> FlexTensor {
+        linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, dropout: Some((seed, keep)) })).0
     }
 
     fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {

@@ -193,8 +193,8 @@ struct LoraLinearState {
     /// The product at the adapter's rank, `[n, r]`: b's gradient needs it.
     xa: FlexTensor,
     scale: f32,
-    /// The dropout mask of the adapter's input, if any.
-    mask: Option<FlexTensor>,
+    /// The `(seed, keep)` of the adapter input's dropout mask, if any: regenerated, not kept.
+    dropout: Option<(u64, f32)>,
 }
 
 impl Backward<Flex, 4> for LoraLinearBackward {
@@ -206,7 +206,7 @@ impl Backward<Flex, 4> for LoraLinearBackward {
         let s = ops.state;
         let [x, w, a, b]: [FlexTensor; 4] = [s.x, s.w, s.a, s.b].map(|id| checkpointer.retrieve_node_output(id));
         let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: a_node.is_some(), b: b_node.is_some() };
-        let lora = cpu::LoraFactors { a: &a, b: &b, scale: s.scale, mask: s.mask.as_ref() };
+        let lora = cpu::LoraFactors { a: &a, b: &b, scale: s.scale, dropout: s.dropout };
         let [dx, dw, da, db] = cpu::linear_backward(&x, &w, Some((&lora, &s.xa)), &dout, needs);
         for (node, grad) in [(x_node, dx), (w_node, dw), (a_node, da), (b_node, db)] {
             if let (Some(node), Some(grad)) = (node, grad) {
@@ -318,9 +318,8 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         lora_linear::<C>(x, w, a, b, None, scale)
     }
 
-    fn fused_lora_dropout_linear(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, mask: Tracked<C>, scale: f32) -> Tracked<C> {
-        // The mask is random, not a function of anything trained: no gradient flows to it.
-        lora_linear::<C>(x, w, a, b, Some(mask.into_primitive()), scale)
+    fn fused_lora_dropout_linear(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, scale: f32, seed: u64, keep: f32) -> Tracked<C> {
+        lora_linear::<C>(x, w, a, b, Some((seed, keep)), scale)
     }
 
     fn fused_token_logprobs(hidden: Tracked<C>, weight: Tracked<C>, targets: FlexTensor) -> Tracked<C> {
@@ -347,9 +346,9 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 }
 
-/// [`FusedOps::fused_lora_linear`], with dropout when `mask` is given.
-fn lora_linear<C: CheckpointStrategy>(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, mask: Option<FlexTensor>, scale: f32) -> Tracked<C> {
-    let lora = cpu::LoraFactors { a: a.primitive(), b: b.primitive(), scale, mask: mask.as_ref() };
+/// [`FusedOps::fused_lora_linear`], with dropout when its `(seed, keep)` is given.
+fn lora_linear<C: CheckpointStrategy>(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, dropout: Option<(u64, f32)>, scale: f32) -> Tracked<C> {
+    let lora = cpu::LoraFactors { a: a.primitive(), b: b.primitive(), scale, dropout };
     let (out, xa) = cpu::linear_forward(x.primitive(), w.primitive(), Some(&lora));
     let xa = xa.expect("the adapter's product");
     match LoraLinearBackward.prepare::<C>([x.node(), w.node(), a.node(), b.node()]).compute_bound().stateful() {
@@ -361,7 +360,7 @@ fn lora_linear<C: CheckpointStrategy>(x: Tracked<C>, w: Tracked<C>, a: Tracked<C
                 b: prep.checkpoint(&b),
                 xa,
                 scale,
-                mask,
+                dropout,
             };
             prep.finish(state, out)
         }
