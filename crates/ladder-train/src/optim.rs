@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
+use ladder_model::kernels;
 
 /// Hyper-parameters, PyTorch defaults except `weight_decay` (HF Trainer's 0.0 is replaced by the
 /// caller's choice).
@@ -137,22 +138,23 @@ impl ModuleMapper for Update<'_> {
         let n = shape.num_elements();
         let require_grad = tensor.is_require_grad();
         let checkpointing = tensor.gradient_checkpointing_strategy();
-        let mut p = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]) * self.grad_scale;
+        let p = tensor.inner().reshape([n]);
         let device = p.device();
         let moments = self.optim.state.remove(&path).unwrap_or_else(|| Moments {
             m: Tensor::zeros([n], &device),
             v: Tensor::zeros([n], &device),
         });
-        if c.weight_decay != 0.0 && decays(&path) {
-            p = p * (1.0 - self.lr * c.weight_decay);
-        }
-        let m = moments.m * c.beta1 + g.clone() * (1.0 - c.beta1);
-        let v = moments.v * c.beta2 + g.square() * (1.0 - c.beta2);
-        let bias1 = 1.0 - c.beta1.powi(t);
-        let bias2 = 1.0 - c.beta2.powi(t);
-        let denom = v.clone().sqrt() / bias2.sqrt() + c.eps;
-        p = p - m.clone() / denom * (self.lr / bias1);
+        let decay = if c.weight_decay != 0.0 && decays(&path) { 1.0 - self.lr * c.weight_decay } else { 1.0 };
+        let step = kernels::AdamWStep {
+            decay,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            step_size: self.lr / (1.0 - c.beta1.powi(t)),
+            bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
+            grad_scale: self.grad_scale,
+        };
+        let (p, m, v) = kernels::adamw(p, grad.reshape([n]), moments.m, moments.v, step);
         self.optim.state.insert(path, Moments { m, v });
         let mut updated = Tensor::from_inner(p.reshape(shape));
         // `from_inner` gives the default strategy; keep the parameter's (gradient

@@ -722,6 +722,40 @@ pub fn linear_backward(
     [dx.map(|dx| tensor(dx, Shape::from([n, d_in]))), dw, da, db]
 }
 
+/// `t` as a contiguous tensor whose storage holds exactly its elements, for writing in place
+/// (copied only when it is a view).
+fn dense(t: FlexTensor) -> FlexTensor {
+    let layout = t.layout();
+    let exact = layout.is_contiguous() && layout.start_offset() == 0 && t.storage::<f32>().len() == layout.num_elements();
+    if exact {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// [`super::adamw`] on slices: one parallel pass that updates `p`, `m` and `v` in place (their
+/// buffers are copied first only if shared), so a step allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw(p: FlexTensor, g: &FlexTensor, m: FlexTensor, v: FlexTensor, decay: f32, beta1: f32, beta2: f32, eps: f32, step_size: f32, bias2_sqrt: f32, grad_scale: f32) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (mut p, mut m, mut v) = (dense(p), dense(m), dense(v));
+    let g = values(g);
+    p.storage_mut::<f32>()
+        .par_chunks_mut(TASK_ELEMENTS)
+        .zip(m.storage_mut::<f32>().par_chunks_mut(TASK_ELEMENTS))
+        .zip(v.storage_mut::<f32>().par_chunks_mut(TASK_ELEMENTS))
+        .zip(g.par_chunks(TASK_ELEMENTS))
+        .for_each(|(((p, m), v), g)| vectorised(|| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                let g = g * grad_scale;
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                *p = *p * decay - *m / (v.sqrt() / bias2_sqrt + eps) * step_size;
+            }
+        }));
+    (p, m, v)
+}
+
 fn cat(parts: Vec<FlexTensor>) -> FlexTensor {
     cat_dim(parts, 0)
 }
@@ -761,6 +795,10 @@ impl FusedOps for Flex {
 
     fn fused_lora_dropout_linear(x: FlexTensor, w: FlexTensor, a: FlexTensor, b: FlexTensor, scale: f32, seed: u64, keep: f32) -> FlexTensor {
         linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, dropout: Some((seed, keep)) })).0
+    }
+
+    fn fused_adamw(p: FlexTensor, g: FlexTensor, m: FlexTensor, v: FlexTensor, decay: f32, beta1: f32, beta2: f32, eps: f32, step_size: f32, bias2_sqrt: f32, grad_scale: f32) -> (FlexTensor, FlexTensor, FlexTensor) {
+        adamw(p, &g, m, v, decay, beta1, beta2, eps, step_size, bias2_sqrt, grad_scale)
     }
 
     fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {

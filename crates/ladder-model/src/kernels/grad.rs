@@ -17,7 +17,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::Flex;
+use burn::backend::{AutodiffBackend, Flex};
 use std::sync::Arc;
 
 use super::cpu;
@@ -320,6 +320,25 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 
     fn fused_lora_dropout_linear(x: Tracked<C>, w: Tracked<C>, a: Tracked<C>, b: Tracked<C>, scale: f32, seed: u64, keep: f32) -> Tracked<C> {
         lora_linear::<C>(x, w, a, b, Some((seed, keep)), scale)
+    }
+
+    /// Optimizer arithmetic records no graph: the new values are untracked leaves.
+    fn fused_adamw(
+        p: Tracked<C>,
+        g: Tracked<C>,
+        m: Tracked<C>,
+        v: Tracked<C>,
+        decay: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        step_size: f32,
+        bias2_sqrt: f32,
+        grad_scale: f32,
+    ) -> (Tracked<C>, Tracked<C>, Tracked<C>) {
+        let (p, m, v) = cpu::adamw(p.into_primitive(), g.primitive(), m.into_primitive(), v.into_primitive(), decay, beta1, beta2, eps, step_size, bias2_sqrt, grad_scale);
+        let leaf = <Self as AutodiffBackend>::from_inner;
+        (leaf(p), leaf(m), leaf(v))
     }
 
     fn fused_token_logprobs(hidden: Tracked<C>, weight: Tracked<C>, targets: FlexTensor) -> Tracked<C> {
