@@ -27,6 +27,9 @@ fn token_string(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// Token ids, and each token's byte range `(start, end)` in the encoded text.
+pub type IdsWithOffsets = (Vec<u32>, Vec<(usize, usize)>);
+
 impl Tokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
@@ -120,7 +123,7 @@ impl Tokenizer {
     }
 
     /// Token ids with their byte offsets into `text`.
-    pub fn encode_with_offsets(&self, text: &str, add_special_tokens: bool) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str, add_special_tokens: bool) -> Result<IdsWithOffsets> {
         let enc = self.inner.encode(text, add_special_tokens).map_err(|e| DataError::Tokenizer {
             path: self.path.clone(),
             message: format!("cannot encode text: {e}"),

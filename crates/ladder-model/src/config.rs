@@ -170,7 +170,7 @@ impl DecoderConfig {
             ));
         }
         let head_dim = hf.head_dim.unwrap_or(hidden_size / num_heads);
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(bad("head_dim", format!("{head_dim} must be even for RoPE")));
         }
         if let Some(act) = &hf.hidden_act {

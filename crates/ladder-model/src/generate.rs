@@ -195,11 +195,14 @@ pub fn generate_vlm(
     Ok(decode_loop(&model.language_model, Some(&prefill), requests, &config, eos_ids, decode, mode, on_token))
 }
 
+/// A first cached pass that replaces the decoder's own (a vision-language model's prefill).
+type Prefill<'a> = &'a dyn Fn(&Tokens, &mut KvCache) -> Tensor<3>;
+
 /// The decoding loop; `prefill` replaces the first cached pass (a vision-language model's).
 #[allow(clippy::too_many_arguments)]
 fn decode_loop(
     model: &Decoder,
-    prefill: Option<&dyn Fn(&Tokens, &mut KvCache) -> Tensor<3>>,
+    prefill: Option<Prefill>,
     requests: &[Request],
     config: &GenerateConfig,
     eos_ids: &[u32],

@@ -491,8 +491,8 @@ mod tests {
                 let out = match (lora, fused) {
                     (false, true) => linear(xt, w.clone()),
                     (false, false) => xt.matmul(w.clone()),
-                    (true, true) => lora_linear(xt, w.clone(), a.clone(), b.clone(), 0.7, mask.clone()),
-                    (true, false) => lora_linear_reference(xt, w.clone(), a.clone(), b.clone(), 0.7, mask.clone()),
+                    (true, true) => lora_linear(xt, w.clone(), a.clone(), b.clone(), 0.7, mask),
+                    (true, false) => lora_linear_reference(xt, w.clone(), a.clone(), b.clone(), 0.7, mask),
                 };
                 let grads = (out.clone() * dout.clone()).sum().backward();
                 let mut results = vec![flat(out.detach()), flat(x.grad(&grads).unwrap())];

@@ -101,7 +101,7 @@ impl VisionConfig {
                 .and_then(|v| v.as_f64())
                 .unwrap_or(10_000.0),
         };
-        if c.num_heads == 0 || c.hidden_size % c.num_heads != 0 || c.head_dim() % 4 != 0 {
+        if c.num_heads == 0 || !c.hidden_size.is_multiple_of(c.num_heads) || !c.head_dim().is_multiple_of(4) {
             return Err(bad(
                 "num_heads",
                 format!("hidden_size {} / num_heads {} must be a multiple of 4 (2-D RoPE)", c.hidden_size, c.num_heads),

@@ -165,7 +165,7 @@ impl<'a> Images<'a> {
     /// Images from host memory: `pixel_values` row-major `[patches, patch_dim]` as the
     /// processor (or `ladder-data`) lays them out.
     pub fn from_host(pixel_values: Vec<f32>, patch_dim: usize, grids: &'a [[usize; 3]], device: &Device) -> Result<Self> {
-        if patch_dim == 0 || pixel_values.len() % patch_dim != 0 {
+        if patch_dim == 0 || !pixel_values.len().is_multiple_of(patch_dim) {
             return Err(ModelError::ImageInput(format!(
                 "{} pixel values do not split into rows of {patch_dim}",
                 pixel_values.len()

@@ -36,15 +36,16 @@ pub enum RecipeError {
     Train {
         start: String,
         stage: String,
+        /// Boxed: training errors are large, and every recipe `Result` would carry their size.
         #[source]
-        source: ladder_train::TrainError,
+        source: Box<ladder_train::TrainError>,
     },
     #[error("stage `{start}/{stage}`: {source}")]
     Eval {
         start: String,
         stage: String,
         #[source]
-        source: ladder_eval::EvalError,
+        source: Box<ladder_eval::EvalError>,
     },
     #[error("stage `{start}/{stage}` needs stage `{parent}` to be complete first (run it, or drop --only)")]
     ParentIncomplete { start: String, stage: String, parent: String },

@@ -212,7 +212,7 @@ pub fn execute(plan: &Plan, start: &StartPlan, st: &PlannedStage, resume: Option
 impl Work {
     /// Does the stage's work and returns its metrics.
     pub fn execute(&self, start: &str, stage: &str, resume: Option<PathBuf>) -> Result<Value> {
-        let train = |source| RecipeError::Train { start: start.into(), stage: stage.into(), source };
+        let train = |source| RecipeError::Train { start: start.into(), stage: stage.into(), source: Box::new(source) };
         match self {
             Work::Sft(job) => {
                 let mut job = job.clone();
@@ -265,7 +265,7 @@ impl Work {
                             ..Default::default()
                         };
                         let report = ladder_eval::score_predictions(pred, &opts)
-                            .map_err(|source| RecipeError::Eval { start: start.into(), stage: stage.into(), source })?;
+                            .map_err(|source| RecipeError::Eval { start: start.into(), stage: stage.into(), source: Box::new(source) })?;
                         ladder_model::write_atomic(&path, &serde_json::to_vec_pretty(&report).expect("serialisable"))
                             .map_err(|e| RecipeError::Manifest { path: path.clone(), message: e.to_string() })?;
                         report
@@ -296,10 +296,10 @@ fn single(data: &[PathBuf], start: &str, stage: &str) -> Result<PathBuf> {
         _ => Err(RecipeError::Train {
             start: start.into(),
             stage: stage.into(),
-            source: ladder_train::TrainError::Invalid(format!(
+            source: Box::new(ladder_train::TrainError::Invalid(format!(
                 "this stage takes one `data` file, got {}; concatenate them first",
                 data.len()
-            )),
+            ))),
         }),
     }
 }

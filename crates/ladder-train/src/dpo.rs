@@ -439,8 +439,8 @@ impl<M: LanguageModel> Objective<M> for Dpo<M> {
             s.loss,
             s.beta,
             s.label_smoothing,
-            logratio.clone().slice([0..n]),
-            logratio.slice([n..2 * n]),
+            logratio.clone().narrow(0, 0, n),
+            logratio.narrow(0, n, n),
             lengths(|p| p.chosen.len()),
             lengths(|p| p.rejected.len()),
         );
@@ -685,6 +685,9 @@ pub fn run(job: &DpoJob) -> Result<DpoReport> {
     })
 }
 
+/// What the reference cache did (hit, miss, written), and its file.
+type CacheReport = (Option<CacheOutcome>, Option<PathBuf>);
+
 /// Sets up the reference for `model` (the policy as loaded); `start` loads the starting model
 /// again, frozen. A precomputed reference is stored in `prepared`'s pairs, with what its cache
 /// did and the cache file.
@@ -695,7 +698,7 @@ fn reference<M: LanguageModel>(
     resuming: bool,
     pad_id: u32,
     start: impl Fn() -> Result<M>,
-) -> Result<(Reference<M>, (Option<CacheOutcome>, Option<PathBuf>))> {
+) -> Result<(Reference<M>, CacheReport)> {
     let s = &job.dpo;
     tracing::info!(pairs = prepared.pairs.len(), reference = ?s.reference, loss = %s.loss, beta = s.beta, "dpo");
     Ok(match s.reference {

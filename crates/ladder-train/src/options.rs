@@ -369,7 +369,7 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
         model,
         adapter: a.adapter,
         data,
-        out: PathBuf::from(out),
+        out,
         device: a.device.unwrap_or_else(|| "cpu".into()),
         gradient_checkpointing: a.gradient_checkpointing.unwrap_or(false),
         method,
