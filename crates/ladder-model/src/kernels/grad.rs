@@ -25,6 +25,15 @@ use super::FusedOps;
 
 type Tracked<C> = FloatTensor<Autodiff<Flex, C>>;
 
+/// Registers each computed gradient whose parent is tracked (`Some` node id).
+fn register(grads: &mut Gradients, pairs: impl IntoIterator<Item = (Option<NodeId>, Option<FlexTensor>)>) {
+    for (node, grad) in pairs {
+        if let (Some(node), Some(grad)) = (node, grad) {
+            grads.register::<Flex>(node, grad);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SwigluBackward;
 
@@ -37,12 +46,7 @@ impl Backward<Flex, 2> for SwigluBackward {
         let gate: FlexTensor = checkpointer.retrieve_node_output(ops.state.0);
         let up: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
         let (dg, du) = cpu::swiglu_backward(&gate, &up, &dout);
-        if let Some(node) = gate_node {
-            grads.register::<Flex>(node.id, dg);
-        }
-        if let Some(node) = up_node {
-            grads.register::<Flex>(node.id, du);
-        }
+        register(grads, [(gate_node.map(|n| n.id), Some(dg)), (up_node.map(|n| n.id), Some(du))]);
     }
 }
 
@@ -73,12 +77,7 @@ impl Backward<Flex, 2> for RmsNormBackward {
         let x: FlexTensor = checkpointer.retrieve_node_output(x);
         let weight: FlexTensor = checkpointer.retrieve_node_output(weight);
         let (dx, dw) = cpu::rms_norm_backward(&x, &weight, &inv, &dout);
-        if let Some(node) = x_node {
-            grads.register::<Flex>(node.id, dx);
-        }
-        if let Some(node) = w_node {
-            grads.register::<Flex>(node.id, dw);
-        }
+        register(grads, [(x_node.map(|n| n.id), Some(dx)), (w_node.map(|n| n.id), Some(dw))]);
     }
 }
 
@@ -121,11 +120,7 @@ impl Backward<Flex, 3> for AttentionBackward {
         let (q, k, v): (FlexTensor, FlexTensor, FlexTensor) =
             (checkpointer.retrieve_node_output(s.q), checkpointer.retrieve_node_output(s.k), checkpointer.retrieve_node_output(s.v));
         let (dq, dk, dv) = cpu::attention_backward(&q, &k, &v, &s.bias, s.scale, &s.lse, &dout);
-        for (node, grad) in [(q_node, dq), (k_node, dk), (v_node, dv)] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
+        register(grads, [(q_node, dq), (k_node, dk), (v_node, dv)].map(|(node, grad)| (node.map(|n| n.id), Some(grad))));
     }
 }
 
@@ -139,9 +134,7 @@ impl Backward<Flex, 1> for RopeBackward {
         let [x_node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
         let (cos, sin) = ops.state;
-        if let Some(node) = x_node {
-            grads.register::<Flex>(node.id, cpu::rope(&dout, &cos, &sin, true));
-        }
+        register(grads, [(x_node.map(|n| n.id), Some(cpu::rope(&dout, &cos, &sin, true)))]);
     }
 }
 
@@ -173,11 +166,7 @@ impl Backward<Flex, 2> for LinearBackward {
         let w: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
         let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: false, b: false };
         let [dx, dw, _, _] = cpu::linear_backward(&x, &w, None, &dout, needs);
-        for (node, grad) in [(x_node, dx), (w_node, dw)] {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
+        register(grads, [(x_node.map(|n| n.id), dx), (w_node.map(|n| n.id), dw)]);
     }
 }
 
@@ -208,11 +197,7 @@ impl Backward<Flex, 4> for LoraLinearBackward {
         let needs = cpu::LinearNeeds { x: x_node.is_some(), w: w_node.is_some(), a: a_node.is_some(), b: b_node.is_some() };
         let lora = cpu::LoraFactors { a: &a, b: &b, scale: s.scale, dropout: s.dropout };
         let [dx, dw, da, db] = cpu::linear_backward(&x, &w, Some((&lora, &s.xa)), &dout, needs);
-        for (node, grad) in [(x_node, dx), (w_node, dw), (a_node, da), (b_node, db)] {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
+        register(grads, [(x_node, dx), (w_node, dw), (a_node, da), (b_node, db)].map(|(node, grad)| (node.map(|n| n.id), grad)));
     }
 }
 
@@ -242,12 +227,7 @@ impl Backward<Flex, 2> for TokenLogprobsBackward {
             }
             TokenLogprobsState::Directions(directions) => (cpu::token_logprobs_backward_from_directions(&directions, &dout), None),
         };
-        if let Some(node) = h_node {
-            grads.register::<Flex>(node.id, dh);
-        }
-        if let (Some(node), Some(dw)) = (w_node, dw) {
-            grads.register::<Flex>(node.id, dw);
-        }
+        register(grads, [(h_node.map(|n| n.id), Some(dh)), (w_node.map(|n| n.id), dw)]);
     }
 }
 
