@@ -72,19 +72,12 @@ pub trait FusedOps: burn::backend::Backend {
         keep: f32,
     ) -> FloatTensor<Self>;
     /// One AdamW step on flat parameters, gradients and moments: the new `(p, m, v)`.
-    #[allow(clippy::too_many_arguments)]
     fn fused_adamw(
         p: FloatTensor<Self>,
         g: FloatTensor<Self>,
         m: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        decay: f32,
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        step_size: f32,
-        bias2_sqrt: f32,
-        grad_scale: f32,
+        step: AdamWStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
     fn fused_token_logprobs(hidden: FloatTensor<Self>, weight: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
@@ -268,20 +261,7 @@ pub fn adamw(p: Tensor<1>, g: Tensor<1>, m: Tensor<1>, v: Tensor<1>, s: AdamWSte
     if !(same && fused_for(&p.device(), p.dtype())) {
         return adamw_reference(p, g, m, v, s);
     }
-    let f = |x: f64| x as f32;
-    let (p, m, v) = Dispatch::fused_adamw(
-        p.into_dispatch(),
-        g.into_dispatch(),
-        m.into_dispatch(),
-        v.into_dispatch(),
-        f(s.decay),
-        f(s.beta1),
-        f(s.beta2),
-        f(s.eps),
-        f(s.step_size),
-        f(s.bias2_sqrt),
-        f(s.grad_scale),
-    );
+    let (p, m, v) = Dispatch::fused_adamw(p.into_dispatch(), g.into_dispatch(), m.into_dispatch(), v.into_dispatch(), s);
     (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v))
 }
 

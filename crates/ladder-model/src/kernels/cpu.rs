@@ -8,7 +8,7 @@ use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
 use super::gemm::{self, View};
-use super::FusedOps;
+use super::{AdamWStep, FusedOps};
 
 /// Elements handed to one rayon task: enough work to amortise the task, small enough to
 /// balance.
@@ -736,8 +736,10 @@ fn dense(t: FlexTensor) -> FlexTensor {
 
 /// [`super::adamw`] on slices: one parallel pass that updates `p`, `m` and `v` in place (their
 /// buffers are copied first only if shared), so a step allocates nothing.
-#[allow(clippy::too_many_arguments)]
-pub fn adamw(p: FlexTensor, g: &FlexTensor, m: FlexTensor, v: FlexTensor, decay: f32, beta1: f32, beta2: f32, eps: f32, step_size: f32, bias2_sqrt: f32, grad_scale: f32) -> (FlexTensor, FlexTensor, FlexTensor) {
+pub fn adamw(p: FlexTensor, g: &FlexTensor, m: FlexTensor, v: FlexTensor, s: AdamWStep) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let f = |x: f64| x as f32;
+    let (decay, beta1, beta2, eps, step_size, bias2_sqrt, grad_scale) =
+        (f(s.decay), f(s.beta1), f(s.beta2), f(s.eps), f(s.step_size), f(s.bias2_sqrt), f(s.grad_scale));
     let (mut p, mut m, mut v) = (dense(p), dense(m), dense(v));
     let g = values(g);
     p.storage_mut::<f32>()
@@ -797,8 +799,8 @@ impl FusedOps for Flex {
         linear_forward(&x, &w, Some(&LoraFactors { a: &a, b: &b, scale, dropout: Some((seed, keep)) })).0
     }
 
-    fn fused_adamw(p: FlexTensor, g: FlexTensor, m: FlexTensor, v: FlexTensor, decay: f32, beta1: f32, beta2: f32, eps: f32, step_size: f32, bias2_sqrt: f32, grad_scale: f32) -> (FlexTensor, FlexTensor, FlexTensor) {
-        adamw(p, &g, m, v, decay, beta1, beta2, eps, step_size, bias2_sqrt, grad_scale)
+    fn fused_adamw(p: FlexTensor, g: FlexTensor, m: FlexTensor, v: FlexTensor, step: AdamWStep) -> (FlexTensor, FlexTensor, FlexTensor) {
+        adamw(p, &g, m, v, step)
     }
 
     fn fused_token_logprobs(hidden: FlexTensor, weight: FlexTensor, targets: FlexTensor) -> FlexTensor {

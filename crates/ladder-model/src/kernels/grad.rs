@@ -21,7 +21,7 @@ use burn::backend::{AutodiffBackend, Flex};
 use std::sync::Arc;
 
 use super::cpu;
-use super::FusedOps;
+use super::{AdamWStep, FusedOps};
 
 type Tracked<C> = FloatTensor<Autodiff<Flex, C>>;
 
@@ -303,20 +303,8 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     /// Optimizer arithmetic records no graph: the new values are untracked leaves.
-    fn fused_adamw(
-        p: Tracked<C>,
-        g: Tracked<C>,
-        m: Tracked<C>,
-        v: Tracked<C>,
-        decay: f32,
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        step_size: f32,
-        bias2_sqrt: f32,
-        grad_scale: f32,
-    ) -> (Tracked<C>, Tracked<C>, Tracked<C>) {
-        let (p, m, v) = cpu::adamw(p.into_primitive(), g.primitive(), m.into_primitive(), v.into_primitive(), decay, beta1, beta2, eps, step_size, bias2_sqrt, grad_scale);
+    fn fused_adamw(p: Tracked<C>, g: Tracked<C>, m: Tracked<C>, v: Tracked<C>, step: AdamWStep) -> (Tracked<C>, Tracked<C>, Tracked<C>) {
+        let (p, m, v) = cpu::adamw(p.into_primitive(), g.primitive(), m.into_primitive(), v.into_primitive(), step);
         let leaf = <Self as AutodiffBackend>::from_inner;
         (leaf(p), leaf(m), leaf(v))
     }
