@@ -516,18 +516,18 @@ pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets:
 }
 
 /// [`token_logprobs_backward`] from the directions [`token_logprobs_forward`] kept: each row
-/// times its gradient (`dout`'s first column).
-pub fn token_logprobs_backward_from_directions(directions: &FlexTensor, dout: &FlexTensor) -> FlexTensor {
+/// times its gradient (`dout`'s first column), scaled in place (the backward pass owns them).
+pub fn token_logprobs_backward_from_directions(directions: FlexTensor, dout: &FlexTensor) -> FlexTensor {
     let hidden = directions.layout().shape()[1];
     let g = values(dout);
-    let mut dh = values(directions).into_owned();
-    dh.par_chunks_mut(hidden).enumerate().for_each(|(r, row)| vectorised(|| {
+    let mut dh = dense(directions);
+    dh.storage_mut::<f32>().par_chunks_mut(hidden).enumerate().for_each(|(r, row)| vectorised(|| {
         let gr = g[2 * r];
         for x in row.iter_mut() {
             *x *= gr;
         }
     }));
-    tensor(dh, directions.layout().shape().clone())
+    dh
 }
 
 /// Gradients of the target log-probabilities (`dout`'s first column) with respect to

@@ -225,7 +225,7 @@ impl Backward<Flex, 2> for TokenLogprobsBackward {
                 let weight: FlexTensor = checkpointer.retrieve_node_output(weight);
                 cpu::token_logprobs_backward(&hidden, &weight, &targets, &lse, &dout, w_node.is_some())
             }
-            TokenLogprobsState::Directions(directions) => (cpu::token_logprobs_backward_from_directions(&directions, &dout), None),
+            TokenLogprobsState::Directions(directions) => (cpu::token_logprobs_backward_from_directions(directions, &dout), None),
         };
         register(grads, [(h_node.map(|n| n.id), Some(dh)), (w_node.map(|n| n.id), dw)]);
     }
