@@ -658,11 +658,13 @@ pub fn linear_forward(x: &FlexTensor, w: &FlexTensor, lora: Option<&LoraFactors>
     let mut y = gemm::matmul(xv, wv, 1.0);
     let xa = lora.map(|l| {
         let (a, b) = (readable(l.a), readable(l.b));
+        let av = view(&a);
+        let (n, r) = (xv.rows(), av.cols());
         let masked = adapter_input(&x, l.dropout);
-        let input = masked.as_deref().map_or(xv, |m| View::new(m, xv.rows(), xv.cols()));
-        let xa = gemm::matmul(input, view(&a), 1.0);
-        gemm::matmul_into(&mut y, View::new(&xa, xv.rows(), view(&a).cols()), view(&b), l.scale, true);
-        tensor(xa, Shape::from([xv.rows(), view(&a).cols()]))
+        let input = masked.as_deref().map_or(xv, |m| View::new(m, n, xv.cols()));
+        let xa = gemm::matmul(input, av, 1.0);
+        gemm::matmul_into(&mut y, View::new(&xa, n, r), view(&b), l.scale, true);
+        tensor(xa, Shape::from([n, r]))
     });
     (tensor(y, Shape::from([xv.rows(), wv.cols()])), xa)
 }
