@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use ladder_train::options::{DpoArgs, SftArgs};
+pub use ladder_train::options::{DpoArgs, EvalArgs, GenerateArgs, LogprobsArgs, MergeArgs, PairsArgs, SftArgs};
 
 /// Fine-tune small language models up a specialization ladder: SFT then DPO, on Burn.
 ///
@@ -30,6 +30,30 @@ pub struct Cli {
     /// CPU threads for the numerics [default: all cores].
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// Colour in logs: auto (only when stderr is a terminal and NO_COLOR is unset), always or
+    /// never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether log lines carry ANSI colour codes: never into a file or a pipe unless asked.
+    pub fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +65,7 @@ pub enum Command {
     /// the tokenizer files. Pre-train it with `ladder sft --full` on {"text"} rows.
     ///
     /// Example: ladder init --out models/tiny --tokenizer-data datasets/general/train.jsonl --hidden-size 256 --layers 4
+    #[command(allow_negative_numbers = true)]
     Init(InitArgs),
     /// Supervised fine-tuning, full or LoRA.
     ///
@@ -50,6 +75,7 @@ pub enum Command {
     /// at the end, a PEFT adapter (LoRA) or a full Hugging Face checkpoint (--full) in --out.
     ///
     /// Example: ladder sft --model models/qwen --data train.jsonl --out runs/sft --lora-r 16
+    #[command(allow_negative_numbers = true)]
     Sft(Box<SftArgs>),
     /// Direct preference optimisation on {"prompt","chosen","rejected"} rows, full or LoRA.
     ///
@@ -62,6 +88,7 @@ pub enum Command {
     /// Example, the method's second half, continuing an SFT adapter:
     ///
     /// ladder dpo --model M --adapter runs/sft --data pairs.jsonl --out runs/dpo --reference frozen
+    #[command(allow_negative_numbers = true)]
     Dpo(Box<DpoArgs>),
     /// Summed completion log-probabilities per row (TRL's tokenisation).
     ///
@@ -78,6 +105,7 @@ pub enum Command {
     /// and a summary (<stem>.summary.json). Deterministic for a --seed.
     ///
     /// Example: ladder pairs --model M --adapter runs/sft --data train.jsonl --out pairs.jsonl --samples 4 --max-new-tokens 512
+    #[command(allow_negative_numbers = true)]
     Pairs(Box<PairsArgs>),
     /// Score predictions against references the way the structured-OCR benchmark does.
     ///
@@ -89,6 +117,7 @@ pub enum Command {
     /// Example: ladder eval --predictions preds.jsonl --out eval.json --price-per-hour 2.5 --pages-per-s 1.8
     ///
     /// Example: ladder eval --model M --adapter runs/dpo --data test.jsonl --out runs/eval/eval.json --max-new-tokens 512
+    #[command(allow_negative_numbers = true)]
     Eval(Box<EvalArgs>),
     /// Check a recipe without training: schema and unknown keys (with the closest valid key),
     /// types, files, stage references and cycles, LoRA/full consistency between chained stages,
@@ -117,6 +146,7 @@ pub enum Command {
     /// directly. Prints one JSON line.
     ///
     /// Example: ladder bench --mode lora --threads 2
+    #[command(allow_negative_numbers = true)]
     Bench(BenchArgs),
     /// Generate continuations of prompts, in batches, with a KV cache.
     ///
@@ -127,6 +157,7 @@ pub enum Command {
     /// --temperature is above 0.
     ///
     /// Example: ladder generate --model models/qwen --adapter runs/sft --data prompts.jsonl --out generations.jsonl --max-new-tokens 256
+    #[command(allow_negative_numbers = true)]
     Generate(GenerateArgs),
 }
 
@@ -174,154 +205,6 @@ pub struct RunArgs {
 pub struct StatusArgs {
     /// A run folder: <output>/<recipe name>.
     pub run_dir: PathBuf,
-}
-
-/// `ladder logprobs` options.
-#[derive(Debug, Args)]
-pub struct LogprobsArgs {
-    /// Model folder or hf://ORG/NAME[@REVISION].
-    #[arg(long)]
-    pub model: String,
-    /// A PEFT LoRA adapter to apply.
-    #[arg(long, value_name = "DIR")]
-    pub adapter: Option<PathBuf>,
-    /// Rows to score (.jsonl or .parquet).
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
-    /// Output JSONL, one record per row.
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-    /// cpu, cuda, cuda:N or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-}
-
-/// `ladder generate` options.
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    /// Model folder or hf://ORG/NAME[@REVISION].
-    #[arg(long)]
-    pub model: String,
-    /// A PEFT LoRA adapter to apply.
-    #[arg(long, value_name = "DIR")]
-    pub adapter: Option<PathBuf>,
-    /// Prompts (.jsonl).
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
-    /// Output JSONL, one row per prompt, in input order (written only when every row is done).
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-    /// cpu, cuda, cuda:N or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-}
-
-/// Decoding options shared by `generate`, `pairs` and `eval --model`.
-#[derive(Debug, Args)]
-pub struct SamplingArgs {
-    /// Most new tokens per row, the EOS token included.
-    #[arg(long, value_name = "N", default_value_t = 128, help_heading = "Decoding")]
-    pub max_new_tokens: usize,
-    /// Sampling temperature; 0 is greedy search [default: 0, or 1 for `ladder pairs`].
-    #[arg(long, value_name = "T", help_heading = "Decoding")]
-    pub temperature: Option<f64>,
-    /// Sample from the K most likely tokens only; 0 disables.
-    #[arg(long, value_name = "K", default_value_t = 0, help_heading = "Decoding")]
-    pub top_k: usize,
-    /// Sample from the smallest set of tokens whose probability reaches P; 1 disables.
-    #[arg(long, value_name = "P", default_value_t = 1.0, help_heading = "Decoding")]
-    pub top_p: f64,
-    /// Divide positive / multiply negative logits of tokens already seen (prompt included) by
-    /// R, as transformers' repetition_penalty; 1 disables.
-    #[arg(long, value_name = "R", default_value_t = 1.0, help_heading = "Decoding")]
-    pub repetition_penalty: f64,
-    /// Stop a row when its text contains STR (cut before it); repeat for several.
-    #[arg(long = "stop", value_name = "STR", help_heading = "Decoding")]
-    pub stop: Vec<String>,
-    /// Sampling seed; each row gets its own stream, so batching does not change samples.
-    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Decoding")]
-    pub seed: u64,
-    /// Prompts decoded together.
-    #[arg(long, value_name = "N", default_value_t = 8, help_heading = "Decoding")]
-    pub batch_size: usize,
-    /// Recompute the whole sequence every step instead of using the KV cache (slow; for
-    /// checks and benchmarks).
-    #[arg(long, help_heading = "Decoding")]
-    pub no_cache: bool,
-}
-
-impl SamplingArgs {
-    /// The library's decoding options, with this command's default temperature.
-    pub fn config(&self, default_temperature: f64) -> ladder_model::GenerateConfig {
-        ladder_model::GenerateConfig {
-            max_new_tokens: self.max_new_tokens,
-            temperature: self.temperature.unwrap_or(default_temperature),
-            top_k: self.top_k,
-            top_p: self.top_p,
-            repetition_penalty: self.repetition_penalty,
-            stop: self.stop.clone(),
-            seed: self.seed,
-            use_cache: !self.no_cache,
-        }
-    }
-}
-
-/// `ladder pairs` options.
-#[derive(Debug, Args)]
-pub struct PairsArgs {
-    /// The model whose outputs become the rejected side (usually the SFT model).
-    #[arg(long)]
-    pub model: String,
-    /// Its PEFT LoRA adapter.
-    #[arg(long, value_name = "DIR")]
-    pub adapter: Option<PathBuf>,
-    /// Rows {"prompt","completion"}: the completion is the clean reference, the chosen side.
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
-    /// Output JSONL of {"prompt","chosen","rejected","source"}; the summary goes to
-    /// <stem>.summary.json beside it.
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-    /// Samples drawn per prompt (K).
-    #[arg(long, value_name = "K", default_value_t = 4)]
-    pub samples: usize,
-    /// Also reject non-degenerate samples whose composite score against the reference is
-    /// below X.
-    #[arg(long, value_name = "X")]
-    pub min_score: Option<f64>,
-    /// For prompts with no rejected sample, build a repetition loop from the reference.
-    #[arg(long)]
-    pub synthetic_fallback: bool,
-    /// At most N pairs per prompt; 0 keeps all distinct rejected samples.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub max_pairs_per_prompt: usize,
-    /// Degeneration rule: the last C characters...
-    #[arg(long, value_name = "C", default_value_t = 15, help_heading = "Detector")]
-    pub suffix_chars: usize,
-    /// ...occur at least N times in an output that ended without EOS.
-    #[arg(long, value_name = "N", default_value_t = 4, help_heading = "Detector")]
-    pub min_suffix_count: usize,
-    /// cpu, cuda, cuda:N or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-}
-
-/// `ladder merge` options.
-#[derive(Debug, Args)]
-pub struct MergeArgs {
-    /// Base model folder or hf://ORG/NAME[@REVISION].
-    #[arg(long)]
-    pub model: String,
-    /// The PEFT LoRA adapter to fold in.
-    #[arg(long, value_name = "DIR")]
-    pub adapter: PathBuf,
-    /// Output folder for the merged checkpoint.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
 }
 
 /// `ladder init` options.
@@ -438,9 +321,9 @@ impl VisionInitArgs {
 /// `ladder bench` options.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// full, lora or dpo.
-    #[arg(long, default_value = "lora")]
-    pub mode: String,
+    /// What to train.
+    #[arg(long, value_enum, default_value = "lora")]
+    pub mode: ladder_train::bench::BenchMode,
     /// bench-30m (the PyTorch anchor's shape), tiny, or qwen2-0.5b.
     #[arg(long, default_value = "bench-30m")]
     pub shape: String,
@@ -455,50 +338,10 @@ pub struct BenchArgs {
     pub steps: usize,
     /// cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: ladder_train::device::DeviceSpec,
     /// Measure with gradient checkpointing, as `ladder sft --gradient-checkpointing`.
     #[arg(long)]
     pub gradient_checkpointing: bool,
-}
-
-/// `ladder eval` options.
-#[derive(Debug, Args)]
-pub struct EvalArgs {
-    /// Score this file of rows {"prediction","reference"} with an optional "finish_reason"
-    /// (eos|stop|length), from any system (an API, vLLM, `ladder generate`).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "data"], required_unless_present = "model")]
-    pub predictions: Option<PathBuf>,
-    /// Or generate with this model (greedy unless --temperature), timed, and score that.
-    #[arg(long, requires = "data")]
-    pub model: Option<String>,
-    /// Its PEFT LoRA adapter.
-    #[arg(long, value_name = "DIR", requires = "model")]
-    pub adapter: Option<PathBuf>,
-    /// Test rows {"prompt","completion"} for --model: the completion is the reference.
-    #[arg(long, value_name = "FILE", requires = "model")]
-    pub data: Option<PathBuf>,
-    /// cpu, cuda, cuda:N or wgpu (with --model).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-    /// Where to write eval.json.
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-    /// Judge rows without a finish_reason as this one (eos, stop or length) instead of leaving
-    /// them out of the degeneration rate.
-    #[arg(long, value_name = "REASON")]
-    pub assume_finish_reason: Option<String>,
-    /// Measured throughput of the system that produced --predictions, in pages per second
-    /// (with --model it is measured).
-    #[arg(long, value_name = "X", conflicts_with = "model")]
-    pub pages_per_s: Option<f64>,
-    /// Hourly price of the hardware: gives the cost per million pages.
-    #[arg(long, value_name = "USD")]
-    pub price_per_hour: Option<f64>,
-    /// Also print one line per row.
-    #[arg(long)]
-    pub rows: bool,
 }
 
 #[cfg(test)]
@@ -521,19 +364,30 @@ mod tests {
         assert_eq!(args.train.lora_r, None);
         let cli = Cli::try_parse_from(["ladder", "dpo", "--model", "m", "--data", "p.jsonl", "--beta", "0.2", "--loss", "ipo"]).unwrap();
         let Command::Dpo(args) = cli.command else { panic!("dpo") };
-        assert_eq!((args.beta, args.loss.as_deref()), (Some(0.2), Some("ipo")));
+        assert_eq!((args.beta, args.loss), (Some(0.2), Some(ladder_train::dpo::DpoLoss::Ipo)));
+        assert!(Cli::try_parse_from(["ladder", "dpo", "--loss", "ipoo"]).is_err(), "enums are checked by clap");
+    }
+
+    /// Negative numbers reach the range checks, which name the flag (clap took `-1` for a flag).
+    #[test]
+    fn negative_numbers_are_values() {
+        let cli = Cli::try_parse_from(["ladder", "sft", "--model", "m", "--data", "a.jsonl", "--out", "o", "--lr", "-1"]).unwrap();
+        let Command::Sft(args) = cli.command else { panic!("sft") };
+        let err = ladder_train::options::resolve_sft(*args).unwrap_err().to_string();
+        assert_eq!(err, "--lr: must be a non-negative number (0 is a sanity check: the starting model's numbers), got -1");
     }
 
     #[test]
     fn generate_flags_parse() {
         let cli = Cli::try_parse_from(["ladder", "generate", "--model", "m", "--data", "p.jsonl", "--out", "o.jsonl", "--stop", "###", "--stop", "END", "--top-k", "5"]).unwrap();
         let Command::Generate(args) = cli.command else { panic!("generate") };
-        assert_eq!(args.sampling.stop, vec!["###", "END"]);
-        let c = args.sampling.config(0.0);
-        assert_eq!((c.top_k, c.max_new_tokens, c.temperature, args.sampling.batch_size), (5, 128, 0.0, 8));
+        let job = ladder_train::options::resolve_generate(args).unwrap();
+        assert_eq!(job.config.stop, vec!["###", "END"]);
+        assert_eq!((job.config.top_k, job.config.max_new_tokens, job.config.temperature, job.batch_size), (5, 256, 0.0, 8));
         let cli = Cli::try_parse_from(["ladder", "pairs", "--model", "m", "--data", "p.jsonl", "--out", "o.jsonl"]).unwrap();
         let Command::Pairs(args) = cli.command else { panic!("pairs") };
-        assert_eq!((args.samples, args.sampling.config(1.0).temperature), (4, 1.0));
+        let job = ladder_train::options::resolve_pairs(*args).unwrap();
+        assert_eq!((job.samples, job.generate.temperature, job.generate.max_new_tokens), (4, 1.0, 512));
         assert!(Cli::try_parse_from(["ladder", "eval", "--out", "e.json"]).is_err(), "eval needs --predictions or --model");
     }
 }

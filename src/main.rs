@@ -4,13 +4,13 @@
 mod cli;
 mod signals;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 
 use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, InitArgs, LogprobsArgs, MergeArgs, PairsArgs, RunArgs};
+use ladder_train::options;
 
 /// glibc's malloc hands large freed buffers back to the kernel and then page-faults fresh ones
 /// in on the next step: measured at 5–10% of a training step in `clear_page` and page faults.
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(cli.color.enabled())
         .with_target(false)
         .init();
     if let Some(n) = cli.threads {
@@ -203,15 +204,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
-    let job = ladder_train::generate::GenerateJob {
-        model: args.model,
-        adapter: args.adapter,
-        data: args.data,
-        out: args.out,
-        device: args.device,
-        batch_size: args.sampling.batch_size,
-        config: args.sampling.config(0.0),
-    };
+    let job = options::resolve_generate(args)?;
     let report = ladder_train::generate::run(&job)?;
     eprintln!(
         "generated {} tokens for {} rows in {:.2}s ({:.1} tokens/s; finished: {} eos, {} stop, {} length) into {}",
@@ -229,13 +222,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let mode: ladder_train::bench::BenchMode = args.mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
-    let min_batch = if mode == ladder_train::bench::BenchMode::Dpo { 2 } else { 1 };
-    if args.batch_size < min_batch || args.seq_len < 4 || args.steps == 0 {
-        anyhow::bail!("ladder bench needs --batch-size ≥ {min_batch} (DPO: 2, one pair), --seq-len ≥ 4 and --steps ≥ 1");
-    }
     let cfg = ladder_train::bench::BenchConfig {
-        mode,
+        mode: args.mode,
         shape: args.shape,
         device: args.device,
         gradient_checkpointing: args.gradient_checkpointing,
@@ -250,25 +238,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn pairs(args: PairsArgs) -> anyhow::Result<()> {
-    let detector = ladder_data::degeneration::Detector {
-        suffix_chars: args.suffix_chars,
-        min_suffix_count: args.min_suffix_count,
-        ..Default::default()
-    };
-    let job = ladder_train::pairs::PairsJob {
-        model: args.model,
-        adapter: args.adapter,
-        data: args.data,
-        out: args.out,
-        device: args.device,
-        samples: args.samples,
-        generate: args.sampling.config(1.0),
-        batch_size: args.sampling.batch_size,
-        detector,
-        min_score: args.min_score,
-        synthetic_fallback: args.synthetic_fallback,
-        max_pairs_per_prompt: args.max_pairs_per_prompt,
-    };
+    let job = options::resolve_pairs(args)?;
     let summary = ladder_train::pairs::run(&job)?;
     eprintln!(
         "{} prompts, {} samples: {} degenerate {:?}, {} low-score, {} synthetic → {} pairs in {} ({} prompts without a pair)",
@@ -287,44 +257,9 @@ fn pairs(args: PairsArgs) -> anyhow::Result<()> {
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let assume_finish_reason = args
-        .assume_finish_reason
-        .as_deref()
-        .map(|r| serde_json::from_value(serde_json::json!(r)))
-        .transpose()
-        .map_err(|_| anyhow::anyhow!("--assume-finish-reason: expected eos, stop or length"))?;
-    if let Some(x) = args.pages_per_s.filter(|x| !(*x > 0.0 && x.is_finite())) {
-        anyhow::bail!("--pages-per-s must be a positive number, got {x}");
-    }
-    let report = match (&args.predictions, &args.model, &args.data) {
-        (Some(predictions), _, _) => {
-            if args.price_per_hour.is_some() && args.pages_per_s.is_none() {
-                anyhow::bail!("--price-per-hour with --predictions needs --pages-per-s (the throughput it is paid for)");
-            }
-            let opts = ladder_eval::EvalOptions {
-                assume_finish_reason,
-                throughput: args.pages_per_s.map(|pages_per_s| ladder_eval::Throughput { pages_per_s, output_tokens_per_s: None }),
-                price_per_hour: args.price_per_hour,
-                ..Default::default()
-            };
-            let report = ladder_eval::score_predictions(predictions, &opts)?;
-            write_file(&args.out, &serde_json::to_vec_pretty(&report)?)?;
-            report
-        }
-        (None, Some(model), Some(data)) => ladder_train::evaluate::run(&ladder_train::evaluate::EvalJob {
-            model: model.clone(),
-            adapter: args.adapter.clone(),
-            data: data.clone(),
-            out: args.out.clone(),
-            device: args.device.clone(),
-            generate: args.sampling.config(0.0),
-            batch_size: args.sampling.batch_size,
-            price_per_hour: args.price_per_hour,
-            detector: Default::default(),
-        })?,
-        _ => anyhow::bail!("ladder eval needs --predictions FILE, or --model M with --data FILE"),
-    };
-    if args.rows {
+    let print_rows = args.rows;
+    let report = ladder_train::evaluate::run(&options::resolve_eval(args)?)?;
+    if print_rows {
         print!("{}", report.rows_table());
     }
     print!("{}", report.table());
@@ -332,39 +267,16 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
-    if ladder_train::vlm::detect(&args.model)?.1 {
-        anyhow::bail!(
-            "{} is a Qwen2.5-VL model: `ladder logprobs` scores text models only so far (DPO computes image rows' log-probs itself, `--reference precomputed`)",
-            args.model
-        );
-    }
-    let device = ladder_train::device::parse_device(&args.device)?;
-    let loaded = ladder_train::setup::load(&args.model, args.adapter.as_deref(), &device)?;
-    let records = ladder_train::logprobs::run(&loaded.model, &loaded.tokenizer, &args.data)?;
-    let mut text = String::new();
-    for r in records {
-        text.push_str(&r.to_string());
-        text.push('\n');
-    }
-    write_file(&args.out, text.as_bytes())
-}
-
-fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    ladder_train::setup::merge(&args.model, &args.adapter, &args.out)
-        .with_context(|| format!("merging {} into {}", args.adapter.display(), args.model))?;
-    eprintln!("merged {} into {}", args.adapter.display(), args.out.display());
+    let job = options::resolve_logprobs(args)?;
+    let rows = ladder_train::logprobs::run_job(&job)?;
+    eprintln!("scored {rows} rows into {}", job.out.display());
     Ok(())
 }
 
-/// Writes a whole file atomically (temporary name, then rename), creating its folder.
-fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let job = options::resolve_merge(args)?;
+    ladder_train::setup::merge(&job.model, &job.adapter, &job.out)
+        .with_context(|| format!("merging {} into {}", job.adapter.display(), job.model))?;
+    eprintln!("merged {} into {}", job.adapter.display(), job.out.display());
     Ok(())
 }

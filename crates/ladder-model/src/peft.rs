@@ -267,14 +267,20 @@ pub fn attach_to<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, settings
 /// PEFT's prefix on every adapter key (`PeftModel.base_model.model`).
 pub const PREFIX: &str = "base_model.model.";
 
+/// An adapter folder's `adapter_config.json`.
+pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
+    if !dir.is_dir() {
+        return Err(ModelError::MissingFolder { path: dir.to_path_buf() });
+    }
+    crate::error::read_json(&dir.join("adapter_config.json"))
+}
+
 /// Loads a PEFT adapter folder onto `model`, checking every shape against the model.
 pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<LoraSettings> {
     if !dir.is_dir() {
         return Err(ModelError::MissingFolder { path: dir.to_path_buf() });
     }
-    let config_path = dir.join("adapter_config.json");
-    let config: AdapterConfig = crate::error::read_json(&config_path)?;
-    let settings = config.settings(&config_path)?;
+    let settings = read_config(dir)?.settings(&dir.join("adapter_config.json"))?;
     let file = TensorFile::open(&dir.join("adapter_model.safetensors"))?;
     let mismatch = |message: String| ModelError::AdapterMismatch { path: dir.to_path_buf(), message };
     let mut used = 0;

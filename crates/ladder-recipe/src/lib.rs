@@ -4,8 +4,9 @@
 //! what changed ([`run::run`]), run in-process or on Slurm ([`slurm`]), and compared across
 //! starts ([`report::compare`]).
 //!
-//! Stage keys are the `--config` keys of `ladder sft` / `ladder dpo`, resolved by the same code
-//! ([`ladder_train::options`]).
+//! A stage's keys are the options of the command of its kind (`ladder sft`, `dpo`, `pairs`,
+//! `eval`, `merge`), deserialised into the same structs and resolved by the same code
+//! ([`ladder_train::options`]), so a key means what the flag means, with the same default.
 
 pub mod error;
 pub mod fingerprint;
@@ -14,6 +15,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod select;
 pub mod slurm;
 
 pub use error::{Problem, RecipeError, Result};

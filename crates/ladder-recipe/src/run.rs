@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::error::{io, RecipeError, Result};
 use crate::manifest::{now, Manifest, Status};
 use crate::plan::{self, Plan, PlannedStage, StartPlan, State, Work};
+use crate::select::{check_selectors, selection};
 use crate::schema::RecipeSource;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,60 +47,17 @@ pub struct Outcome {
     pub detail: Option<String>,
 }
 
-fn matches(sel: &str, start: &str, stage: &str) -> bool {
-    match sel.split_once('/') {
-        Some((a, b)) => a == start && b == stage,
-        None => sel == stage,
-    }
-}
-
-fn check_selectors(plan: &Plan, sels: &[String]) -> Result<()> {
-    for sel in sels {
-        let found = plan.starts.iter().any(|s| s.stages.iter().any(|st| matches(sel, &s.name, &st.name)));
-        if !found {
-            let known: Vec<String> = plan.starts.first().map(|s| s.stages.iter().map(|st| st.name.clone()).collect()).unwrap_or_default();
-            return Err(RecipeError::UnknownSelector { selector: sel.clone(), known: known.join(", ") });
-        }
-    }
-    Ok(())
-}
-
-/// `sels`' stages of `start` and every stage below them.
-fn with_descendants(start: &StartPlan, sels: &[String]) -> HashSet<String> {
-    let mut set: HashSet<String> = HashSet::new();
-    for st in &start.stages {
-        if sels.iter().any(|s| matches(s, &start.name, &st.name)) || st.parents.iter().any(|p| set.contains(p)) {
-            set.insert(st.name.clone());
-        }
-    }
-    set
-}
-
 /// Plans and runs (or submits) a recipe.
 pub fn run(src: &RecipeSource, opts: &RunOptions) -> Result<Vec<Outcome>> {
     let plan = plan::plan(src, opts.output.as_deref())?;
-    check_selectors(&plan, &opts.force)?;
-    check_selectors(&plan, &opts.from)?;
-    check_selectors(&plan, &opts.only)?;
+    for selectors in [&opts.force, &opts.from, &opts.only] {
+        check_selectors(&plan, selectors)?;
+    }
     write_run_json(&plan)?;
     match opts.executor {
         Executor::Local => run_local(&plan, opts),
         Executor::Slurm => crate::slurm::submit(&plan, src, opts),
     }
-}
-
-/// What a run covers for one start: (selected, forced).
-pub(crate) fn selection(start: &StartPlan, opts: &RunOptions) -> (HashSet<String>, HashSet<String>) {
-    let all: HashSet<String> = start.stages.iter().map(|s| s.name.clone()).collect();
-    let mut selected = all.clone();
-    if !opts.from.is_empty() {
-        selected = with_descendants(start, &opts.from);
-    }
-    if !opts.only.is_empty() {
-        selected.retain(|n| opts.only.iter().any(|s| matches(s, &start.name, n)));
-    }
-    let forced = with_descendants(start, &opts.force);
-    (selected, forced)
 }
 
 fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Vec<Outcome>> {
@@ -167,7 +125,7 @@ pub fn execute(plan: &Plan, start: &StartPlan, st: &PlannedStage, resume: Option
         recipe: plan.name.clone(),
         start: start.name.clone(),
         stage: st.name.clone(),
-        kind: st.kind.as_str().into(),
+        kind: st.kind().as_str().into(),
         from: st.from.clone(),
         level: st.level,
         status: Status::Running,
@@ -188,7 +146,7 @@ pub fn execute(plan: &Plan, start: &StartPlan, st: &PlannedStage, resume: Option
         Some(ck) => format!("resuming from {}", ck.display()),
         None => "running".into(),
     };
-    eprintln!("[{}/{}] {} {what}", start.name, st.name, st.kind.as_str());
+    eprintln!("[{}/{}] {} {what}", start.name, st.name, st.kind().as_str());
     let t0 = Instant::now();
     let result = st.work.execute(&start.name, &st.name, resume);
     manifest.finished_at = Some(now());
@@ -231,76 +189,14 @@ impl Work {
                 Ok(json!({"out": job.out, "merged_adapter": job.adapter}))
             }
             Work::Pairs(job) => {
-                let data = single(&job.data, start, stage)?;
-                let generate = ladder_model::GenerateConfig {
-                    max_new_tokens: job.max_new_tokens,
-                    temperature: job.temperature,
-                    seed: job.seed,
-                    ..Default::default()
-                };
-                let summary = ladder_train::pairs::run(&ladder_train::pairs::PairsJob {
-                    model: job.model.clone(),
-                    adapter: job.adapter.clone(),
-                    data,
-                    out: job.out.join("pairs.jsonl"),
-                    device: "cpu".into(),
-                    samples: job.samples,
-                    generate,
-                    batch_size: 8,
-                    detector: Default::default(),
-                    min_score: None,
-                    synthetic_fallback: true,
-                    max_pairs_per_prompt: 1,
-                })
-                .map_err(train)?;
+                let summary = ladder_train::pairs::run(job).map_err(train)?;
                 Ok(serde_json::to_value(summary).expect("serialisable"))
             }
             Work::Eval(job) => {
-                let path = job.out.join("eval.json");
-                let report = match &job.predictions {
-                    Some(pred) => {
-                        let opts = ladder_eval::EvalOptions {
-                            throughput: job.pages_per_s.map(|pages_per_s| ladder_eval::Throughput { pages_per_s, output_tokens_per_s: None }),
-                            price_per_hour: job.price_per_hour.filter(|_| job.pages_per_s.is_some()),
-                            ..Default::default()
-                        };
-                        let report = ladder_eval::score_predictions(pred, &opts)
-                            .map_err(|source| RecipeError::Eval { start: start.into(), stage: stage.into(), source: Box::new(source) })?;
-                        ladder_model::write_atomic(&path, &serde_json::to_vec_pretty(&report).expect("serialisable"))
-                            .map_err(|e| RecipeError::Manifest { path: path.clone(), message: e.to_string() })?;
-                        report
-                    }
-                    None => ladder_train::evaluate::run(&ladder_train::evaluate::EvalJob {
-                        model: job.model.clone(),
-                        adapter: job.adapter.clone(),
-                        data: single(&job.data, start, stage)?,
-                        out: path.clone(),
-                        device: "cpu".into(),
-                        generate: ladder_model::GenerateConfig { max_new_tokens: job.max_new_tokens, ..Default::default() },
-                        batch_size: 8,
-                        price_per_hour: job.price_per_hour,
-                        detector: Default::default(),
-                    })
-                    .map_err(train)?,
-                };
-                Ok(json!({"eval": path, "aggregate": report.aggregate}))
+                let report = ladder_train::evaluate::run(job).map_err(train)?;
+                Ok(json!({"eval": job.out, "aggregate": report.aggregate}))
             }
         }
-    }
-}
-
-/// The one data file of a `pairs` or generating `eval` stage.
-fn single(data: &[PathBuf], start: &str, stage: &str) -> Result<PathBuf> {
-    match data {
-        [one] => Ok(one.clone()),
-        _ => Err(RecipeError::Train {
-            start: start.into(),
-            stage: stage.into(),
-            source: Box::new(ladder_train::TrainError::Invalid(format!(
-                "this stage takes one `data` file, got {}; concatenate them first",
-                data.len()
-            ))),
-        }),
     }
 }
 
@@ -316,7 +212,7 @@ fn write_run_json(plan: &Plan) -> Result<()> {
                 "model": s.model,
                 "level": s.level,
                 "stages": s.stages.iter().map(|st| json!({
-                    "name": st.name, "kind": st.kind.as_str(), "from": st.from, "level": st.level, "parents": st.parents,
+                    "name": st.name, "kind": st.kind().as_str(), "from": st.from, "level": st.level, "parents": st.parents,
                 })).collect::<Vec<_>>(),
             })
         })

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use ladder_train::options::line_col;
+
 use crate::error::{RecipeError, Result};
 
 /// A whole recipe file.
@@ -90,44 +92,10 @@ pub struct Stage {
     /// DPO only: a `pairs` stage's name, or a preference file.
     #[serde(default)]
     pub pairs: Option<String>,
-    /// The kind's own keys (training keys of `ladder sft`/`ladder dpo`, or those of
-    /// [`PairsOptions`] / [`EvalOptions`]).
+    /// The kind's own keys: the options of the command of that kind (`ladder sft`, `dpo`,
+    /// `pairs`, `eval`), checked by [`crate::plan`].
     #[serde(flatten)]
     pub options: toml::Table,
-}
-
-/// Keys of a `pairs` stage: sample K completions per prompt from the `from` model and pair the
-/// reference (chosen) with a degenerate sample (rejected).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PairsOptions {
-    /// Prompts with references: rows {"prompt", "reference"}.
-    pub data: Option<Vec<PathBuf>>,
-    /// Samples per prompt (K) [default: 4].
-    pub samples: Option<usize>,
-    /// Generation budget per sample [default: 512].
-    pub max_new_tokens: Option<usize>,
-    /// Sampling temperature [default: 1.0].
-    pub temperature: Option<f64>,
-    /// Sampling seed [default: the recipe's seed].
-    pub seed: Option<u64>,
-}
-
-/// Keys of an `eval` stage.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvalOptions {
-    /// Test data with references: rows {"prompt", "reference"}.
-    pub data: Option<Vec<PathBuf>>,
-    /// Already generated rows {"prediction", "reference", "finish_reason"?}: scored without
-    /// generating (`ladder eval --predictions`).
-    pub predictions: Option<PathBuf>,
-    /// Generation budget per page [default: 1024].
-    pub max_new_tokens: Option<usize>,
-    /// Hardware price per hour, for the cost per million pages.
-    pub price_per_hour: Option<f64>,
-    /// Measured throughput of whatever produced `predictions`, pages per second.
-    pub pages_per_s: Option<f64>,
 }
 
 /// `[slurm]`: resources of every stage's job.
@@ -169,23 +137,13 @@ pub fn parse(file: &Path, text: &str) -> Result<RecipeSource> {
     Ok(RecipeSource { file: file.to_path_buf(), text: text.to_string(), locator: Locator::new(text), recipe })
 }
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.chars().count() - before.rfind('\n').map_or(0, |i| before[..=i].chars().count()) + 1;
-    (line, column)
-}
-
 /// serde's "unknown field `x`, expected one of `a`, `b`" gets "(did you mean `a`?)".
 fn with_suggestion(message: &str) -> String {
     let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_string() };
     let Some((key, expected)) = rest.split_once('`') else { return message.to_string() };
     let candidates: Vec<String> = expected.split('`').skip(1).step_by(2).map(str::to_string).collect();
-    match ladder_train::options::closest(key, &candidates) {
-        Some(best) => format!("unknown key `{key}` (did you mean `{best}`?); {}", expected.trim_start_matches(", ")),
-        None => format!("unknown key `{key}`; {}", expected.trim_start_matches(", ")),
-    }
+    let no_other_kinds: &[(&str, Vec<String>)] = &[];
+    format!("{}; {}", ladder_train::options::unknown_key(key, &candidates, no_other_kinds), expected.trim_start_matches(", "))
 }
 
 /// Where each key of each table sits in the text: `(table, index)` is `("", 0)` for the top
@@ -266,10 +224,5 @@ mod tests {
         let text = MINIMAL.replace("name = \"a\"", "name = 3");
         let err = parse(Path::new("r.toml"), &text).unwrap_err().to_string();
         assert!(err.starts_with("r.toml:3:") && err.contains("invalid type"), "{err}");
-    }
-
-    #[test]
-    fn line_col_counts_characters() {
-        assert_eq!(line_col("ab\nçd", 5), (2, 2));
     }
 }

@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::error::{io, RecipeError, Result};
 use crate::plan::{Plan, PlannedStage, State};
-use crate::run::{absolute, selection, Outcome, RunOptions};
+use crate::run::{absolute, Outcome, RunOptions};
+use crate::select::selection;
 use crate::schema::RecipeSource;
 
 /// Whether a program is on `PATH`.

@@ -24,24 +24,15 @@ use crate::schedule::SchedulerKind;
 use crate::trainer::{train, LoopConfig};
 
 /// What to train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BenchMode {
+    /// Full fine-tuning, SFT.
     Full,
+    /// LoRA SFT.
     Lora,
+    /// LoRA DPO.
     Dpo,
-}
-
-impl std::str::FromStr for BenchMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "full" => Ok(BenchMode::Full),
-            "lora" => Ok(BenchMode::Lora),
-            "dpo" => Ok(BenchMode::Dpo),
-            _ => Err(format!("unknown mode {s:?}; expected full, lora or dpo")),
-        }
-    }
 }
 
 /// A benchmark run.
@@ -50,7 +41,7 @@ pub struct BenchConfig {
     pub mode: BenchMode,
     /// A named shape: `bench-30m` (the anchor's) or `tiny`.
     pub shape: String,
-    pub device: String,
+    pub device: crate::device::DeviceSpec,
     /// Burn's gradient checkpointing, as `--gradient-checkpointing` in training.
     pub gradient_checkpointing: bool,
     pub batch_size: usize,
@@ -147,7 +138,13 @@ fn timed<O: Objective>(cfg: &BenchConfig, model: Decoder, objective: &O, items: 
 /// Builds the model and data of `cfg`, trains, and reports.
 pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     use burn::module::Module;
-    let device = crate::device::training_device(&cfg.device, cfg.gradient_checkpointing)?;
+    let min_batch = if cfg.mode == BenchMode::Dpo { 2 } else { 1 };
+    if cfg.batch_size < min_batch || cfg.seq_len < 4 || cfg.timed_steps == 0 {
+        return Err(crate::TrainError::Invalid(format!(
+            "ladder bench needs --batch-size ≥ {min_batch} (DPO: 2, one pair), --seq-len ≥ 4 and --steps ≥ 1"
+        )));
+    }
+    let device = crate::device::training_device(cfg.device, cfg.gradient_checkpointing)?;
     let config = shape(&cfg.shape, cfg.seq_len)?;
     let mut model = ladder_model::random_decoder(&config, 0.02, 0, &device);
     let params = model.num_params();

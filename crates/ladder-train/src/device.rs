@@ -1,51 +1,110 @@
 //! `--device cpu|cuda[:N]|wgpu` → a Burn device. GPU backends exist only when the binary was
 //! built with the `cuda` / `wgpu` features, so the CPU build never compiles them.
 
+use std::fmt;
+use std::str::FromStr;
+
 use burn::tensor::Device;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Result, TrainError};
 
-/// Parses a device name.
-pub fn parse_device(name: &str) -> Result<Device> {
-    let unavailable = |feature: &str| {
-        TrainError::Invalid(format!(
-            "--device {name}: this binary was built without GPU support; rebuild with `cargo build --release --features {feature}`"
-        ))
-    };
-    match name {
-        "cpu" => Ok(Device::flex()),
-        "wgpu" => {
-            #[cfg(feature = "wgpu")]
-            return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
-            #[cfg(not(feature = "wgpu"))]
-            Err(unavailable("wgpu"))
+/// A device as the user names it (`--device`, the `device` key), parsed when options are
+/// resolved so that `ladder validate` catches a typo; [`DeviceSpec::device`] makes the Burn
+/// device only when a stage runs. Serialised as its name, so run fingerprints stay readable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    /// A CUDA GPU by index (`cuda` is `cuda:0`).
+    Cuda(usize),
+    Wgpu,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "wgpu" => Ok(DeviceSpec::Wgpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => match name.strip_prefix("cuda:") {
+                Some(i) => i.parse().map(DeviceSpec::Cuda).map_err(|_| format!("expected cuda or cuda:N with N a GPU index, got {name:?}")),
+                None => Err(format!("expected cpu, cuda, cuda:N or wgpu, got {name:?}")),
+            },
         }
-        _ if name == "cuda" || name.starts_with("cuda:") => {
-            let index: usize = match name.strip_prefix("cuda:") {
-                Some(i) => i.parse().map_err(|_| {
-                    TrainError::Invalid(format!("--device {name}: expected cuda or cuda:N with N a GPU index"))
-                })?,
-                None => 0,
-            };
-            #[cfg(feature = "cuda")]
-            return Ok(Device::cuda(index));
-            #[cfg(not(feature = "cuda"))]
-            {
-                let _ = index;
-                Err(unavailable("cuda"))
-            }
-        }
-        _ => Err(TrainError::Invalid(format!(
-            "--device {name:?}: expected cpu, cuda, cuda:N or wgpu"
-        ))),
     }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Wgpu => f.write_str("wgpu"),
+        }
+    }
+}
+
+impl Serialize for DeviceSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        // `cpu` and `cuda:0` as earlier runs wrote them, so their fingerprints still match.
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl DeviceSpec {
+    /// The cargo feature this device needs, if this binary was built without it.
+    pub fn missing_feature(self) -> Option<&'static str> {
+        match self {
+            DeviceSpec::Cpu => None,
+            DeviceSpec::Cuda(_) => (!cfg!(feature = "cuda")).then_some("cuda"),
+            DeviceSpec::Wgpu => (!cfg!(feature = "wgpu")).then_some("wgpu"),
+        }
+    }
+
+    /// Why this binary cannot run on the device, as the resolver reports it.
+    pub fn check_built(self) -> std::result::Result<(), String> {
+        match self.missing_feature() {
+            Some(feature) => Err(format!(
+                "{self}: this binary was built without GPU support; rebuild with `cargo build --release --features {feature}`"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The Burn device.
+    pub fn device(self) -> Result<Device> {
+        self.check_built().map_err(|e| TrainError::Invalid(format!("--device {e}")))?;
+        match self {
+            DeviceSpec::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            DeviceSpec::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "cuda")]
+            DeviceSpec::Cuda(index) => Ok(Device::cuda(index)),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("check_built refused {self}"),
+        }
+    }
+}
+
+/// Parses a device name (the library's callers that hold a name, not a [`DeviceSpec`]).
+pub fn parse_device(name: &str) -> Result<Device> {
+    let spec: DeviceSpec = name.parse().map_err(|e| TrainError::Invalid(format!("--device: {e}")))?;
+    spec.device()
 }
 
 /// The autodiff device a training stage runs on; with `checkpointing`, Burn's gradient
 /// checkpointing: memory-bound operations (RMSNorm, SwiGLU, RoPE, residual adds) keep no output
 /// for the backward pass, which recomputes them from the kept outputs of the matrix products.
-pub fn training_device(name: &str, checkpointing: bool) -> Result<Device> {
-    let device = parse_device(name)?.autodiff();
+pub fn training_device(spec: DeviceSpec, checkpointing: bool) -> Result<Device> {
+    let device = spec.device()?.autodiff();
     Ok(if checkpointing { device.gradient_checkpointing() } else { device })
 }
 
@@ -57,6 +116,9 @@ mod tests {
     fn rejects_unknown_and_unbuilt_devices() {
         assert!(parse_device("cpu").is_ok());
         assert!(parse_device("tpu").unwrap_err().to_string().contains("expected cpu"));
+        assert_eq!("cuda".parse::<DeviceSpec>(), Ok(DeviceSpec::Cuda(0)));
+        assert_eq!("cuda:3".parse::<DeviceSpec>().map(|d| d.to_string()), Ok("cuda:3".into()));
+        assert!("cuda:x".parse::<DeviceSpec>().unwrap_err().contains("GPU index"));
         #[cfg(not(feature = "cuda"))]
         assert!(parse_device("cuda:1").unwrap_err().to_string().contains("--features cuda"));
     }
@@ -76,7 +138,7 @@ mod tests {
         let mode = ForwardMode { adapters: true, train: true };
         let settings = LoraSettings { r: 4, alpha: 8.0, dropout: 0.0, targets: peft::ALL_LINEAR.iter().map(|s| s.to_string()).collect(), rslora: false };
         let run = |checkpointing: bool, full: bool| -> Vec<Vec<f32>> {
-            let device = training_device("cpu", checkpointing).unwrap();
+            let device = training_device(DeviceSpec::Cpu, checkpointing).unwrap();
             let mut model = ladder_model::random_decoder(&config, 0.02, 0, &device);
             if !full {
                 model = model.no_grad();

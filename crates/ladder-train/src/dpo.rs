@@ -9,7 +9,6 @@
 //!   chosen tokens), not averaged per micro-batch.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use burn::module::Module;
@@ -28,30 +27,17 @@ use crate::stage::{self, Method, StageJob};
 use crate::trainer::Summary;
 
 /// The preference loss (TRL's `loss_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DpoLoss {
-    /// `−log σ(βΔ)`; with label smoothing ε, cDPO's `−(1−ε) log σ(βΔ) − ε log σ(−βΔ)`.
+    /// DPO: `−log σ(βΔ)`; with label smoothing ε, cDPO's `−(1−ε) log σ(βΔ) − ε log σ(−βΔ)`.
     Sigmoid,
     /// IPO: `(Δ̄ − 1/(2β))²` on length-normalised log-ratios.
     Ipo,
     /// SLiC's hinge: `relu(1 − βΔ)`.
     Hinge,
-    /// Robust DPO: `(−(1−ε) log σ(βΔ) + ε log σ(−βΔ)) / (1 − 2ε)`.
+    /// Robust DPO, for noisy labels (with `label_smoothing` ε): `(−(1−ε) log σ(βΔ) + ε log σ(−βΔ)) / (1 − 2ε)`.
     Robust,
-}
-
-impl FromStr for DpoLoss {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "sigmoid" => Ok(DpoLoss::Sigmoid),
-            "ipo" => Ok(DpoLoss::Ipo),
-            "hinge" => Ok(DpoLoss::Hinge),
-            "robust" => Ok(DpoLoss::Robust),
-            _ => Err(format!("unknown loss {s:?}; expected sigmoid, ipo, hinge or robust")),
-        }
-    }
 }
 
 impl std::fmt::Display for DpoLoss {
@@ -67,7 +53,7 @@ impl std::fmt::Display for DpoLoss {
 }
 
 /// Where the reference log-probabilities come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReferenceKind {
     /// The policy with its (new) LoRA adapter switched off: the base, no second copy.
@@ -78,14 +64,27 @@ pub enum ReferenceKind {
     Precomputed,
 }
 
-impl FromStr for ReferenceKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "adapter-off" => Ok(ReferenceKind::AdapterOff),
-            "frozen" => Ok(ReferenceKind::Frozen),
-            "precomputed" => Ok(ReferenceKind::Precomputed),
-            _ => Err(format!("unknown reference {s:?}; expected adapter-off, frozen or precomputed")),
+impl ReferenceKind {
+    /// The reference a stage uses: `given`, or the default — adapter-off for a new LoRA
+    /// adapter (no second copy of the model), precomputed otherwise. Adapter-off is refused
+    /// where switching the adapter off would not give the starting model: a continued adapter
+    /// (the raw base would become the reference, not the model being continued: DPO then
+    /// reports loss ≈ 0 and accuracy 1 within a few steps) and full fine-tuning (no adapter).
+    /// The one place this rule is written; recipes reach it through the same options.
+    pub fn resolve(given: Option<ReferenceKind>, stage: &StageJob) -> std::result::Result<ReferenceKind, String> {
+        let fresh_adapter = matches!(stage.method, Method::Lora(_)) && stage.adapter.is_none();
+        match given {
+            None if fresh_adapter => Ok(ReferenceKind::AdapterOff),
+            None => Ok(ReferenceKind::Precomputed),
+            Some(ReferenceKind::AdapterOff) if stage.adapter.is_some() => Err(format!(
+                "adapter-off while continuing the adapter {}: switching the adapter off would make the raw base model the reference, \
+                 not the model being continued (DPO then reports loss ≈ 0 and accuracy 1 within a few steps); use frozen (base + that adapter, frozen) or precomputed",
+                stage.adapter.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            )),
+            Some(ReferenceKind::AdapterOff) if matches!(stage.method, Method::Full) => {
+                Err("adapter-off needs a LoRA adapter to switch off; with `full` use frozen or precomputed".into())
+            }
+            Some(kind) => Ok(kind),
         }
     }
 }
@@ -703,11 +702,8 @@ fn reference<M: LanguageModel>(
     tracing::info!(pairs = prepared.pairs.len(), reference = ?s.reference, loss = %s.loss, beta = s.beta, "dpo");
     Ok(match s.reference {
         ReferenceKind::AdapterOff => {
-            if job.stage.adapter.is_some() || matches!(job.stage.method, Method::Full) {
-                return Err(TrainError::Invalid(
-                    "--reference adapter-off needs a new LoRA adapter; use frozen or precomputed".into(),
-                ));
-            }
+            // Jobs built by hand (not through the options) meet the rule here too.
+            ReferenceKind::resolve(Some(s.reference), &job.stage).map_err(|e| TrainError::Invalid(format!("--reference {e}")))?;
             (Reference::AdapterOff, (None, None))
         }
         ReferenceKind::Frozen => (Reference::Frozen(Box::new(start()?)), (None, None)),

@@ -8,6 +8,8 @@ pub enum TrainError {
     Model(#[from] ladder_model::ModelError),
     #[error(transparent)]
     Data(#[from] ladder_data::DataError),
+    #[error(transparent)]
+    Eval(#[from] ladder_eval::EvalError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -16,6 +18,9 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// An option out of range or inconsistent, naming its key.
+    #[error(transparent)]
+    Option(#[from] crate::options::OptionError),
     #[error(
         "tokenizer in {path} has {tokenizer} tokens but the model's vocab_size is {model}: they do not belong together"
     )]

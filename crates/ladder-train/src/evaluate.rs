@@ -1,51 +1,103 @@
-//! `ladder eval --model`: generate for every test prompt (greedy by default), time it, and
-//! score the outputs against their references with `ladder-eval` — the benchmark's composite
-//! score, degeneration rate, throughput and cost per million pages. The predictions are
-//! written beside `eval.json` so they can be re-scored (`ladder eval --predictions`).
+//! `ladder eval` (and a recipe's eval stage): score predictions against their references with
+//! `ladder-eval` — the benchmark's composite score, degeneration rate, throughput and cost per
+//! million pages. With a model it first generates for every test prompt (greedy by default),
+//! timed, and writes the predictions beside `eval.json` so they can be re-scored
+//! (`ladder eval --predictions`).
 
 use std::path::PathBuf;
 
-use ladder_data::degeneration::Detector;
+use ladder_data::degeneration::{Detector, FinishReason as Finish};
 use ladder_eval::{EvalOptions, EvalReport, Prediction, Throughput};
 use ladder_model::generate::{row_seed, GenerateConfig, Request};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::device::DeviceSpec;
 use crate::error::Result;
 use crate::generate::Generator;
 use crate::pairs::{finish, read_prompted};
 use crate::setup::write_output;
 
-/// Everything `ladder eval --model` needs.
+/// Everything `ladder eval` needs: what to score, and how.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalJob {
-    pub model: String,
-    pub adapter: Option<PathBuf>,
-    /// Rows `{"prompt","completion"}`; the completion is the reference.
-    pub data: PathBuf,
-    /// `eval.json`; the predictions go to `predictions.jsonl` in the same folder.
+    pub source: EvalSource,
+    /// `eval.json`; generated predictions go to `predictions.jsonl` in the same folder.
     pub out: PathBuf,
-    pub device: String,
-    pub generate: GenerateConfig,
-    pub batch_size: usize,
     pub price_per_hour: Option<f64>,
+    /// Rows without a finish reason are judged as this one (else left out of the rate).
+    pub assume_finish_reason: Option<Finish>,
     pub detector: Detector,
 }
 
-/// Generates, scores, writes `predictions.jsonl` and `eval.json`.
+/// Where the predictions come from.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalSource {
+    /// Generate with a model for test rows `{"prompt","completion"}` (the completion is the
+    /// reference), timed: the throughput is measured.
+    Model {
+        model: String,
+        adapter: Option<PathBuf>,
+        data: Vec<PathBuf>,
+        device: DeviceSpec,
+        generate: GenerateConfig,
+        batch_size: usize,
+    },
+    /// Rows `{"prediction","reference","finish_reason"?}` another system produced, with its
+    /// measured throughput if known.
+    Predictions { file: PathBuf, pages_per_s: Option<f64> },
+}
+
+/// Scores the job's predictions (generating them first for a model) and writes `eval.json`
+/// (and `predictions.jsonl` beside it for a model), atomically.
 pub fn run(job: &EvalJob) -> Result<EvalReport> {
-    let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.generate)?;
-    let prompts = read_prompted(&job.data, generator.tokenizer(), generator.image_config())?;
+    let base = EvalOptions {
+        detector: job.detector.clone(),
+        assume_finish_reason: job.assume_finish_reason,
+        price_per_hour: job.price_per_hour,
+        ..Default::default()
+    };
+    let report = match &job.source {
+        EvalSource::Predictions { file, pages_per_s } => {
+            let opts = EvalOptions {
+                throughput: pages_per_s.map(|pages_per_s| Throughput { pages_per_s, output_tokens_per_s: None }),
+                ..base
+            };
+            ladder_eval::score_predictions(file, &opts)?
+        }
+        EvalSource::Model { model, adapter, data, device, generate, batch_size } => {
+            let (predictions, lines, throughput) = predict(model, adapter.as_deref(), data, *device, generate, *batch_size)?;
+            write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
+            let opts = EvalOptions { throughput: Some(throughput), ..base };
+            EvalReport::new(predictions.iter().map(|p| ladder_eval::score_row(p, &opts)).collect(), &opts)
+        }
+    };
+    write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
+    Ok(report)
+}
+
+/// Generates for every test row, timed: the predictions, their JSONL, and the throughput.
+fn predict(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    data: &[PathBuf],
+    device: DeviceSpec,
+    generate: &GenerateConfig,
+    batch_size: usize,
+) -> Result<(Vec<Prediction>, String, Throughput)> {
+    let generator = Generator::load(model, adapter, device, generate)?;
+    let prompts = read_prompted(data, generator.tokenizer(), generator.image_config())?;
     let requests: Vec<Request> = prompts
         .iter()
         .enumerate()
-        .map(|(i, p)| Request { ids: p.ids.clone(), seed: row_seed(job.generate.seed, i as u64) })
+        .map(|(i, p)| Request { ids: p.ids.clone(), seed: row_seed(generate.seed, i as u64) })
         .collect();
     let bar = crate::progress::bar(prompts.len(), 0, "pages");
     bar.set_prefix("eval");
     let started = std::time::Instant::now();
     let images: Vec<&[std::sync::Arc<ladder_data::Preprocessed>]> = prompts.iter().map(|p| p.images.as_slice()).collect();
-    let (generations, tokens) = generator.generate(&requests, &images, &job.generate, job.batch_size, &bar);
+    let (generations, tokens) = generator.generate(&requests, &images, generate, batch_size, &bar);
     bar.finish_and_clear();
     let (mut predictions, mut lines) = (Vec::new(), String::new());
     for (p, g) in prompts.iter().zip(generations) {
@@ -62,14 +114,6 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
         });
     }
     let seconds = started.elapsed().as_secs_f64();
-    let opts = EvalOptions {
-        detector: job.detector.clone(),
-        throughput: Some(Throughput::from_run(predictions.len(), Some(tokens as u64), seconds)),
-        price_per_hour: job.price_per_hour,
-        ..Default::default()
-    };
-    let report = EvalReport::new(predictions.iter().map(|p| ladder_eval::score_row(p, &opts)).collect(), &opts);
-    write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
-    write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
-    Ok(report)
+    let throughput = Throughput::from_run(predictions.len(), Some(tokens as u64), seconds);
+    Ok((predictions, lines, throughput))
 }

@@ -13,6 +13,7 @@ use ladder_model::{Decoder, FinishReason, ForwardMode, GenerateConfig, Images, R
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::device::DeviceSpec;
 use crate::error::{io, Result, TrainError};
 use crate::setup;
 
@@ -40,9 +41,9 @@ pub type PromptImages = Vec<Arc<Preprocessed>>;
 
 impl Generator {
     /// Checks `config` and loads `model` (+ `adapter`) on `device` (no autodiff).
-    pub fn load(model: &str, adapter: Option<&Path>, device: &str, config: &GenerateConfig) -> Result<Self> {
+    pub fn load(model: &str, adapter: Option<&Path>, device: DeviceSpec, config: &GenerateConfig) -> Result<Self> {
         config.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
-        let device = crate::device::parse_device(device)?;
+        let device = device.device()?;
         let (dir, vision) = crate::vlm::detect(model)?;
         if vision {
             let (model, tokenizer, images, eos) = crate::vlm::load_for_generation(&dir, adapter, &device)?;
@@ -111,7 +112,7 @@ pub struct GenerateJob {
     /// JSONL rows `{"prompt": text | messages}` or `{"messages": [...]}`.
     pub data: PathBuf,
     pub out: PathBuf,
-    pub device: String,
+    pub device: DeviceSpec,
     /// Prompts decoded together.
     pub batch_size: usize,
     pub config: GenerateConfig,
@@ -227,7 +228,7 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
     if job.batch_size == 0 {
         return Err(TrainError::Invalid("--batch-size must be at least 1".into()));
     }
-    let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.config)?;
+    let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, &job.config)?;
     let rows = read_prompts(&job.data, generator.tokenizer(), generator.image_config())?;
     // Similar lengths together waste less on padding; seeds follow the row index, so the
     // output does not depend on the batching.

@@ -2,12 +2,13 @@
 //! (prompt with special tokens, completion without, EOS appended). Parity tests compare these
 //! with transformers; DPO uses the same function for its reference pass.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ladder_data::{completion_ids, read_rows, ReadOptions, Row};
 use ladder_model::{Decoder, ForwardMode, Tokens};
 use serde_json::json;
 
+use crate::device::DeviceSpec;
 use crate::error::{Result, TrainError};
 use crate::loss::target_logprobs;
 
@@ -17,6 +18,36 @@ pub fn sequence_logprob(model: &Decoder, prompt: &[u32], completion: &[u32], mod
     let targets: Vec<bool> = (0..ids.len()).map(|i| i >= prompt.len()).collect();
     let logits = model.forward(&Tokens::new(&ids, 1, ids.len()), mode);
     target_logprobs(logits, &ids, &targets, &model.device()).sum().into_scalar::<f64>()
+}
+
+/// Everything `ladder logprobs` needs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LogprobsJob {
+    pub model: String,
+    pub adapter: Option<PathBuf>,
+    pub device: DeviceSpec,
+    pub data: PathBuf,
+    pub out: PathBuf,
+}
+
+/// Loads the model, scores every row and writes one JSON line per row to `job.out`
+/// atomically; returns the number of rows.
+pub fn run_job(job: &LogprobsJob) -> Result<usize> {
+    if crate::vlm::detect(&job.model)?.1 {
+        return Err(TrainError::Invalid(format!(
+            "{} is a Qwen2.5-VL model: `ladder logprobs` scores text models only so far (DPO computes image rows' log-probs itself, `--reference precomputed`)",
+            job.model
+        )));
+    }
+    let loaded = crate::setup::load(&job.model, job.adapter.as_deref(), &job.device.device()?)?;
+    let records = run(&loaded.model, &loaded.tokenizer, &job.data)?;
+    let mut text = String::new();
+    for r in &records {
+        text.push_str(&r.to_string());
+        text.push('\n');
+    }
+    crate::setup::write_output(&job.out, text.as_bytes())?;
+    Ok(records.len())
 }
 
 /// Computes one JSON record per row of `data`.

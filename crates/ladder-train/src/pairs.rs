@@ -16,6 +16,7 @@ use ladder_model::generate::{row_seed, FinishReason, GenerateConfig, Request};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::device::DeviceSpec;
 use crate::error::{Result, TrainError};
 use crate::generate::Generator;
 use crate::setup::write_output;
@@ -25,10 +26,11 @@ use crate::setup::write_output;
 pub struct PairsJob {
     pub model: String,
     pub adapter: Option<PathBuf>,
-    /// Rows `{"prompt","completion"}`: the completion is the clean reference.
-    pub data: PathBuf,
+    /// Rows `{"prompt","completion"}`: the completion is the clean reference (files read in
+    /// order, as one list of prompts).
+    pub data: Vec<PathBuf>,
     pub out: PathBuf,
-    pub device: String,
+    pub device: DeviceSpec,
     /// Samples drawn per prompt (K).
     pub samples: usize,
     pub generate: GenerateConfig,
@@ -105,12 +107,15 @@ pub struct Prompted {
     pub image_paths: Vec<String>,
 }
 
-/// Reads `{"prompt","completion"}` rows whose completion is the reference; errors name
-/// `file:line`. Shared by `ladder pairs` and `ladder eval --model`.
-pub fn read_prompted(data: &Path, tok: &ladder_data::Tokenizer, images: Option<&ladder_data::ImageConfig>) -> Result<Vec<Prompted>> {
-    let dataset = read_rows(data, &ReadOptions::default())?;
-    let mut out = Vec::with_capacity(dataset.rows.len());
-    for row in &dataset.rows {
+/// Reads `{"prompt","completion"}` rows whose completion is the reference, from every file in
+/// order; errors name `file:line`. Shared by `ladder pairs` and `ladder eval --model`.
+pub fn read_prompted(data: &[PathBuf], tok: &ladder_data::Tokenizer, images: Option<&ladder_data::ImageConfig>) -> Result<Vec<Prompted>> {
+    let mut rows = Vec::new();
+    for file in data {
+        rows.extend(read_rows(file, &ReadOptions::default())?.rows);
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
         let at = |m: String| TrainError::Invalid(format!("{}:{}: {m}", row.origin.file.display(), row.origin.line));
         let Row::Completion { prompt, completion, .. } = &row.value else {
             return Err(at("expected {\"prompt\",\"completion\"} rows, the completion being the clean reference".into()));
@@ -157,7 +162,7 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
     if job.samples == 0 {
         return Err(TrainError::Invalid("--samples must be at least 1".into()));
     }
-    let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.generate)?;
+    let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, &job.generate)?;
     let prompts = read_prompted(&job.data, generator.tokenizer(), generator.image_config())?;
     let k = job.samples;
     // Sample s of prompt i is request i·K + s, seeded by that index: independent of batching.

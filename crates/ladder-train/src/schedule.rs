@@ -4,25 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedulerKind {
+    /// Half a cosine from the peak down to 0.
     #[default]
     Cosine,
+    /// A straight line down to 0.
     Linear,
+    /// The peak rate throughout.
     Constant,
-}
-
-impl std::str::FromStr for SchedulerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cosine" => Ok(SchedulerKind::Cosine),
-            "linear" => Ok(SchedulerKind::Linear),
-            "constant" => Ok(SchedulerKind::Constant),
-            _ => Err(format!("unknown scheduler {s:?}; expected cosine, linear or constant")),
-        }
-    }
 }
 
 /// Linear warmup from 0, then the chosen decay to 0 at `total` steps.

@@ -35,7 +35,7 @@ pub struct StageJob {
     pub adapter: Option<PathBuf>,
     pub data: Vec<PathBuf>,
     pub out: PathBuf,
-    pub device: String,
+    pub device: crate::device::DeviceSpec,
     /// Burn's gradient checkpointing on the training device (`--gradient-checkpointing`).
     /// Left out of the serialised job when off, so earlier runs' fingerprints stay the same.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -72,7 +72,7 @@ pub struct StageModel {
 /// fine-tuning trains everything; LoRA freezes the base and attaches a new adapter or trains the
 /// loaded one.
 pub fn load(job: &StageJob) -> Result<StageModel> {
-    let device = crate::device::training_device(&job.device, job.gradient_checkpointing)?;
+    let device = crate::device::training_device(job.device, job.gradient_checkpointing)?;
     let resume_dir = job.resume.as_deref().map(checkpoint::find).transpose()?;
     // A resumed LoRA run continues the checkpoint's adapter; a full run its weights.
     let (model_spec, adapter) = match (&resume_dir, &job.method) {

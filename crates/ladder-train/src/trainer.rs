@@ -53,23 +53,14 @@ pub struct LoopConfig {
 
 /// `--on-nonfinite`: a NaN/inf loss or gradient stops the run (with the rows of its batch), or
 /// its step is dropped: no update, so no NaN ever reaches the weights or the moments.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OnNonFinite {
+    /// Stop, naming the step and its rows.
     #[default]
     Stop,
+    /// Drop that step's update and log it.
     Skip,
-}
-
-impl std::str::FromStr for OnNonFinite {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "stop" => Ok(OnNonFinite::Stop),
-            "skip" => Ok(OnNonFinite::Skip),
-            _ => Err(format!("unknown policy {s:?}; expected stop or skip")),
-        }
-    }
 }
 
 /// What a finished run reports.

@@ -70,7 +70,7 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
     let Method::Lora(settings) = &job.method else {
         return Err(TrainError::Invalid("--full is not supported for Qwen2.5-VL models yet; train a LoRA adapter instead".into()));
     };
-    let device = crate::device::training_device(&job.device, job.gradient_checkpointing)?;
+    let device = crate::device::training_device(job.device, job.gradient_checkpointing)?;
     let resume_dir = job.resume.as_deref().map(checkpoint::find).transpose()?;
     let source_dir = ModelSource::parse(&job.model)?.resolve()?;
     let (tokenizer, images, pad_id) = open(&source_dir)?;

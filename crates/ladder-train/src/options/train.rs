@@ -1,20 +1,19 @@
-//! Stage options as `ladder sft` / `ladder dpo` flags and `--config` keys, and their resolution
-//! into library jobs ([`SftJob`], [`DpoJob`]). Flags win over the file; the file's unknown keys
-//! are errors that name the file, the line, the key and the closest valid key. The recipe runner
-//! (`ladder-recipe`) builds the same structs from a recipe's stage tables, so a stage key means
-//! the same thing in both places. Doc comments on the fields are the `--help` text.
+//! `ladder sft` / `ladder dpo` options and their resolution into library jobs ([`SftJob`],
+//! [`DpoJob`]). Flags win over a `--config` file; a recipe's stage table is the same struct.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use ladder_model::LoraSettings;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::file::{merge_config, valid_keys, ConfigFile};
+use super::OptionError;
+use crate::device::DeviceSpec;
 use crate::dpo::{DpoJob, DpoLoss, DpoSettings, ReferenceKind};
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::sft::SftJob;
-use crate::{AdamWConfig, LoopConfig, Method, StageJob};
+use crate::{AdamWConfig, LoopConfig, Method, OnNonFinite, SchedulerKind, StageJob};
 
 /// Options every training stage shares (`ladder sft`, `ladder dpo`). Every option is also a key
 /// of `--config`; unknown keys are rejected by [`merge_config`] (serde's `deny_unknown_fields` does
@@ -41,9 +40,10 @@ pub struct TrainArgs {
     /// Replace a finished model already in --out.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Inputs")]
     pub overwrite: Option<bool>,
-    /// cpu, cuda, cuda:N or wgpu (GPU backends need a build with --features cuda / wgpu).
+    /// cpu, cuda, cuda:N or wgpu (GPU backends need a build with --features cuda / wgpu)
+    /// [default: cpu].
     #[arg(long, value_name = "DEVICE", help_heading = "Inputs")]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
 
     /// Full fine-tuning: every weight trains (default: LoRA).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Method")]
@@ -76,12 +76,13 @@ pub struct TrainArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
     pub skip_bad_rows: Option<bool>,
 
-    /// Peak learning rate [default: 2e-4 for LoRA, 2e-5 for --full].
+    /// Peak learning rate; 0 trains nothing, a sanity check that the run reproduces the
+    /// starting model's numbers [default: 2e-4 for LoRA, 2e-5 for --full].
     #[arg(long, value_name = "LR", help_heading = "Optimisation")]
     pub lr: Option<f64>,
-    /// Learning-rate decay after warmup: cosine, linear or constant [default: cosine].
-    #[arg(long, value_name = "KIND", help_heading = "Optimisation")]
-    pub lr_scheduler: Option<String>,
+    /// Learning-rate decay after warmup [default: cosine].
+    #[arg(long, value_enum, value_name = "KIND", help_heading = "Optimisation")]
+    pub lr_scheduler: Option<SchedulerKind>,
     /// Linear warmup steps from 0 to --lr [default: 0].
     #[arg(long, value_name = "N", help_heading = "Optimisation")]
     pub warmup_steps: Option<usize>,
@@ -142,8 +143,8 @@ pub struct TrainArgs {
 
     /// What a non-finite (NaN/inf) loss or gradient does: stop (naming the step and its rows)
     /// or skip (drop that step's update, log it) [default: stop].
-    #[arg(long, value_name = "POLICY", help_heading = "Reliability")]
-    pub on_nonfinite: Option<String>,
+    #[arg(long, value_enum, value_name = "POLICY", help_heading = "Reliability")]
+    pub on_nonfinite: Option<OnNonFinite>,
     /// With --on-nonfinite skip: stop once more than N steps were skipped [default: 10].
     #[arg(long, value_name = "N", help_heading = "Reliability")]
     pub max_skipped_steps: Option<usize>,
@@ -174,22 +175,18 @@ pub struct DpoArgs {
     /// Strength of the KL regularisation toward the reference (TRL's beta) [default: 0.1].
     #[arg(long, value_name = "BETA", help_heading = "Preference")]
     pub beta: Option<f64>,
-    /// sigmoid (DPO), ipo (length-normalised, squared), hinge (SLiC) or robust (noise-robust
-    /// DPO, with --label-smoothing) [default: sigmoid].
-    #[arg(long, value_name = "LOSS", help_heading = "Preference")]
-    pub loss: Option<String>,
+    /// The preference loss (TRL's loss_type) [default: sigmoid].
+    #[arg(long, value_enum, value_name = "LOSS", help_heading = "Preference")]
+    pub loss: Option<DpoLoss>,
     /// Assumed share of flipped labels ε for sigmoid (cDPO) and robust [default: 0.0].
     #[arg(long, value_name = "EPS", help_heading = "Preference")]
     pub label_smoothing: Option<f64>,
     /// Add α × NLL of the chosen completion (RPO; TRL's loss_type ["sigmoid", "sft"]) [default: 0].
     #[arg(long, value_name = "ALPHA", help_heading = "Preference")]
     pub sft_weight: Option<f64>,
-    /// The reference policy: adapter-off (the base under a new LoRA adapter, no second copy),
-    /// frozen (a frozen copy of the starting model: base + --adapter when continuing one), or
-    /// precomputed (reference log-probs computed once before training and cached on disk)
-    /// [default: adapter-off for a new adapter, precomputed otherwise].
-    #[arg(long, value_name = "KIND", help_heading = "Preference")]
-    pub reference: Option<String>,
+    /// The reference policy [default: adapter-off for a new adapter, precomputed otherwise].
+    #[arg(long, value_enum, value_name = "KIND", help_heading = "Preference")]
+    pub reference: Option<ReferenceKind>,
     /// Folder of the precomputed-reference cache [default: $LADDER_CACHE_DIR, else
     /// $XDG_CACHE_HOME/ladder, else ~/.cache/ladder].
     #[arg(long, value_name = "DIR", help_heading = "Preference")]
@@ -205,172 +202,166 @@ pub struct DpoArgs {
 
 
 
-/// `return Err(TrainError::Invalid(format!(...)))`.
+/// `Err(OptionError)` for `key`.
 macro_rules! bail {
-    ($($t:tt)*) => { return Err(TrainError::Invalid(format!($($t)*))) };
+    ($key:expr, $($t:tt)*) => { return Err(OptionError::new($key, format!($($t)*))) };
 }
 
-macro_rules! err {
-    ($($t:tt)*) => { TrainError::Invalid(format!($($t)*)) };
+/// Range checks shared by every kind: `check(key, value, ok, what)`.
+pub(super) fn check<T: std::fmt::Display>(key: &str, value: T, ok: bool, expected: &str) -> std::result::Result<T, OptionError> {
+    if ok {
+        Ok(value)
+    } else {
+        Err(OptionError::new(key, format!("must be {expected}, got {value}")))
+    }
 }
 
-/// Reads `--config` (if any) and overlays the command-line flags on it.
-pub fn merge_config<A: Serialize + DeserializeOwned + Default>(cli: A, config: Option<&Path>) -> Result<A> {
-    let Some(path) = config else {
-        return Ok(cli);
+/// Whether `x` is a finite number in the half-open or closed range the check names.
+pub(super) fn finite_at_least(x: f64, low: f64) -> bool {
+    x.is_finite() && x >= low
+}
+
+/// The LoRA settings a stage continuing an adapter trains with: the adapter's own. A LoRA key
+/// given anyway must agree with them, since training cannot change an adapter's shape (it
+/// used to be ignored silently while training_args.json recorded the new value). Dropout is
+/// kept from the adapter's config too, as PEFT does when it loads an adapter to train.
+fn continued_lora(a: &TrainArgs, adapter: &Path, existing: &LoraSettings) -> std::result::Result<LoraSettings, OptionError> {
+    let mismatch = |key: &str, given: String, has: String| {
+        OptionError::new(
+            key,
+            format!(
+                "{given}, but the adapter being continued ({}) has {has}: a continued adapter keeps its shape; drop `{key}`, or merge the adapter into its base first",
+                adapter.display()
+            ),
+        )
     };
-    let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| err!("{}: {}", path.display(), explain_toml(&e, &text)))?;
-    let valid = valid_keys::<A>();
-    for key in table.keys() {
-        if !valid.contains(key) {
-            let line = line_of_key(&text, key).map(|l| format!(":{l}")).unwrap_or_default();
-            let hint = closest(key, &valid).map(|best| format!(" (did you mean `{best}`?)")).unwrap_or_default();
-            bail!("{}{line}: unknown key `{key}`{hint}", path.display());
+    if let Some(r) = a.lora_r.filter(|r| *r != existing.r) {
+        return Err(mismatch("lora_r", format!("r = {r}"), format!("r = {}", existing.r)));
+    }
+    if let Some(alpha) = a.lora_alpha.filter(|x| *x != existing.alpha) {
+        return Err(mismatch("lora_alpha", format!("alpha = {alpha}"), format!("alpha = {}", existing.alpha)));
+    }
+    if let Some(rs) = a.rslora.filter(|x| *x != existing.rslora) {
+        return Err(mismatch("rslora", format!("rslora = {rs}"), format!("rslora = {}", existing.rslora)));
+    }
+    if let Some(p) = a.lora_dropout.filter(|x| *x != existing.dropout) {
+        return Err(mismatch("lora_dropout", format!("dropout = {p}"), format!("dropout = {}", existing.dropout)));
+    }
+    if let Some(spec) = a.lora_targets.as_ref().filter(|_| !existing.targets.is_empty()) {
+        let mut given = LoraSettings::parse_targets(spec).map_err(|e| OptionError::new("lora_targets", e))?;
+        let mut has = existing.targets.clone();
+        given.sort();
+        has.sort();
+        if given != has {
+            return Err(mismatch("lora_targets", format!("targets {}", given.join(",")), format!("targets {}", has.join(","))));
         }
     }
-    let file: A = toml::from_str(&text).map_err(|e| {
-        let why = wrong_key::<A>(&table, &text).unwrap_or_else(|| explain_toml(&e, &text));
-        err!("{}: {why}", path.display())
-    })?;
-    let mut merged = serde_json::to_value(&file).expect("serialisable");
-    let flags = serde_json::to_value(&cli).expect("serialisable");
-    for (key, value) in flags.as_object().expect("struct").iter() {
-        if !value.is_null() {
-            merged[key] = value.clone();
-        }
-    }
-    serde_json::from_value(merged).map_err(|e| err!("{}: {e}", path.display()))
+    Ok(existing.clone())
 }
 
-/// The key whose value has the wrong type, as `line N: key `k`: why`. Serde loses the key of
-/// a type error inside flattened structs, so each key is checked on its own.
-fn wrong_key<A: DeserializeOwned>(table: &toml::Table, text: &str) -> Option<String> {
-    table.iter().find_map(|(key, value)| {
-        let one = toml::Table::from_iter([(key.clone(), value.clone())]);
-        let err = toml::Value::Table(one).try_into::<A>().err()?;
-        let line = line_of_key(text, key).map(|l| format!("line {l}: ")).unwrap_or_default();
-        Some(format!("{line}key `{key}`: {}", err.message().trim()))
+/// The adapter's shape as its `adapter_config.json` gives it. A Qwen2.5-VL adapter's
+/// `target_modules` is a regex over both towers, so its targets stay empty (not compared).
+fn adapter_settings(adapter: &Path) -> std::result::Result<LoraSettings, OptionError> {
+    let path = adapter.join("adapter_config.json");
+    let bad = |e: ladder_model::ModelError| OptionError::new("adapter", format!("{}: {e}", adapter.display()));
+    let config = ladder_model::peft::read_config(adapter).map_err(bad)?;
+    config.check_supported(&path).map_err(bad)?;
+    Ok(LoraSettings {
+        r: config.r,
+        alpha: config.lora_alpha,
+        dropout: config.lora_dropout,
+        targets: config.settings(&path).map(|s| s.targets).unwrap_or_default(),
+        rslora: config.use_rslora,
     })
 }
 
-/// The 1-based line where `key` is assigned at the start of a line.
-pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))).map(|i| i + 1)
-}
-
-/// A TOML error as one line, with the line and column it points at.
-pub fn explain_toml(e: &toml::de::Error, text: &str) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {msg}")
-        }
-        None => msg,
-    }
-}
-
-pub fn valid_keys<A: Serialize + Default>() -> Vec<String> {
-    let v = serde_json::to_value(A::default()).expect("struct");
-    v.as_object().expect("struct").keys().cloned().collect()
-}
-
-/// The valid key with the smallest edit distance, if reasonably close.
-pub fn closest(word: &str, candidates: &[String]) -> Option<String> {
-    candidates
-        .iter()
-        .map(|c| (levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= word.len().max(c.len()) / 3 + 1)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone())
-}
-
-pub fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// Applies the defaults every stage shares and checks the combination.
-fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
-    let Some(model) = a.model else { bail!("--model is required (a model folder or hf://ORG/NAME)") };
-    let data = a.data.unwrap_or_default();
+/// Applies the defaults every training stage shares and checks the combination. `inherited` is
+/// the LoRA shape of `adapter` when the caller knows it without reading the folder (a recipe's
+/// parent stage, which has not run yet when the recipe is planned).
+pub fn resolve_stage(a: TrainArgs, inherited: Option<&LoraSettings>) -> std::result::Result<StageJob, OptionError> {
+    let Some(model) = a.model.clone() else { bail!("model", "is required (a model folder or hf://ORG/NAME)") };
+    let data = a.data.clone().unwrap_or_default();
     if data.is_empty() {
-        bail!("--data is required (one or more .jsonl / .parquet files)");
+        bail!("data", "is required (one or more .jsonl / .parquet files)");
     }
-    let Some(out) = a.out else { bail!("--out is required (the output folder)") };
+    let Some(out) = a.out.clone() else { bail!("out", "is required (the output folder)") };
     let full = a.full.unwrap_or(false);
-    let lora_flags = a.lora_r.is_some() || a.lora_alpha.is_some() || a.lora_targets.is_some() || a.rslora.is_some() || a.lora_vision.is_some();
-    if full && (lora_flags || a.adapter.is_some()) {
-        bail!("--full trains every weight: drop the --lora-* / --adapter options, or drop --full to train LoRA");
+    let lora_keys = a.lora_r.is_some() || a.lora_alpha.is_some() || a.lora_targets.is_some() || a.rslora.is_some() || a.lora_vision.is_some();
+    if full && a.adapter.is_some() {
+        bail!(
+            "full",
+            "trains every weight, but `adapter` {} is a LoRA adapter to continue: merge it into its base first (`ladder merge`, or a merge stage in a recipe), or drop `full` to keep training the adapter",
+            a.adapter.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    if full && lora_keys {
+        bail!("full", "trains every weight: drop the `lora_*` options, or drop `full` to train a LoRA adapter");
     }
     let method = if full {
         Method::Full
+    } else if let Some(adapter) = &a.adapter {
+        let existing = match inherited {
+            Some(s) => s.clone(),
+            None => adapter_settings(adapter)?,
+        };
+        Method::Lora(continued_lora(&a, adapter, &existing)?)
     } else {
         let r = a.lora_r.unwrap_or(16);
-        if r == 0 {
-            bail!("--lora-r must be at least 1");
-        }
-        let targets = LoraSettings::parse_targets(a.lora_targets.as_deref().unwrap_or("all-linear"))
-            .map_err(|e| err!("--lora-targets: {e}"))?;
+        check("lora_r", r, r >= 1, "at least 1")?;
+        let targets = LoraSettings::parse_targets(a.lora_targets.as_deref().unwrap_or("all-linear")).map_err(|e| OptionError::new("lora_targets", e))?;
         let dropout = a.lora_dropout.unwrap_or(0.0);
-        if !(0.0..1.0).contains(&dropout) {
-            bail!("--lora-dropout must be in [0, 1), got {dropout}");
-        }
+        let alpha = a.lora_alpha.unwrap_or(2.0 * r as f64);
         Method::Lora(LoraSettings {
             r,
-            alpha: a.lora_alpha.unwrap_or(2.0 * r as f64),
-            dropout,
+            alpha: check("lora_alpha", alpha, alpha > 0.0 && alpha.is_finite(), "a positive number")?,
+            dropout: check("lora_dropout", dropout, (0.0..1.0).contains(&dropout), "in [0, 1)")?,
             targets,
             rslora: a.rslora.unwrap_or(false),
         })
     };
     let lora_vision = match &a.lora_vision {
-        Some(spec) => crate::vlm::parse_vision_targets(spec).map_err(|e| err!("--lora-vision: {e}"))?,
+        Some(spec) => crate::vlm::parse_vision_targets(spec).map_err(|e| OptionError::new("lora_vision", e))?,
         None => Vec::new(),
     };
-    let scheduler = a
-        .lr_scheduler
-        .as_deref()
-        .unwrap_or("cosine")
-        .parse()
-        .map_err(|e| err!("--lr-scheduler: {e}"))?;
+    let device = a.device.unwrap_or_default();
+    device.check_built().map_err(|e| OptionError::new("device", e))?;
     let lr = a.lr.unwrap_or(if full { 2e-5 } else { 2e-4 });
-    if !(lr > 0.0 && lr.is_finite()) {
-        bail!("--lr must be a positive number, got {lr}");
-    }
+    check("lr", lr, finite_at_least(lr, 0.0), "a non-negative number (0 is a sanity check: the starting model's numbers)")?;
     let batch_size = a.batch_size.unwrap_or(8);
+    check("batch_size", batch_size, batch_size >= 1, "at least 1")?;
     let grad_accum = a.grad_accum.unwrap_or(1);
-    if batch_size == 0 || grad_accum == 0 {
-        bail!("--batch-size and --grad-accum must be at least 1");
+    check("grad_accum", grad_accum, grad_accum >= 1, "at least 1")?;
+    let epochs = a.epochs.unwrap_or(1);
+    check("epochs", epochs, epochs >= 1, "at least 1 (a run that trains no step saves nothing useful)")?;
+    if let Some(n) = a.max_steps {
+        check("max_steps", n, n >= 1, "at least 1 (a run that trains no step saves nothing useful)")?;
+    }
+    if let Some(n) = a.max_seq_len {
+        check("max_seq_len", n, n >= 2, "at least 2 (a prompt token and a completion token)")?;
+    }
+    if let Some(n) = a.save_every {
+        check("save_every", n, n >= 1, "at least 1 (leave it out to save only at the end)")?;
+    }
+    if let Some(n) = a.keep_last {
+        check("keep_last", n, n >= 1, "at least 1 (leave it out to keep every checkpoint)")?;
     }
     let max_grad_norm = a.max_grad_norm.unwrap_or(1.0);
-    if a.keep_last == Some(0) {
-        bail!("--keep-last must be at least 1 (leave it out to keep every checkpoint)");
-    }
-    let on_nonfinite = a
-        .on_nonfinite
-        .as_deref()
-        .unwrap_or("stop")
-        .parse()
-        .map_err(|e| err!("--on-nonfinite: {e}"))?;
+    check("max_grad_norm", max_grad_norm, finite_at_least(max_grad_norm, 0.0), "a non-negative number (0 turns clipping off)")?;
+    let beta1 = a.adam_beta1.unwrap_or(0.9);
+    check("adam_beta1", beta1, (0.0..1.0).contains(&beta1), "in [0, 1)")?;
+    let beta2 = a.adam_beta2.unwrap_or(0.999);
+    check("adam_beta2", beta2, (0.0..1.0).contains(&beta2), "in [0, 1) (1 never updates the second moment from 0, so every step divides by eps)")?;
+    let eps = a.adam_eps.unwrap_or(1e-8);
+    check("adam_eps", eps, eps > 0.0 && eps.is_finite(), "a positive number")?;
+    let weight_decay = a.weight_decay.unwrap_or(0.0);
+    check("weight_decay", weight_decay, finite_at_least(weight_decay, 0.0), "a non-negative number")?;
     let shuffle = !a.no_shuffle.unwrap_or(false) && a.shuffle.unwrap_or(true);
     Ok(StageJob {
         model,
         adapter: a.adapter,
         data,
         out,
-        device: a.device.unwrap_or_else(|| "cpu".into()),
+        device,
         gradient_checkpointing: a.gradient_checkpointing.unwrap_or(false),
         method,
         lora_vision,
@@ -380,80 +371,50 @@ fn resolve_stage(a: TrainArgs) -> Result<StageJob> {
         overwrite: a.overwrite.unwrap_or(false),
         train: LoopConfig {
             lr,
-            scheduler,
+            scheduler: a.lr_scheduler.unwrap_or_default(),
             warmup_steps: a.warmup_steps.unwrap_or(0),
-            adamw: AdamWConfig {
-                beta1: a.adam_beta1.unwrap_or(0.9),
-                beta2: a.adam_beta2.unwrap_or(0.999),
-                eps: a.adam_eps.unwrap_or(1e-8),
-                weight_decay: a.weight_decay.unwrap_or(0.0),
-            },
+            adamw: AdamWConfig { beta1, beta2, eps, weight_decay },
             max_grad_norm: (max_grad_norm > 0.0).then_some(max_grad_norm),
             batch_size,
             grad_accum,
-            epochs: a.epochs.unwrap_or(1),
+            epochs,
             max_steps: a.max_steps,
             seed: a.seed.unwrap_or(42),
             shuffle,
             save_every: a.save_every,
             keep_last: a.keep_last,
-            on_nonfinite,
+            on_nonfinite: a.on_nonfinite.unwrap_or_default(),
             max_skipped_steps: a.max_skipped_steps.unwrap_or(10),
             interrupt: Default::default(),
         },
     })
 }
 
-/// `ladder sft` flags and `--config` → [`SftJob`].
-pub fn resolve_sft(cli: SftArgs) -> Result<SftJob> {
-    let config = cli.train.config.clone();
-    let a = merge_config(cli, config.as_deref())?;
+/// [`SftArgs`] → [`SftJob`]; `inherited` as in [`resolve_stage`].
+pub fn resolve_sft_args(a: SftArgs, inherited: Option<&LoraSettings>) -> std::result::Result<SftJob, OptionError> {
     Ok(SftJob {
-        stage: resolve_stage(a.train)?,
+        stage: resolve_stage(a.train, inherited)?,
         train_on_prompt: a.train_on_prompt.unwrap_or(false),
         packing: a.packing.unwrap_or(false),
     })
 }
 
-/// `ladder dpo` flags and `--config` → [`DpoJob`].
-pub fn resolve_dpo(cli: DpoArgs) -> Result<DpoJob> {
-    let config = cli.train.config.clone();
-    let a = merge_config(cli, config.as_deref())?;
-    let stage = resolve_stage(a.train)?;
-    let loss: DpoLoss = a.loss.as_deref().unwrap_or("sigmoid").parse().map_err(|e| err!("--loss: {e}"))?;
+/// [`DpoArgs`] → [`DpoJob`]; `inherited` as in [`resolve_stage`].
+pub fn resolve_dpo_args(a: DpoArgs, inherited: Option<&LoraSettings>) -> std::result::Result<DpoJob, OptionError> {
+    let stage = resolve_stage(a.train, inherited)?;
+    let loss = a.loss.unwrap_or(DpoLoss::Sigmoid);
     let beta = a.beta.unwrap_or(0.1);
-    if !(beta > 0.0 && beta.is_finite()) {
-        bail!("--beta must be a positive number, got {beta}");
-    }
+    check("beta", beta, beta > 0.0 && beta.is_finite(), "a positive number")?;
     let label_smoothing = a.label_smoothing.unwrap_or(0.0);
-    if !(0.0..0.5).contains(&label_smoothing) {
-        bail!("--label-smoothing must be in [0, 0.5), got {label_smoothing}");
-    }
+    check("label_smoothing", label_smoothing, (0.0..0.5).contains(&label_smoothing), "in [0, 0.5)")?;
     if label_smoothing > 0.0 && !matches!(loss, DpoLoss::Sigmoid | DpoLoss::Robust) {
-        bail!("--label-smoothing applies to --loss sigmoid or robust, not {loss}");
+        bail!("label_smoothing", "applies to `loss` sigmoid or robust, not {loss}");
     }
     let sft_weight = a.sft_weight.unwrap_or(0.0);
-    if !(sft_weight >= 0.0 && sft_weight.is_finite()) {
-        bail!("--sft-weight must be a non-negative number, got {sft_weight}");
-    }
-    let fresh_adapter = matches!(stage.method, Method::Lora(_)) && stage.adapter.is_none();
-    let reference = match a.reference.as_deref() {
-        Some(r) => r.parse().map_err(|e| err!("--reference: {e}"))?,
-        None if fresh_adapter => ReferenceKind::AdapterOff,
-        None => ReferenceKind::Precomputed,
-    };
-    if reference == ReferenceKind::AdapterOff {
-        if let Some(adapter) = &stage.adapter {
-            bail!(
-                "--reference adapter-off with --adapter {}: switching the adapter off would make the raw base model the reference, \
-                 not the model you are continuing (DPO then reports loss ≈ 0 and accuracy 1 within a few steps); \
-                 use --reference frozen (base + that adapter, frozen) or --reference precomputed",
-                adapter.display()
-            );
-        }
-        if matches!(stage.method, Method::Full) {
-            bail!("--reference adapter-off needs a LoRA adapter to switch off; with --full use --reference frozen or precomputed");
-        }
+    check("sft_weight", sft_weight, finite_at_least(sft_weight, 0.0), "a non-negative number")?;
+    let reference = ReferenceKind::resolve(a.reference, &stage).map_err(|e| OptionError::new("reference", e))?;
+    if let Some(n) = a.max_prompt_len {
+        check("max_prompt_len", n, n >= 1, "at least 1")?;
     }
     let max_prompt_len = a.max_prompt_len.or(stage.max_seq_len.map(|n| n / 2));
     Ok(DpoJob {
@@ -471,6 +432,20 @@ pub fn resolve_dpo(cli: DpoArgs) -> Result<DpoJob> {
     })
 }
 
+/// `ladder sft` flags and `--config` → [`SftJob`].
+pub fn resolve_sft(cli: SftArgs) -> Result<SftJob> {
+    let config = cli.train.config.clone();
+    let (args, file) = merge_config(cli, config.as_deref(), &[("`ladder dpo`", valid_keys::<DpoArgs>())])?;
+    resolve_sft_args(args, None).map_err(|e| ConfigFile::locate(file.as_ref(), e))
+}
+
+/// `ladder dpo` flags and `--config` → [`DpoJob`].
+pub fn resolve_dpo(cli: DpoArgs) -> Result<DpoJob> {
+    let config = cli.train.config.clone();
+    let (args, file) = merge_config(cli, config.as_deref(), &[("`ladder sft`", valid_keys::<SftArgs>())])?;
+    resolve_dpo_args(args, None).map_err(|e| ConfigFile::locate(file.as_ref(), e))
+}
+
 /// `$LADDER_CACHE_DIR`, else `$XDG_CACHE_HOME/ladder`, else `~/.cache/ladder`.
 pub fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LADDER_CACHE_DIR") {
@@ -481,20 +456,4 @@ pub fn default_cache_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("ladder")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_the_closest_key() {
-        let keys = valid_keys::<SftArgs>();
-        assert_eq!(closest("lora_rank", &keys).as_deref(), Some("lora_r"));
-        assert_eq!(closest("leraning_rate", &keys), None);
-        assert_eq!(closest("max_seq_length", &keys).as_deref(), Some("max_seq_len"));
-        assert!(keys.contains(&"packing".to_string()) && keys.contains(&"lora_r".to_string()));
-        assert!(valid_keys::<DpoArgs>().contains(&"beta".to_string()));
-        assert!(!keys.contains(&"config".to_string()));
-    }
 }

@@ -1,0 +1,52 @@
+//! Which stages a run covers, for the local and Slurm executors alike: `--force`, `--from`
+//! and `--only` selectors (`STAGE` for every start, or `START/STAGE`).
+
+use std::collections::HashSet;
+
+use crate::error::{RecipeError, Result};
+use crate::plan::{Plan, StartPlan};
+use crate::run::RunOptions;
+
+fn matches(sel: &str, start: &str, stage: &str) -> bool {
+    match sel.split_once('/') {
+        Some((a, b)) => a == start && b == stage,
+        None => sel == stage,
+    }
+}
+
+pub(crate) fn check_selectors(plan: &Plan, sels: &[String]) -> Result<()> {
+    for sel in sels {
+        let found = plan.starts.iter().any(|s| s.stages.iter().any(|st| matches(sel, &s.name, &st.name)));
+        if !found {
+            let known: Vec<String> = plan.starts.first().map(|s| s.stages.iter().map(|st| st.name.clone()).collect()).unwrap_or_default();
+            return Err(RecipeError::UnknownSelector { selector: sel.clone(), known: known.join(", ") });
+        }
+    }
+    Ok(())
+}
+
+/// `sels`' stages of `start` and every stage below them.
+fn with_descendants(start: &StartPlan, sels: &[String]) -> HashSet<String> {
+    let mut set: HashSet<String> = HashSet::new();
+    for st in &start.stages {
+        if sels.iter().any(|s| matches(s, &start.name, &st.name)) || st.parents.iter().any(|p| set.contains(p)) {
+            set.insert(st.name.clone());
+        }
+    }
+    set
+}
+
+/// What a run covers for one start: (selected, forced).
+pub(crate) fn selection(start: &StartPlan, opts: &RunOptions) -> (HashSet<String>, HashSet<String>) {
+    let all: HashSet<String> = start.stages.iter().map(|s| s.name.clone()).collect();
+    let mut selected = all.clone();
+    if !opts.from.is_empty() {
+        selected = with_descendants(start, &opts.from);
+    }
+    if !opts.only.is_empty() {
+        selected.retain(|n| opts.only.iter().any(|s| matches(s, &start.name, n)));
+    }
+    let forced = with_descendants(start, &opts.force);
+    (selected, forced)
+}
+
