@@ -390,4 +390,59 @@ mod tests {
         assert_eq!((job.samples, job.generate.temperature, job.generate.max_new_tokens), (4, 1.0, 512));
         assert!(Cli::try_parse_from(["ladder", "eval", "--out", "e.json"]).is_err(), "eval needs --predictions or --model");
     }
+
+    /// Every stage kind: the same settings given as flags and as a recipe stage resolve to the
+    /// same job (the recipe fills in the model, adapter and output folder; the flags name them).
+    #[test]
+    fn flags_and_recipe_stages_resolve_alike() {
+        use ladder_train::options;
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let model = format!("{fixtures}/qwen2-tiny");
+        let (sft_data, dpo_data, refs) = (format!("{fixtures}/data/sft.jsonl"), format!("{fixtures}/data/dpo.jsonl"), format!("{fixtures}/data/references.jsonl"));
+        let recipe = format!(
+            "name = \"eq\"\n[[start]]\nname = \"a\"\nmodel = \"{model}\"\n\n\
+             [[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\ndata = [\"{sft_data}\"]\nlr = 1e-3\nlora_r = 4\nlora_alpha = 8\nbatch_size = 2\nmax_steps = 3\nseed = 7\ndevice = \"cpu\"\nlr_scheduler = \"linear\"\non_nonfinite = \"skip\"\nmax_grad_norm = 0.5\n\n\
+             [[stage]]\nname = \"dpo\"\nkind = \"dpo\"\nfrom = \"sft\"\npairs = \"{dpo_data}\"\nbeta = 0.2\nloss = \"ipo\"\nreference = \"frozen\"\nseed = 7\nmax_steps = 2\n\n\
+             [[stage]]\nname = \"gen\"\nkind = \"pairs\"\nfrom = \"sft\"\ndata = [\"{refs}\"]\nsamples = 2\nmax_new_tokens = 16\ntemperature = 0.7\ntop_k = 5\nseed = 7\nsynthetic_fallback = true\nmin_score = 0.3\nsuffix_chars = 10\n\n\
+             [[stage]]\nname = \"ev\"\nkind = \"eval\"\nfrom = \"sft\"\ndata = [\"{refs}\"]\nmax_new_tokens = 32\nprice_per_hour = 2.5\nseed = 7\nbatch_size = 4\n\n\
+             [[stage]]\nname = \"merged\"\nkind = \"merge\"\nfrom = \"sft\"\n"
+        );
+        let out = tempfile::tempdir().unwrap();
+        let src = ladder_recipe::parse(std::path::Path::new("eq.toml"), &recipe).unwrap();
+        let plan = ladder_recipe::plan(&src, Some(out.path())).unwrap();
+        let stages = &plan.starts[0].stages;
+        let dir = |stage: &str| plan.run_dir.join("a").join(stage).display().to_string();
+        // The CLI reads a continued adapter's shape from its folder: the recipe's sft adapter.
+        let lora = ladder_model::LoraSettings { r: 4, alpha: 8.0, dropout: 0.0, targets: ladder_model::peft::ALL_LINEAR.map(String::from).to_vec(), rslora: false };
+        std::fs::create_dir_all(dir("sft")).unwrap();
+        let config = ladder_model::AdapterConfig::new(&lora, &model);
+        std::fs::write(format!("{}/adapter_config.json", dir("sft")), serde_json::to_string(&config).unwrap()).unwrap();
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command;
+        let cache = plan.run_dir.join("reference-cache").display().to_string();
+        let from_cli = |stage: &str| -> serde_json::Value {
+            let adapter = dir("sft");
+            let job = match stage {
+                "sft" => parse(&["ladder", "sft", "--model", &model, "--data", &sft_data, "--out", &dir("sft"), "--lr", "1e-3", "--lora-r", "4", "--lora-alpha", "8", "--batch-size", "2", "--max-steps", "3", "--seed", "7", "--device", "cpu", "--lr-scheduler", "linear", "--on-nonfinite", "skip", "--max-grad-norm", "0.5"]),
+                "dpo" => parse(&["ladder", "dpo", "--model", &model, "--adapter", &adapter, "--data", &dpo_data, "--out", &dir("dpo"), "--beta", "0.2", "--loss", "ipo", "--reference", "frozen", "--seed", "7", "--max-steps", "2", "--reference-cache", &cache]),
+                "gen" => parse(&["ladder", "pairs", "--model", &model, "--adapter", &adapter, "--data", &refs, "--out", &format!("{}/pairs.jsonl", dir("gen")), "--samples", "2", "--max-new-tokens", "16", "--temperature", "0.7", "--top-k", "5", "--seed", "7", "--synthetic-fallback", "--min-score", "0.3", "--suffix-chars", "10"]),
+                "ev" => parse(&["ladder", "eval", "--model", &model, "--adapter", &adapter, "--data", &refs, "--out", &format!("{}/eval.json", dir("ev")), "--max-new-tokens", "32", "--price-per-hour", "2.5", "--seed", "7", "--batch-size", "4"]),
+                "merged" => parse(&["ladder", "merge", "--model", &model, "--adapter", &adapter, "--out", &dir("merged")]),
+                _ => unreachable!(),
+            };
+            match job {
+                Command::Sft(a) => serde_json::to_value(options::resolve_sft(*a).unwrap()),
+                Command::Dpo(a) => serde_json::to_value(options::resolve_dpo(*a).unwrap()),
+                Command::Pairs(a) => serde_json::to_value(options::resolve_pairs(*a).unwrap()),
+                Command::Eval(a) => serde_json::to_value(options::resolve_eval(*a).unwrap()),
+                Command::Merge(a) => serde_json::to_value(options::resolve_merge(a).unwrap()),
+                _ => unreachable!(),
+            }
+            .unwrap()
+        };
+        let kinds: Vec<&str> = stages.iter().map(|s| s.kind().as_str()).collect();
+        assert_eq!(kinds, ["sft", "dpo", "pairs", "eval", "merge"], "every stage kind is covered");
+        for st in stages {
+            assert_eq!(from_cli(&st.name), st.work.config(), "stage {}: the flags and the recipe resolve differently", st.name);
+        }
+    }
 }

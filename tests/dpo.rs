@@ -171,7 +171,7 @@ fn adapter_off_after_an_adapter_is_refused() {
     let out = dir.path().join("out").to_string_lossy().into_owned();
     let (m, d, a) = (fixture("qwen2-tiny"), fixture("data/dpo.jsonl"), lora_init());
     let err = ladder_fails(&["dpo", "--model", &m, "--data", &d, "--out", &out, "--adapter", &a, "--reference", "adapter-off"]);
-    assert!(err.contains("raw base model") && err.contains("--reference frozen"), "{err}");
+    assert!(err.contains("--reference: adapter-off") && err.contains("raw base model") && err.contains("use frozen"), "{err}");
     let err = ladder_fails(&["dpo", "--model", &m, "--data", &d, "--out", &out, "--full", "--reference", "adapter-off"]);
     assert!(err.contains("--full"), "{err}");
     assert!(!Path::new(&out).exists());

@@ -40,8 +40,9 @@ fn degenerate_samples_become_rejected_and_train_dpo() {
 #[test]
 fn sampling_is_deterministic_for_a_seed() {
     let dir = tempfile::tempdir().unwrap();
-    // --min-score above any score keeps every distinct sample, so the output shows the samples.
-    let args = ["--samples", "3", "--max-new-tokens", "40", "--temperature", "1.0", "--min-score", "1.01", "--max-pairs-per-prompt", "0"];
+    // --min-score 1 (the top score, only the reference itself reaches it) keeps every distinct
+    // sample, so the output shows the samples.
+    let args = ["--samples", "3", "--max-new-tokens", "40", "--temperature", "1.0", "--min-score", "1", "--max-pairs-per-prompt", "0"];
     pairs(&dir.path().join("a.jsonl"), &[&args[..], &["--seed", "7"]].concat());
     pairs(&dir.path().join("b.jsonl"), &[&args[..], &["--seed", "7", "--batch-size", "3"]].concat());
     let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();

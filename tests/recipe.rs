@@ -196,7 +196,7 @@ fn pairs_dpo_and_eval_stages_run_the_method() {
     let text = three_stage("1e-3", 100, 1)
         .replace(
             "[[stage]]\nname = \"dpo\"",
-            &format!("[[stage]]\nname = \"gen\"\nkind = \"pairs\"\nfrom = \"sft\"\ndata = \"{refs}\"\nsamples = 2\nmax_new_tokens = 60\n\n[[stage]]\nname = \"dpo\""),
+            &format!("[[stage]]\nname = \"gen\"\nkind = \"pairs\"\nfrom = \"sft\"\ndata = \"{refs}\"\nsamples = 2\nmax_new_tokens = 60\nsynthetic_fallback = true\n\n[[stage]]\nname = \"dpo\""),
         )
         .replace(&format!("pairs = \"{}\"", fixture("data/dpo.jsonl")), "pairs = \"gen\"")
         + &format!("\n[[stage]]\nname = \"test\"\nkind = \"eval\"\nfrom = \"dpo\"\ndata = \"{refs}\"\nmax_new_tokens = 40\nprice_per_hour = 2.0\n");

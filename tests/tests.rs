@@ -8,6 +8,7 @@ mod errors;
 mod eval;
 mod fuzz_smoke;
 mod generation;
+mod options;
 mod image;
 mod pairs;
 mod parity;

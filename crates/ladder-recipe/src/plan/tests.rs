@@ -186,3 +186,37 @@ fn a_changed_parent_reruns_its_children() {
     assert_ne!(sft.fingerprint, p2.starts[0].stages[0].fingerprint);
     assert_ne!(p.starts[0].stages[2].fingerprint, p2.starts[0].stages[2].fingerprint, "children inherit the change");
 }
+
+/// Pairs and eval stages used to be run with a hard-coded device, batch size, detector and
+/// fallback, and one data file, whatever the recipe said.
+#[test]
+fn pairs_and_eval_stages_honour_every_key() {
+    let refs = fixture("data/references.jsonl");
+    let t = recipe(|t| {
+        t + &format!(
+            "\n[[stage]]\nname = \"gen\"\nkind = \"pairs\"\nfrom = \"sft\"\ndata = [\"{refs}\", \"{refs}\"]\nbatch_size = 3\nmax_pairs_per_prompt = 2\n\
+             min_score = 0.5\nsuffix_chars = 10\nmin_suffix_count = 3\nsynthetic_fallback = true\n\n\
+             [[stage]]\nname = \"ev\"\nkind = \"eval\"\nfrom = \"sft\"\ndata = [\"{refs}\", \"{refs}\"]\nbatch_size = 2\nsuffix_chars = 12\n"
+        )
+    });
+    let plan = check(&t).unwrap();
+    let Work::Pairs(pairs) = &plan.starts[0].stages[3].work else { panic!("pairs") };
+    assert_eq!((pairs.data.len(), pairs.batch_size, pairs.max_pairs_per_prompt, pairs.min_score), (2, 3, 2, Some(0.5)));
+    assert_eq!((pairs.detector.suffix_chars, pairs.detector.min_suffix_count, pairs.synthetic_fallback), (10, 3, true));
+    assert_eq!((pairs.generate.max_new_tokens, pairs.generate.temperature), (512, 1.0), "the defaults of `ladder pairs`");
+    let Work::Eval(eval) = &plan.starts[0].stages[4].work else { panic!("eval") };
+    let ladder_train::evaluate::EvalSource::Model { data, batch_size, generate, .. } = &eval.source else { panic!("generating eval") };
+    assert_eq!((data.len(), *batch_size, generate.max_new_tokens, eval.detector.suffix_chars), (2, 2, 1024, 12));
+    fails(&t.replace("min_score = 0.5", "min_score = 1.5"), 34, "stage `gen`: `min_score`: must be in [0, 1]");
+    let dir = tempfile::tempdir().unwrap();
+    let predictions = dir.path().join("p.jsonl");
+    std::fs::write(&predictions, "{\"prediction\": \"a\", \"reference\": \"a\"}\n").unwrap();
+    let both = t.replace("batch_size = 2\n", &format!("batch_size = 2\npredictions = \"{}\"\n", predictions.display()));
+    fails(&both, 45, "give `predictions`, or `data` to generate with the model, not both");
+}
+
+/// An option error is located at the key, also when it is inherited from [defaults].
+#[test]
+fn inherited_option_errors_point_at_defaults() {
+    fails(&recipe(|t| t.replace("lora_r = 4", "lora_r = 4\nadam_beta2 = 1.0")), 9, "stage `sft`: `adam_beta2`: must be in [0, 1)");
+}
