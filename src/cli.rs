@@ -183,9 +183,9 @@ pub struct PlanArgs {
 pub struct RunArgs {
     /// The recipe TOML file.
     pub recipe: PathBuf,
-    /// local (in this process, one stage at a time) or slurm (one sbatch job per stage, then exit).
-    #[arg(long, value_name = "KIND", default_value = "local")]
-    pub executor: String,
+    /// Where the stages run.
+    #[arg(long, value_enum, value_name = "KIND", default_value = "local")]
+    pub executor: ladder_recipe::Executor,
     /// Re-run this stage (STAGE or START/STAGE) and its descendants even if up to date; repeatable.
     #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,

@@ -122,11 +122,7 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
 }
 
 fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
-    let executor = match args.executor.as_str() {
-        "local" => ladder_recipe::Executor::Local,
-        "slurm" => ladder_recipe::Executor::Slurm,
-        other => anyhow::bail!("--executor: expected local or slurm, got {other:?}"),
-    };
+    let executor = args.executor;
     let src = ladder_recipe::load(&args.recipe)?;
     let opts = ladder_recipe::RunOptions { executor, force: args.force, from: args.from, only: args.only, output: args.output };
     let local = matches!(opts.executor, ladder_recipe::Executor::Local);

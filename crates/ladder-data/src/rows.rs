@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::chat_template::Message;
 use crate::error::{DataError, Result};
 use crate::image::ImageSource;
-use crate::vision::{check_placement, count_placeholders, prompt_placeholders, IMAGE_BLOCK, IMAGE_PAD};
+use crate::placeholders::{check_placement, count_placeholders, place_in_messages, IMAGE_BLOCK, IMAGE_PAD};
 
 /// A prompt: plain text, or a conversation rendered with the chat template.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +82,7 @@ pub fn read_rows(path: &Path, opts: &ReadOptions) -> Result<Dataset> {
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let raw: Vec<(usize, std::result::Result<Value, String>)> = match ext.as_str() {
-        "jsonl" | "json" => read_jsonl(path)?,
+        "jsonl" | "json" => read_json_lines(path)?,
         "parquet" => read_parquet(path)?,
         _ => return Err(DataError::UnknownFormat { path: path.to_path_buf() }),
     };
@@ -134,13 +134,37 @@ fn resolve_paths(images: &mut [ImageSource], base: &Path) -> std::result::Result
     Ok(())
 }
 
-/// A prompt-only row (`ladder generate`): its prompt, as rows write it (text, or messages whose
-/// content may hold `{"type": "image"}` parts), and its `"image"` / `"images"`, relative paths
-/// resolved against `base` (the data file's folder) and checked to exist.
-pub fn parse_prompt_row(v: &Value, key: &str, base: &Path) -> std::result::Result<(Prompt, Vec<ImageSource>), String> {
-    let obj = v.as_object().ok_or_else(|| format!("expected a JSON object, found {}", kind(v)))?;
+/// A prompt-only row (`ladder generate`): its prompt — `"prompt"` (text, or messages whose
+/// content may hold `{"type": "image"}` parts), or `"messages"` without a final assistant
+/// turn — and its `"image"` / `"images"`, relative paths resolved against `base` (the data
+/// file's folder) and checked to exist. Other columns are the caller's.
+pub fn parse_prompt_row(v: &Value, base: &Path) -> std::result::Result<(Prompt, Vec<ImageSource>), String> {
+    const SHAPES: &str = "{\"prompt\": text or messages} or {\"messages\": [...]}";
+    let obj = v.as_object().ok_or_else(|| format!("expected a JSON object {SHAPES}, found {}", kind(v)))?;
     let mut images = images(obj)?;
-    let p = prompt(obj.get(key).ok_or_else(|| format!("missing \"{key}\""))?)?;
+    let p = match (obj.get("prompt"), obj.get("messages")) {
+        (Some(p), _) => prompt(p)?,
+        (None, Some(m)) => {
+            let mut list = messages(m, "messages")?;
+            if list.last().is_some_and(|m| m.role == "assistant") {
+                list.pop();
+            }
+            if list.is_empty() {
+                return Err("\"messages\" holds no turn before the assistant's: nothing to prompt with".into());
+            }
+            Prompt::Messages(list)
+        }
+        (None, None) => {
+            let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+            keys.sort();
+            return Err(format!("no prompt in a row with keys {keys:?}; expected {SHAPES}"));
+        }
+    };
+    if let Prompt::Messages(list) = &p {
+        if list.is_empty() {
+            return Err("\"prompt\" is an empty list of messages".into());
+        }
+    }
     check_placement(prompt_placeholders(&p), images.len())?;
     resolve_paths(&mut images, base)?;
     Ok((p, images))
@@ -150,8 +174,10 @@ pub fn parse_prompt_row(v: &Value, key: &str, base: &Path) -> std::result::Resul
 /// binary or single-line dump from being tokenised for minutes (BPE on one huge word is slow).
 pub const MAX_LINE_BYTES: usize = 16 << 20;
 
-/// Lines of a JSONL file, parsed; blank lines are ignored.
-fn read_jsonl(path: &Path) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
+/// Lines of a JSONL file, each parsed or the reason it is not (1-based line numbers); blank
+/// lines are ignored. The one JSONL reader: rows, prompts and recipe checks all use it, so a
+/// bad line reads the same wherever it is found.
+pub fn read_json_lines(path: &Path) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let mut out = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -355,6 +381,29 @@ pub fn parse_row(v: &Value) -> std::result::Result<Row, String> {
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort();
     Err(format!("unrecognised row with keys {keys:?}; expected {SHAPES}"))
+}
+
+/// Placeholders in a prompt, over all its messages.
+pub fn prompt_placeholders(prompt: &Prompt) -> usize {
+    match prompt {
+        Prompt::Text(t) => count_placeholders(t),
+        Prompt::Messages(m) => m.iter().map(|m| count_placeholders(&m.content)).sum(),
+    }
+}
+
+/// A prompt with its images placed ([`place_in_messages`]; plain text gets them in front).
+pub fn place_images(prompt: &Prompt, images: usize) -> std::result::Result<Prompt, String> {
+    Ok(match prompt {
+        Prompt::Text(t) => {
+            check_placement(count_placeholders(t), images)?;
+            if count_placeholders(t) == 0 {
+                Prompt::Text(IMAGE_BLOCK.repeat(images) + t)
+            } else {
+                prompt.clone()
+            }
+        }
+        Prompt::Messages(m) => Prompt::Messages(place_in_messages(m, images)?),
+    })
 }
 
 #[cfg(test)]

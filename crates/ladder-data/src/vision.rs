@@ -7,88 +7,12 @@
 //! first user turn (the text of a plain prompt), as TRL's `prepare_multimodal_messages` and
 //! Qwen2.5-VL's template put an image part that precedes the text.
 
-use crate::chat_template::Message;
 use crate::error::{DataError, Result};
 use crate::image::{preprocess, ImageConfig, Preprocessed};
-use crate::rows::{Located, Prompt, Row};
+use crate::placeholders::{expand_placeholders, place_in_messages, IMAGE_PAD};
+use crate::rows::{place_images, Located, Prompt, Row};
 use crate::sft::{self, SftOptions, Tokenized};
 use crate::tokenizer::Tokenizer;
-
-/// The placeholder the processor expands, one per image.
-pub const IMAGE_PAD: &str = "<|image_pad|>";
-/// An image in a rendered prompt.
-pub const IMAGE_BLOCK: &str = "<|vision_start|><|image_pad|><|vision_end|>";
-
-/// Number of image placeholders in `text`.
-pub fn count_placeholders(text: &str) -> usize {
-    text.matches(IMAGE_PAD).count()
-}
-
-/// Placeholders in a prompt, over all its messages.
-pub fn prompt_placeholders(prompt: &Prompt) -> usize {
-    match prompt {
-        Prompt::Text(t) => count_placeholders(t),
-        Prompt::Messages(m) => m.iter().map(|m| count_placeholders(&m.content)).sum(),
-    }
-}
-
-/// Checks that `found` placeholders can take `images` images: exactly one each, or none (then
-/// they are placed at the start of the user turn). The message is for a row error.
-pub fn check_placement(found: usize, images: usize) -> std::result::Result<(), String> {
-    match (found, images) {
-        (0, _) => Ok(()),
-        (f, 0) => Err(format!("the prompt has {f} image placeholder(s) ({IMAGE_PAD}) but the row has no \"image\"/\"images\"")),
-        (f, n) if f == n => Ok(()),
-        (f, n) if f > n => Err(format!("the prompt has {f} image placeholders but the row has only {n} image(s)")),
-        (f, n) => Err(format!(
-            "the row has {n} images but its prompt places only {f}; put one {IMAGE_BLOCK} (or {{\"type\": \"image\"}} part) per image, or none to have them all at the start of the user turn"
-        )),
-    }
-}
-
-/// Conversation with one [`IMAGE_BLOCK`] per image at the start of the first user message,
-/// unless it already places them.
-pub fn place_in_messages(messages: &[Message], images: usize) -> std::result::Result<Vec<Message>, String> {
-    let found: usize = messages.iter().map(|m| count_placeholders(&m.content)).sum();
-    check_placement(found, images)?;
-    let mut out = messages.to_vec();
-    if found == 0 && images > 0 {
-        let user = out.iter_mut().find(|m| m.role == "user").ok_or("the row has images but no user message to put them in")?;
-        user.content = IMAGE_BLOCK.repeat(images) + &user.content;
-    }
-    Ok(out)
-}
-
-/// A prompt with its images placed ([`place_in_messages`]; plain text gets them in front).
-pub fn place_images(prompt: &Prompt, images: usize) -> std::result::Result<Prompt, String> {
-    Ok(match prompt {
-        Prompt::Text(t) => {
-            check_placement(count_placeholders(t), images)?;
-            if count_placeholders(t) == 0 {
-                Prompt::Text(IMAGE_BLOCK.repeat(images) + t)
-            } else {
-                prompt.clone()
-            }
-        }
-        Prompt::Messages(m) => Prompt::Messages(place_in_messages(m, images)?),
-    })
-}
-
-/// Replaces the k-th `<|image_pad|>` by `tokens[k]` of them. `text` may hold fewer
-/// placeholders than `tokens` (a prefix of a conversation), never more.
-pub fn expand_placeholders(text: &str, tokens: &[usize]) -> Result<String> {
-    let mut out = String::with_capacity(text.len() + tokens.iter().sum::<usize>() * IMAGE_PAD.len());
-    let mut pieces = text.split(IMAGE_PAD);
-    out.push_str(pieces.next().unwrap_or_default());
-    for (k, piece) in pieces.enumerate() {
-        let n = tokens.get(k).ok_or_else(|| DataError::Invalid(format!("the text has more {IMAGE_PAD} placeholders than the {} image(s) given", tokens.len())))?;
-        for _ in 0..*n {
-            out.push_str(IMAGE_PAD);
-        }
-        out.push_str(piece);
-    }
-    Ok(out)
-}
 
 /// The `<|image_pad|>` id; a tokenizer without it belongs to no Qwen2-VL model.
 fn pad_id(tok: &Tokenizer) -> Result<u32> {
@@ -167,6 +91,8 @@ pub fn load_images(row: &Located<Row>, cfg: &ImageConfig) -> Result<Vec<Preproce
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat_template::Message;
+    use crate::placeholders::IMAGE_BLOCK;
 
     #[test]
     fn images_go_first_in_the_user_turn_unless_placed() {

@@ -1,9 +1,18 @@
-//! Small file helpers shared by the savers.
+//! Small file helpers shared by every crate: atomic writes and hex digests.
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::error::{ModelError, Result};
+
+/// Lowercase hex of a digest (sha256 fingerprints, checksums and cache keys).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, fsynced and renamed,
 /// so readers never see a half-written file.

@@ -288,23 +288,7 @@ pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<
         if !is_target(&path, &settings) {
             continue;
         }
-        let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), settings.r);
-        let key_a = format!("{PREFIX}{path}.lora_A.weight");
-        let key_b = format!("{PREFIX}{path}.lora_B.weight");
-        let a = file.get(&key_a, None)?;
-        let b = file.get(&key_b, None)?;
-        if a.shape != [r, d_in] || b.shape != [d_out, r] {
-            return Err(mismatch(format!(
-                "{path}: lora_A {:?} / lora_B {:?}, but this model needs [{r}, {d_in}] / [{d_out}, {r}] (an adapter for another base model?)",
-                a.shape, b.shape
-            )));
-        }
-        linear.lora = Some(Lora {
-            a: Param::from_tensor(Tensor::from_data(TensorData::new(transpose(&a.data, r, d_in), [d_in, r]), device)),
-            b: Param::from_tensor(Tensor::from_data(TensorData::new(transpose(&b.data, d_out, r), [r, d_out]), device)),
-            scale: settings.scale(),
-            dropout: settings.dropout,
-        });
+        attach_from_file(&file, &path, &path, linear, &settings, device, dir)?;
         used += 2;
     }
     let total = file.keys().count();
@@ -324,23 +308,53 @@ pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<
     Ok(settings)
 }
 
-/// Writes the adapters attached to `model` as a PEFT folder.
-pub fn save_adapter(model: &Decoder, settings: &LoraSettings, base_model: &str, dir: &Path) -> Result<()> {
+/// Loads the adapter of layer `path` from `file`, whose keys name it `module` (an older
+/// transformers may have written another prefix), onto `linear`, checking both shapes. Shared
+/// by the text model and Qwen2.5-VL.
+pub fn attach_from_file(file: &TensorFile, module: &str, path: &str, linear: &mut Linear, settings: &LoraSettings, device: &Device, dir: &Path) -> Result<()> {
+    let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), settings.r);
+    let a = file.get(&format!("{PREFIX}{module}.lora_A.weight"), None)?;
+    let b = file.get(&format!("{PREFIX}{module}.lora_B.weight"), None)?;
+    if a.shape != [r, d_in] || b.shape != [d_out, r] {
+        return Err(ModelError::AdapterMismatch {
+            path: dir.to_path_buf(),
+            message: format!(
+                "{path}: lora_A {:?} / lora_B {:?}, but this model needs [{r}, {d_in}] / [{d_out}, {r}] (an adapter for another base model, or an `r` that disagrees with its tensors?)",
+                a.shape, b.shape
+            ),
+        });
+    }
+    linear.lora = Some(Lora {
+        a: Param::from_tensor(Tensor::from_data(TensorData::new(transpose(&a.data, r, d_in), [d_in, r]), device)),
+        b: Param::from_tensor(Tensor::from_data(TensorData::new(transpose(&b.data, d_out, r), [r, d_out]), device)),
+        scale: settings.scale(),
+        dropout: settings.dropout,
+    });
+    Ok(())
+}
+
+/// Writes a PEFT adapter folder: the adapters among `linears` (module path, layer) in PEFT's
+/// layout (`lora_A` `[r, in]`, `lora_B` `[out, r]`), and `config`. Shared by the text model
+/// and Qwen2.5-VL, which differ only in their layers and `target_modules`.
+pub fn write_adapter<'a>(linears: impl IntoIterator<Item = (String, &'a Linear)>, config: &AdapterConfig, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
     let mut tensors = Vec::new();
-    for (path, linear) in linears(model) {
+    for (path, linear) in linears {
         if let Some(lora) = &linear.lora {
             let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), lora.a.shape().dims::<2>()[1]);
-            let a: Vec<f32> = host(lora.a.val());
-            let b: Vec<f32> = host(lora.b.val());
+            let (a, b): (Vec<f32>, Vec<f32>) = (host(lora.a.val()), host(lora.b.val()));
             tensors.push((format!("{PREFIX}{path}.lora_A.weight"), vec![r, d_in], transpose(&a, d_in, r)));
             tensors.push((format!("{PREFIX}{path}.lora_B.weight"), vec![d_out, r], transpose(&b, r, d_out)));
         }
     }
     write_safetensors(&dir.join("adapter_model.safetensors"), &tensors, StorageDtype::F32)?;
-    let config = AdapterConfig::new(settings, base_model);
-    let json = serde_json::to_vec_pretty(&config).expect("serialisable");
+    let json = serde_json::to_vec_pretty(config).expect("serialisable");
     crate::io::write_atomic(&dir.join("adapter_config.json"), &json)
+}
+
+/// Writes the adapters attached to `model` as a PEFT folder.
+pub fn save_adapter(model: &Decoder, settings: &LoraSettings, base_model: &str, dir: &Path) -> Result<()> {
+    write_adapter(linears(model), &AdapterConfig::new(settings, base_model), dir)
 }
 
 /// Folds every adapter into its base weight (`W + s·A·B`) and removes it.

@@ -21,10 +21,10 @@ use serde::Deserialize;
 use crate::config::{DecoderConfig, HfConfig};
 use crate::decoder::{Decoder, KvCache, Tokens, PAD_SEGMENT};
 use crate::error::{ModelError, Result};
-use crate::linear::{ForwardMode, Linear, Lora};
+use crate::linear::{ForwardMode, Linear};
 use crate::peft::{self, AdapterConfig, LoraSettings, PREFIX};
 use crate::vision::{HfVisionConfig, VisionConfig, VisionTransformer};
-use crate::weights::{host, transpose, write_safetensors, StorageDtype, TensorFile};
+use crate::weights::{StorageDtype, TensorFile};
 
 /// The `architectures` value of the checkpoints this file loads.
 pub const HF_NAME: &str = "Qwen2_5_VLForConditionalGeneration";
@@ -532,21 +532,8 @@ pub fn load_adapter(model: &mut VisionLanguageModel, dir: &Path, device: &Device
         let Some(module) = [&path, &legacy].into_iter().find(|p| file.contains(&format!("{PREFIX}{p}.lora_A.weight"))) else {
             continue;
         };
-        let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), lora.settings.r);
-        let a = file.get(&format!("{PREFIX}{module}.lora_A.weight"), None)?;
-        let b = file.get(&format!("{PREFIX}{module}.lora_B.weight"), None)?;
-        if a.shape != [r, d_in] || b.shape != [d_out, r] {
-            return Err(mismatch(format!(
-                "{path}: lora_A {:?} / lora_B {:?}, but this model needs [{r}, {d_in}] / [{d_out}, {r}]",
-                a.shape, b.shape
-            )));
-        }
-        linear.lora = Some(Lora {
-            a: burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(transpose(&a.data, r, d_in), [d_in, r]), device)),
-            b: burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(transpose(&b.data, d_out, r), [r, d_out]), device)),
-            scale: lora.settings.scale(),
-            dropout: lora.settings.dropout,
-        });
+        let module = module.clone();
+        peft::attach_from_file(&file, &module, &path, linear, &lora.settings, device, dir)?;
         used += 2;
         let name = path.rsplit('.').next().unwrap_or(&path).to_string();
         let list = if path.starts_with("model.visual.") { &mut lora.vision_targets } else { &mut lora.settings.targets };
@@ -564,26 +551,15 @@ pub fn load_adapter(model: &mut VisionLanguageModel, dir: &Path, device: &Device
 /// Writes the adapters attached to `model` as a PEFT folder that `PeftModel.from_pretrained`
 /// loads onto `Qwen2_5_VLForConditionalGeneration`.
 pub fn save_adapter(model: &mut VisionLanguageModel, lora: &VlmLora, base_model: &str, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
-    let mut tensors = Vec::new();
-    for (path, linear) in model.linears_mut() {
-        if let Some(l) = &linear.lora {
-            let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), l.a.shape().dims::<2>()[1]);
-            let (a, b) = (host(l.a.val()), host(l.b.val()));
-            tensors.push((format!("{PREFIX}{path}.lora_A.weight"), vec![r, d_in], transpose(&a, d_in, r)));
-            tensors.push((format!("{PREFIX}{path}.lora_B.weight"), vec![d_out, r], transpose(&b, r, d_out)));
-        }
-    }
-    write_safetensors(&dir.join("adapter_model.safetensors"), &tensors, StorageDtype::F32)?;
     let mut config = AdapterConfig::new(&lora.settings, base_model);
     config.target_modules = serde_json::Value::String(lora.peft_target_modules());
-    let json = serde_json::to_vec_pretty(&config).expect("serialisable");
-    crate::io::write_atomic(&dir.join("adapter_config.json"), &json)
+    peft::write_adapter(model.linears_mut().into_iter().map(|(p, l)| (p, &*l)), &config, dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::host;
 
     /// The two-image fixture case: `get_rope_index` output recorded from transformers.
     #[test]

@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use ladder_model::hex;
 use sha2::{Digest, Sha256};
 
 /// Keys of a resolved job that say where things are written, not what is computed. A parent's
@@ -30,10 +31,6 @@ pub fn of(kind: &str, config: &Value, inputs: &[Value]) -> String {
     }
     let canonical = json!({"kind": kind, "config": config, "inputs": inputs});
     hex(&Sha256::digest(canonical.to_string().as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Memoised file and model hashes for one planning pass.

@@ -20,7 +20,8 @@ pub mod slurm;
 
 pub use error::{Problem, RecipeError, Result};
 pub use plan::{plan, Plan, State};
-pub use run::{run, Executor, RunOptions};
+pub use run::run;
+pub use select::{Executor, Outcome, RunOptions};
 pub use schema::{load, parse, RecipeSource};
 
 /// The code version recorded in every fingerprint.

@@ -5,7 +5,7 @@
 //! ends, so an interrupted stage continues from its latest checkpoint on the next run.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -13,39 +13,8 @@ use serde_json::{json, Value};
 use crate::error::{io, RecipeError, Result};
 use crate::manifest::{now, Manifest, Status};
 use crate::plan::{self, Plan, PlannedStage, StartPlan, State, Work};
-use crate::select::{check_selectors, selection};
+use crate::select::{check_selectors, selection, Executor, Outcome, RunOptions};
 use crate::schema::RecipeSource;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Executor {
-    #[default]
-    Local,
-    Slurm,
-}
-
-/// Which stages a run covers. Selectors are `STAGE` (every start) or `START/STAGE`.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    pub executor: Executor,
-    /// Re-run these stages (and their descendants) even when up to date.
-    pub force: Vec<String>,
-    /// Run only these stages and their descendants.
-    pub from: Vec<String>,
-    /// Run only these stages (their parents must be complete).
-    pub only: Vec<String>,
-    /// Output root instead of the recipe's `output`.
-    pub output: Option<PathBuf>,
-}
-
-/// What happened to each stage.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Outcome {
-    pub start: String,
-    pub stage: String,
-    /// ran, resumed, skipped (up to date), not-selected, submitted (slurm job id), failed.
-    pub action: String,
-    pub detail: Option<String>,
-}
 
 /// Plans and runs (or submits) a recipe.
 pub fn run(src: &RecipeSource, opts: &RunOptions) -> Result<Vec<Outcome>> {
@@ -221,8 +190,4 @@ fn write_run_json(plan: &Plan) -> Result<()> {
     let path = plan.run_dir.join("run.json");
     ladder_model::write_atomic(&path, &serde_json::to_vec_pretty(&v).expect("serialisable"))
         .map_err(|e| RecipeError::Manifest { path, message: e.to_string() })
-}
-
-pub(crate) fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

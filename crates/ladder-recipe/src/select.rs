@@ -1,11 +1,47 @@
-//! Which stages a run covers, for the local and Slurm executors alike: `--force`, `--from`
-//! and `--only` selectors (`STAGE` for every start, or `START/STAGE`).
+//! What a run is asked to do and what became of each stage, for the local and Slurm executors
+//! alike: the executor, the `--force`, `--from` and `--only` selectors (`STAGE` for every
+//! start, or `START/STAGE`), and each stage's [`Outcome`].
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use crate::error::{RecipeError, Result};
 use crate::plan::{Plan, StartPlan};
-use crate::run::RunOptions;
+
+/// Where stages run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Executor {
+    /// In this process, one stage at a time.
+    #[default]
+    Local,
+    /// One sbatch job per stage, chained by dependencies; `ladder run` exits once they are
+    /// submitted.
+    Slurm,
+}
+
+/// Which stages a run covers. Selectors are `STAGE` (every start) or `START/STAGE`.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub executor: Executor,
+    /// Re-run these stages (and their descendants) even when up to date.
+    pub force: Vec<String>,
+    /// Run only these stages and their descendants.
+    pub from: Vec<String>,
+    /// Run only these stages (their parents must be complete).
+    pub only: Vec<String>,
+    /// Output root instead of the recipe's `output`.
+    pub output: Option<PathBuf>,
+}
+
+/// What happened to each stage.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    pub start: String,
+    pub stage: String,
+    /// ran, resumed, skipped (up to date), not-selected, submitted (slurm job id), failed.
+    pub action: String,
+    pub detail: Option<String>,
+}
 
 fn matches(sel: &str, start: &str, stage: &str) -> bool {
     match sel.split_once('/') {

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::error::{io, RecipeError, Result};
 use crate::plan::{Plan, PlannedStage, State};
-use crate::run::{absolute, Outcome, RunOptions};
-use crate::select::selection;
+use crate::plan::absolute;
+use crate::select::{selection, Outcome, RunOptions};
 use crate::schema::RecipeSource;
 
 /// Whether a program is on `PATH`.

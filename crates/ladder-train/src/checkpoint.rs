@@ -139,7 +139,7 @@ fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut f = File::open(path).map_err(io(path))?;
     std::io::copy(&mut f, &mut h).map_err(io(path))?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(ladder_model::hex(&h.finalize()))
 }
 
 /// Checks a checkpoint folder against its manifest: every listed file present with its

@@ -536,11 +536,7 @@ fn checksum(chosen: &[f32], rejected: &[f32]) -> String {
     for v in chosen.iter().chain(rejected) {
         h.update(v.to_le_bytes());
     }
-    hex(&h.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ladder_model::hex(&h.finalize())
 }
 
 /// Fingerprint of everything the reference log-probs depend on: the reference weights (every
@@ -583,7 +579,7 @@ pub fn fingerprint(model_dir: &Path, adapter: Option<&Path>, adapters_on: bool, 
             }
         }
     }
-    Ok(hex(&h.finalize()))
+    Ok(ladder_model::hex(&h.finalize()))
 }
 
 /// Reads a cache file, trusting it only if it parses, carries the expected fingerprint and

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ladder_data::{preprocess, prompt_ids_with_images, ImageConfig, Message, Preprocessed, Prompt, Tokenizer};
+use ladder_data::{preprocess, prompt_ids_with_images, ImageConfig, Preprocessed, Tokenizer};
 use ladder_model::generate::{generate_vlm, generate_with, row_seed};
 use ladder_model::{Decoder, FinishReason, ForwardMode, GenerateConfig, Images, Request, VisionLanguageModel};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::device::DeviceSpec;
-use crate::error::{io, Result, TrainError};
+use crate::error::{Result, TrainError};
 use crate::setup;
 
 /// The model a [`Generator`] decodes with. There is one per generator, so the size difference
@@ -139,40 +139,6 @@ pub struct PromptRow {
     pub images: PromptImages,
 }
 
-/// The prompt a generation row asks for: `prompt` (text, or messages rendered with the
-/// generation prompt), or `messages` without a final assistant turn.
-pub fn row_prompt(value: &Value) -> std::result::Result<Prompt, String> {
-    const SHAPES: &str = "{\"prompt\": text or messages} or {\"messages\": [...]}";
-    let obj = value.as_object().ok_or_else(|| format!("expected a JSON object {SHAPES}"))?;
-    let messages = |v: &Value, key: &str| -> std::result::Result<Vec<Message>, String> {
-        let list: Vec<Message> = serde_json::from_value(v.clone())
-            .map_err(|e| format!("\"{key}\" must be a string or a list of {{\"role\",\"content\"}} messages ({e})"))?;
-        if list.is_empty() {
-            return Err(format!("\"{key}\" is empty"));
-        }
-        Ok(list)
-    };
-    if let Some(p) = obj.get("prompt") {
-        return match p {
-            Value::String(s) => Ok(Prompt::Text(s.clone())),
-            other => Ok(Prompt::Messages(messages(other, "prompt")?)),
-        };
-    }
-    if let Some(m) = obj.get("messages") {
-        let mut list = messages(m, "messages")?;
-        if list.last().is_some_and(|m| m.role == "assistant") {
-            list.pop();
-        }
-        if list.is_empty() {
-            return Err("\"messages\" holds only an assistant turn: nothing to prompt with".into());
-        }
-        return Ok(Prompt::Messages(list));
-    }
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    keys.sort();
-    Err(format!("no prompt in a row with keys {keys:?}; expected {SHAPES}"))
-}
-
 /// Reads and tokenises every row, failing on the first bad one with `file:line: reason`. Rows
 /// with `"image"` / `"images"` (paths relative to the data file) need `images`, a
 /// vision-language model's image processor; their images are loaded and preprocessed here.
@@ -182,39 +148,31 @@ pub fn read_prompts(path: &Path, tok: &Tokenizer, images: Option<&ImageConfig>) 
     if !matches!(ext, "jsonl" | "json") {
         return Err(TrainError::Invalid(format!("{}: expected a .jsonl file of prompts", path.display())));
     }
-    let text = std::fs::read(path).map_err(io(path))?;
     let mut rows = Vec::new();
-    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-        let at = |message: String| TrainError::Invalid(format!("{}:{}: {message}", path.display(), i + 1));
-        let line = std::str::from_utf8(line).map_err(|e| at(format!("not valid UTF-8 (byte {})", e.valid_up_to())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(line).map_err(|e| at(format!("malformed JSON at column {}: {e}", e.column())))?;
-        let has_images = ["image", "images"].iter().any(|k| value.get(k).is_some_and(|v| !v.is_null()));
-        let (ids, pixels) = if has_images {
-            let Some(cfg) = images else {
-                return Err(at("the row has images but the model is text-only; use a vision-language model (Qwen2.5-VL) or drop the image".into()));
-            };
-            let (prompt, sources) = ladder_data::parse_prompt_row(&value, "prompt", base).map_err(at)?;
-            let pixels = sources
-                .iter()
-                .enumerate()
-                .map(|(k, source)| {
-                    let img = source.load().and_then(|img| preprocess(&img, cfg));
-                    img.map(Arc::new).map_err(|e| at(format!("image {} ({}): {e}", k + 1, source.describe())))
-                })
-                .collect::<Result<PromptImages>>()?;
-            let counts: Vec<usize> = pixels.iter().map(|p| p.num_tokens(cfg.merge_size)).collect();
-            (prompt_ids_with_images(tok, &prompt, &counts).map_err(|e| at(e.to_string()))?, pixels)
-        } else {
-            let prompt = row_prompt(&value).map_err(at)?;
-            (ladder_data::sft::prompt_ids(tok, &prompt).map_err(|e| at(e.to_string()))?, Vec::new())
+    for (line, value) in ladder_data::read_json_lines(path)? {
+        let at = |message: String| TrainError::Invalid(format!("{}:{line}: {message}", path.display()));
+        let value = value.map_err(at)?;
+        let (prompt, sources) = ladder_data::parse_prompt_row(&value, base).map_err(at)?;
+        let (ids, pixels) = match images {
+            _ if sources.is_empty() => (ladder_data::sft::prompt_ids(tok, &prompt).map_err(|e| at(e.to_string()))?, Vec::new()),
+            None => return Err(at("the row has images but the model is text-only; use a vision-language model (Qwen2.5-VL) or drop the image".into())),
+            Some(cfg) => {
+                let pixels = sources
+                    .iter()
+                    .enumerate()
+                    .map(|(k, source)| {
+                        let img = source.load().and_then(|img| preprocess(&img, cfg));
+                        img.map(Arc::new).map_err(|e| at(format!("image {} ({}): {e}", k + 1, source.describe())))
+                    })
+                    .collect::<Result<PromptImages>>()?;
+                let counts: Vec<usize> = pixels.iter().map(|p| p.num_tokens(cfg.merge_size)).collect();
+                (prompt_ids_with_images(tok, &prompt, &counts).map_err(|e| at(e.to_string()))?, pixels)
+            }
         };
         if ids.is_empty() {
             return Err(at("the prompt encodes to no tokens".into()));
         }
-        let Value::Object(columns) = value else { unreachable!("row_prompt checked it") };
+        let Value::Object(columns) = value else { unreachable!("parse_prompt_row checked it") };
         rows.push(PromptRow { columns, ids, images: pixels });
     }
     if rows.is_empty() {
@@ -280,20 +238,23 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ladder_data::{Message, Prompt};
     use serde_json::json;
 
     #[test]
     fn prompts_from_every_row_shape() {
-        assert_eq!(row_prompt(&json!({"prompt": "hi", "reference": "x"})).unwrap(), Prompt::Text("hi".into()));
+        let row_prompt = |v: Value| ladder_data::parse_prompt_row(&v, Path::new("")).map(|(p, _)| p);
+        assert_eq!(row_prompt(json!({"prompt": "hi", "reference": "x"})).unwrap(), Prompt::Text("hi".into()));
         let chat = json!({"prompt": [{"role": "user", "content": "hi"}]});
-        assert_eq!(row_prompt(&chat).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
+        assert_eq!(row_prompt(chat).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
         let conversation = json!({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]});
-        assert_eq!(row_prompt(&conversation).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
+        assert_eq!(row_prompt(conversation).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
         let open = json!({"messages": [{"role": "user", "content": "hi"}]});
-        assert_eq!(row_prompt(&open).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
-        assert!(row_prompt(&json!({"text": "x"})).unwrap_err().contains("[\"text\"]"));
-        assert!(row_prompt(&json!({"prompt": 3})).unwrap_err().contains("\"prompt\" must be"));
-        assert!(row_prompt(&json!({"messages": [{"role": "assistant", "content": "a"}]})).unwrap_err().contains("only an assistant"));
-        assert!(row_prompt(&json!([1])).is_err());
+        assert_eq!(row_prompt(open).unwrap(), Prompt::Messages(vec![Message::new("user", "hi")]));
+        assert!(row_prompt(json!({"text": "x"})).unwrap_err().contains("[\"text\"]"));
+        assert!(row_prompt(json!({"prompt": 3})).unwrap_err().contains("\"prompt\" must be"));
+        assert!(row_prompt(json!({"messages": [{"role": "assistant", "content": "a"}]})).unwrap_err().contains("no turn before the assistant"));
+        assert!(row_prompt(json!({"prompt": []})).unwrap_err().contains("empty"));
+        assert!(row_prompt(json!([1])).is_err());
     }
 }

@@ -3,7 +3,6 @@
 //! rows. Every problem is reported at the file, line and column of the key at fault.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use ladder_data::Row;
@@ -291,18 +290,9 @@ fn head_rows(path: &Path) -> std::result::Result<Vec<(usize, Value)>, String> {
         let ds = ladder_data::read_rows(path, &Default::default()).map_err(|e| e.to_string())?;
         return Ok(ds.rows.into_iter().take(HEAD_ROWS).map(|r| (r.origin.line, row_json(&r.value))).collect());
     }
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| e.to_string())?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {}: malformed JSON: {e}", n + 1))?;
-        out.push((n + 1, v));
-        if out.len() == HEAD_ROWS {
-            break;
-        }
+    for (line, value) in ladder_data::read_json_lines(path).map_err(|e| e.to_string())?.into_iter().take(HEAD_ROWS) {
+        out.push((line, value.map_err(|e| format!("line {line}: {e}"))?));
     }
     Ok(out)
 }

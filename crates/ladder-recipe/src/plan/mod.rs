@@ -132,6 +132,11 @@ impl IfEmpty for String {
     }
 }
 
+/// `p` made absolute (job scripts and manifests name files from anywhere).
+pub(crate) fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 /// The run folder, `<output>/<name>`; `output` overrides the recipe's output root.
 pub fn run_dir(src: &RecipeSource, output: Option<&Path>) -> PathBuf {
     output.unwrap_or(&src.recipe.output).join(&src.recipe.name)
