@@ -13,9 +13,11 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Opens the log, keeping only lines of steps `<= keep_through` (all lines are dropped for a
-    /// fresh run), so a resumed run does not duplicate steps.
+    /// fresh run), so a resumed run does not duplicate steps. The kept lines replace the file
+    /// atomically: rewriting it in place lost the earlier steps to a SIGKILL landing between
+    /// the truncation and the rewrite.
     pub fn open(path: &Path, keep_through: usize) -> Result<Self> {
-        let mut kept = Vec::new();
+        let mut kept = String::new();
         if keep_through > 0 && path.exists() {
             let f = std::fs::File::open(path).map_err(io(path))?;
             for line in std::io::BufReader::new(f).lines() {
@@ -24,14 +26,13 @@ impl MetricsLog {
                     .ok()
                     .and_then(|v| v["step"].as_u64());
                 if step.is_some_and(|s| s as usize <= keep_through) {
-                    kept.push(line);
+                    kept.push_str(&line);
+                    kept.push('\n');
                 }
             }
         }
-        let mut file = std::fs::File::create(path).map_err(io(path))?;
-        for line in kept {
-            writeln!(file, "{line}").map_err(io(path))?;
-        }
+        ladder_model::write_atomic(path, kept.as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io(path))?;
         Ok(MetricsLog { path: path.to_path_buf(), file })
     }
 
