@@ -31,10 +31,21 @@ fn tune_malloc() {
 fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
+    // Under mpirun/srun: join the other processes (a world of one otherwise).
+    let session = match ladder_train::dist::init() {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let world = ladder_train::dist::world();
+    // Ranks other than 0 say only what goes wrong.
+    let default_level = if world.is_root() { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -56,14 +67,20 @@ fn main() -> ExitCode {
     match run(cli, &signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<ladder_train::TrainError>() {
+            // Every rank stops at the same step; rank 0 speaks for them.
             Some(stopped @ ladder_train::TrainError::Interrupted { .. }) => {
-                eprintln!("{stopped}");
-                signals.requeue_if_asked();
+                if world.is_root() {
+                    eprintln!("{stopped}");
+                    signals.requeue_if_asked();
+                }
                 ExitCode::from(signals::EXIT_RESUMABLE)
             }
             _ => {
-                eprintln!("error: {err:#}");
-                ExitCode::from(1)
+                match world.size() {
+                    1 => eprintln!("error: {err:#}"),
+                    n => eprintln!("error (rank {} of {n}): {err:#}", world.rank()),
+                }
+                session.fail(1)
             }
         },
     }
@@ -75,14 +92,18 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
             let mut job = ladder_train::options::resolve_sft(*args)?;
             job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::sft::run(&job)?;
-            println!("{}", serde_json::to_string(&report)?);
+            if ladder_train::dist::world().is_root() {
+                println!("{}", serde_json::to_string(&report)?);
+            }
             Ok(())
         }
         Command::Dpo(args) => {
             let mut job = ladder_train::options::resolve_dpo(*args)?;
             job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::dpo::run(&job)?;
-            println!("{}", serde_json::to_string(&report)?);
+            if ladder_train::dist::world().is_root() {
+                println!("{}", serde_json::to_string(&report)?);
+            }
             Ok(())
         }
         Command::Logprobs(args) => logprobs(args),
@@ -213,6 +234,10 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         config: args.sampling.config(0.0),
     };
     let report = ladder_train::generate::run(&job)?;
+    // Under mpirun every rank ran its share; rank 0 alone reports.
+    if !ladder_train::dist::world().is_root() {
+        return Ok(());
+    }
     eprintln!(
         "generated {} tokens for {} rows in {:.2}s ({:.1} tokens/s; finished: {} eos, {} stop, {} length) into {}",
         report.tokens,
@@ -245,6 +270,9 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         timed_steps: args.steps,
     };
     let result = ladder_train::bench::run(&cfg)?;
+    if !ladder_train::dist::world().is_root() {
+        return Ok(());
+    }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }
@@ -270,6 +298,10 @@ fn pairs(args: PairsArgs) -> anyhow::Result<()> {
         max_pairs_per_prompt: args.max_pairs_per_prompt,
     };
     let summary = ladder_train::pairs::run(&job)?;
+    // Under mpirun every rank ran its share; rank 0 alone reports.
+    if !ladder_train::dist::world().is_root() {
+        return Ok(());
+    }
     eprintln!(
         "{} prompts, {} samples: {} degenerate {:?}, {} low-score, {} synthetic → {} pairs in {} ({} prompts without a pair)",
         summary.prompts,
@@ -324,6 +356,10 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         })?,
         _ => anyhow::bail!("ladder eval needs --predictions FILE, or --model M with --data FILE"),
     };
+    // Under mpirun every rank ran its share; rank 0 alone reports.
+    if !ladder_train::dist::world().is_root() {
+        return Ok(());
+    }
     if args.rows {
         print!("{}", report.rows_table());
     }

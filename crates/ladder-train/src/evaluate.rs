@@ -69,7 +69,10 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
         ..Default::default()
     };
     let report = EvalReport::new(predictions.iter().map(|p| ladder_eval::score_row(p, &opts)).collect(), &opts);
-    write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
-    write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
+    // Every rank has every generation (see `Generator::generate`); rank 0 writes.
+    if crate::dist::world().is_root() {
+        write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
+        write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
+    }
     Ok(report)
 }

@@ -1,0 +1,121 @@
+//! Trainable parameters and their gradients as one flat f32 buffer, the form the collectives
+//! move (DDP's flattened gradient buckets). The layout is the module's visiting order, which is
+//! the same on every rank, so no names travel.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use sha2::{Digest, Sha256};
+
+use super::World;
+
+/// Sums a step's gradients over every rank, in one flat buffer: each rank ends with the same
+/// summed gradients. A trainable parameter that got no gradient on any rank (a vision tower a
+/// text-only step never touched) still gets none, as in one process; one that got a gradient on
+/// some ranks only is summed with zeros for the others. A world of one returns `grads` as is.
+pub fn sum_gradients<M: Module>(world: &World, model: &M, grads: GradientsParams) -> GradientsParams {
+    if world.size() == 1 {
+        return grads;
+    }
+    let mut pack = Pack { grads, values: Vec::new(), present: Vec::new() };
+    model.visit(&mut pack);
+    let Pack { grads, mut values, present } = pack;
+    let n = values.len();
+    values.extend(present);
+    world.sum_f32(&mut values);
+    let (values, present) = values.split_at(n);
+    let mut unpack = Unpack { grads, values, present, at: 0, index: 0 };
+    model.visit(&mut unpack);
+    unpack.grads
+}
+
+/// Bytes one [`sum_gradients`] call moves per rank (values and presence flags, f32).
+pub fn gradient_bytes<M: Module>(model: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            if t.is_require_grad() {
+                self.0 += t.shape().num_elements() + 1;
+            }
+        }
+    }
+    let mut c = Count(0);
+    model.visit(&mut c);
+    c.0 * 4
+}
+
+/// A checksum of every trainable weight (sha256 of their f32 values in visiting order, first 8
+/// bytes), to check that the ranks start, and end, from the same weights.
+pub fn trainable_checksum<M: Module>(model: &M) -> u64 {
+    struct Hash(Sha256);
+    impl ModuleVisitor for Hash {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            if t.is_require_grad() {
+                for v in ladder_model::weights::host(t.inner()) {
+                    self.0.update(v.to_le_bytes());
+                }
+            }
+        }
+    }
+    let mut h = Hash(Sha256::new());
+    model.visit(&mut h);
+    let digest = h.0.finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("sha256 has 32 bytes"))
+}
+
+/// Takes every trainable parameter's gradient out of `grads` into `values` (zeros where absent),
+/// with a presence flag per parameter.
+struct Pack {
+    grads: GradientsParams,
+    values: Vec<f32>,
+    present: Vec<f32>,
+}
+
+impl ModuleVisitor for Pack {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        if !t.is_require_grad() {
+            return;
+        }
+        match self.grads.remove::<D>(param.id) {
+            Some(g) => {
+                self.values.extend(ladder_model::weights::host(g));
+                self.present.push(1.0);
+            }
+            None => {
+                self.values.extend(std::iter::repeat_n(0.0, t.shape().num_elements()));
+                self.present.push(0.0);
+            }
+        }
+    }
+}
+
+/// Puts the summed gradients back, in the same order [`Pack`] took them.
+struct Unpack<'a> {
+    grads: GradientsParams,
+    values: &'a [f32],
+    present: &'a [f32],
+    at: usize,
+    index: usize,
+}
+
+impl ModuleVisitor for Unpack<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        if !t.is_require_grad() {
+            return;
+        }
+        let shape = t.shape();
+        let n = shape.num_elements();
+        let values = &self.values[self.at..self.at + n];
+        if self.present[self.index] > 0.0 {
+            let device = t.inner().device();
+            let grad = Tensor::<D>::from_data(TensorData::new(values.to_vec(), shape), &device);
+            self.grads.register::<D>(param.id, grad);
+        }
+        self.at += n;
+        self.index += 1;
+    }
+}
