@@ -82,9 +82,12 @@ fn ok(np: Option<usize>, args: &[&str], envs: &[(&str, &str)], log: &Path) -> St
 
 static MODEL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| fixture("qwen2-tiny"));
 
-/// `sft` on the tiny model with a LoRA adapter.
+/// `sft` on the tiny model (a LoRA adapter unless `extra` says `--full`).
 fn sft_args<'a>(data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["sft", "--model", MODEL.as_str(), "--data", data, "--out", out, "--seed", "9", "--lr", "5e-3", "--lora-r", "4"];
+    let mut args = vec!["sft", "--model", MODEL.as_str(), "--data", data, "--out", out, "--seed", "9"];
+    if !extra.contains(&"--full") {
+        args.extend(["--lr", "5e-3", "--lora-r", "4"]);
+    }
     args.extend(extra);
     args
 }
@@ -116,8 +119,8 @@ fn same_weights(a: &Path, b: &Path, tol: f32) -> bool {
 }
 
 /// One process at `one` and two ranks at `two` train the same steps: per-step losses and
-/// gradient norms, and the final adapter, within `tol`. Returns whether bit for bit.
-fn compare_sft(data: &str, one: &[&str], two: &[&str], tol: f64) -> bool {
+/// gradient norms, and the final weights (`weights`), within `tol`. Returns whether bit for bit.
+fn compare_sft(data: &str, weights: &str, one: &[&str], two: &[&str], tol: f64) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("one"), dir.path().join("two"));
     let (sa, sb) = (a.to_string_lossy().into_owned(), b.to_string_lossy().into_owned());
@@ -129,10 +132,12 @@ fn compare_sft(data: &str, one: &[&str], two: &[&str], tol: f64) -> bool {
         assert!(w <= tol, "{key} differs by {w} (tolerance {tol})");
     }
     assert!(mb[0]["allreduce_bytes"].as_u64().is_some_and(|n| n > 0), "{}", mb[0]);
-    let bitwise = same_weights(&a.join("adapter_model.safetensors"), &b.join("adapter_model.safetensors"), tol as f32);
+    let bitwise = same_weights(&a.join(weights), &b.join(weights), tol as f32);
     let losses_bitwise = ma.iter().zip(&mb).all(|(x, y)| x["loss"] == y["loss"] && x["grad_norm"] == y["grad_norm"]);
     bitwise && losses_bitwise
 }
+
+const ADAPTER: &str = "adapter_model.safetensors";
 
 /// Test 1: shuffling, LoRA dropout and clipping on; 8 rows, 3 epochs of 2 steps. The trainer
 /// itself checks that both ranks end with the same weights (it fails the run otherwise).
@@ -140,8 +145,17 @@ fn compare_sft(data: &str, one: &[&str], two: &[&str], tol: f64) -> bool {
 fn two_ranks_equal_one_rank_with_twice_the_accumulation() {
     let data = fixture("data/sft.jsonl");
     let common = ["--batch-size", "2", "--max-steps", "6", "--lora-dropout", "0.1", "--max-grad-norm", "0.05"];
-    let bitwise = compare_sft(&data, &[&common[..], &["--grad-accum", "2"]].concat(), &common, 1e-6);
+    let bitwise = compare_sft(&data, ADAPTER, &[&common[..], &["--grad-accum", "2"]].concat(), &common, 1e-6);
     eprintln!("2 ranks × grad-accum 1 vs 1 rank × grad-accum 2: bit for bit: {bitwise}");
+}
+
+/// Test 1 for full fine-tuning (every weight summed across ranks, tied embeddings included).
+#[test]
+fn full_fine_tuning_on_two_ranks_equals_one_rank() {
+    let data = fixture("data/sft.jsonl");
+    let common = ["--full", "--lr", "1e-3", "--weight-decay", "0.01", "--batch-size", "2", "--max-steps", "3"];
+    let bitwise = compare_sft(&data, "model.safetensors", &[&common[..], &["--grad-accum", "2"]].concat(), &common, 1e-6);
+    eprintln!("full fine-tuning, 2 ranks vs 1 rank × grad-accum 2: bit for bit: {bitwise}");
 }
 
 /// Test 2: one batch of 4 against two of 2 (no dropout: one mask draw per micro-batch).
@@ -149,7 +163,7 @@ fn two_ranks_equal_one_rank_with_twice_the_accumulation() {
 fn two_ranks_equal_one_rank_with_twice_the_batch() {
     let data = fixture("data/sft.jsonl");
     let common = ["--max-steps", "4", "--max-grad-norm", "0.05"];
-    compare_sft(&data, &[&common[..], &["--batch-size", "4"]].concat(), &[&common[..], &["--batch-size", "2"]].concat(), 1e-5);
+    compare_sft(&data, ADAPTER, &[&common[..], &["--batch-size", "4"]].concat(), &[&common[..], &["--batch-size", "2"]].concat(), 1e-5);
 }
 
 /// Test 3: 5 rows at batch 2 on 2 ranks: the last step of each epoch has one micro-batch,
@@ -162,7 +176,7 @@ fn an_uneven_last_step_gives_the_one_rank_result() {
     std::fs::write(&five, text.lines().take(5).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
     let data = five.to_string_lossy().into_owned();
     let common = ["--batch-size", "2", "--epochs", "2", "--lora-dropout", "0.1"];
-    compare_sft(&data, &[&common[..], &["--grad-accum", "2"]].concat(), &common, 1e-6);
+    compare_sft(&data, ADAPTER, &[&common[..], &["--grad-accum", "2"]].concat(), &common, 1e-6);
 }
 
 /// Test 4a: a NaN loss on rank 1 alone at step 2. With `skip`, every rank drops step 2 and

@@ -1,5 +1,6 @@
 //! `--device cpu|cuda[:N]|wgpu` → a Burn device. GPU backends exist only when the binary was
-//! built with the `cuda` / `wgpu` features, so the CPU build never compiles them.
+//! built with the `cuda` / `wgpu` features, so the CPU build never compiles them. Plain `cuda`
+//! is GPU 0, or with several processes per node, the GPU of the rank's local rank.
 
 use burn::tensor::Device;
 
@@ -25,7 +26,8 @@ pub fn parse_device(name: &str) -> Result<Device> {
                 Some(i) => i.parse().map_err(|_| {
                     TrainError::Invalid(format!("--device {name}: expected cuda or cuda:N with N a GPU index"))
                 })?,
-                None => 0,
+                // Under mpirun/srun each rank of a node takes its own GPU.
+                None => crate::dist::world().local_rank(),
             };
             #[cfg(feature = "cuda")]
             return Ok(Device::cuda(index));

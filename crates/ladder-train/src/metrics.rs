@@ -13,7 +13,8 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Opens the log, keeping only lines of steps `<= keep_through` (all lines are dropped for a
-    /// fresh run), so a resumed run does not duplicate steps.
+    /// fresh run), so a resumed run does not duplicate steps. The kept lines replace the file
+    /// atomically: a run killed right here leaves the old log whole, not an emptied one.
     pub fn open(path: &Path, keep_through: usize) -> Result<Self> {
         let mut kept = Vec::new();
         if keep_through > 0 && path.exists() {
@@ -28,10 +29,9 @@ impl MetricsLog {
                 }
             }
         }
-        let mut file = std::fs::File::create(path).map_err(io(path))?;
-        for line in kept {
-            writeln!(file, "{line}").map_err(io(path))?;
-        }
+        let text: String = kept.iter().map(|line| format!("{line}\n")).collect();
+        ladder_model::write_atomic(path, text.as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io(path))?;
         Ok(MetricsLog { path: path.to_path_buf(), file })
     }
 

@@ -292,7 +292,8 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
         None => (0, 0, AdamW::new(cfg.adamw)),
     };
     if world.size() > 1 {
-        world.check_same(dist::grads::trainable_checksum(&model), "starting trainable weights")?;
+        let hint = "every process must load the same model, adapter and checkpoint";
+        world.check_same(dist::grads::trainable_checksum(&model), "starting trainable weights", hint)?;
     }
     let sync_bytes = if world.size() > 1 { dist::grads::gradient_bytes(&model) } else { 0 };
     let mut log = match world.is_root() {
@@ -416,7 +417,8 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
     }
     bar.finish_and_clear();
     if world.size() > 1 {
-        world.check_same(dist::grads::trainable_checksum(&model), "trained weights")?;
+        let hint = "the ranks' updates diverged although they summed the same gradients; please report this with the MPI library in use";
+        world.check_same(dist::grads::trainable_checksum(&model), "trained weights", hint)?;
     }
     let seconds = began.elapsed().as_secs_f64();
     Ok((

@@ -167,12 +167,12 @@ impl World {
     }
 
     /// Checks that every rank holds the same `checksum` of `what`; the error names the first
-    /// rank that differs from rank 0.
-    pub fn check_same(&self, checksum: u64, what: &str) -> Result<()> {
+    /// rank that differs from rank 0, and ends with `hint`.
+    pub fn check_same(&self, checksum: u64, what: &str, hint: &str) -> Result<()> {
         let all = self.all_gather_u64(checksum);
         match all.iter().position(|&c| c != all[0]) {
             Some(rank) => Err(TrainError::Invalid(format!(
-                "rank {rank} of {} holds other {what} than rank 0 (checksum {:016x} vs {:016x}); every process must load the same model, adapter and checkpoint",
+                "rank {rank} of {} holds other {what} than rank 0 (checksum {:016x} vs {:016x}); {hint}",
                 self.size, all[rank], all[0]
             ))),
             None => Ok(()),
@@ -232,7 +232,7 @@ mod tests {
         w.sum_f32(&mut buf);
         assert_eq!(buf, [1.5, -2.0]);
         assert_eq!(w.map_shared(3, |i| vec![i as u8; i]), vec![vec![], vec![1], vec![2, 2]]);
-        assert!(w.check_same(42, "weights").is_ok());
+        assert!(w.check_same(42, "weights", "").is_ok());
     }
 
     #[test]
