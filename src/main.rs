@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(err) => {
             eprintln!("error: {err}");
-            return ExitCode::from(2);
+            return ExitCode::from(1);
         }
     };
     let world = ladder_train::dist::world();
@@ -92,7 +92,7 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
             let mut job = ladder_train::options::resolve_sft(*args)?;
             job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::sft::run(&job)?;
-            if ladder_train::dist::world().is_root() {
+            if reports() {
                 println!("{}", serde_json::to_string(&report)?);
             }
             Ok(())
@@ -101,7 +101,7 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
             let mut job = ladder_train::options::resolve_dpo(*args)?;
             job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::dpo::run(&job)?;
-            if ladder_train::dist::world().is_root() {
+            if reports() {
                 println!("{}", serde_json::to_string(&report)?);
             }
             Ok(())
@@ -139,6 +139,11 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Under mpirun/srun every rank runs its share of a command; rank 0 alone prints the report.
+fn reports() -> bool {
+    ladder_train::dist::world().is_root()
 }
 
 fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
@@ -234,8 +239,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         config: args.sampling.config(0.0),
     };
     let report = ladder_train::generate::run(&job)?;
-    // Under mpirun every rank ran its share; rank 0 alone reports.
-    if !ladder_train::dist::world().is_root() {
+    if !reports() {
         return Ok(());
     }
     eprintln!(
@@ -270,7 +274,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         timed_steps: args.steps,
     };
     let result = ladder_train::bench::run(&cfg)?;
-    if !ladder_train::dist::world().is_root() {
+    if !reports() {
         return Ok(());
     }
     println!("{}", serde_json::to_string(&result)?);
@@ -298,8 +302,7 @@ fn pairs(args: PairsArgs) -> anyhow::Result<()> {
         max_pairs_per_prompt: args.max_pairs_per_prompt,
     };
     let summary = ladder_train::pairs::run(&job)?;
-    // Under mpirun every rank ran its share; rank 0 alone reports.
-    if !ladder_train::dist::world().is_root() {
+    if !reports() {
         return Ok(());
     }
     eprintln!(
@@ -356,8 +359,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         })?,
         _ => anyhow::bail!("ladder eval needs --predictions FILE, or --model M with --data FILE"),
     };
-    // Under mpirun every rank ran its share; rank 0 alone reports.
-    if !ladder_train::dist::world().is_root() {
+    if !reports() {
         return Ok(());
     }
     if args.rows {

@@ -249,6 +249,24 @@ fn sigterm_to_one_rank_stops_every_rank_at_one_checkpoint_and_resumes_exactly() 
     assert_same_tensors(&out.join("adapter_model.safetensors"), &whole.join("adapter_model.safetensors"));
 }
 
+/// A 2-rank checkpoint resumed by one process with the same global batch (grad-accum 2)
+/// continues exactly as the 2-rank run did.
+#[test]
+fn a_two_rank_checkpoint_resumes_on_one_rank_with_the_same_global_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture("data/sft.jsonl");
+    let (two, one) = (dir.path().join("two"), dir.path().join("one"));
+    let (st, so) = (two.to_string_lossy().into_owned(), one.to_string_lossy().into_owned());
+    let common = ["--batch-size", "2", "--max-steps", "4", "--save-every", "2", "--lora-dropout", "0.1"];
+    ok(Some(2), &sft_args(&data, &st, &common), &[], &dir.path().join("two"));
+    let ckpt = two.join("checkpoints/step-2").to_string_lossy().into_owned();
+    ok(None, &sft_args(&data, &so, &[&common[..], &["--grad-accum", "2", "--resume", &ckpt]].concat()), &[], &dir.path().join("one"));
+    let (a, b) = (read_jsonl(two.join("metrics.jsonl")), read_jsonl(one.join("metrics.jsonl")));
+    assert_eq!(b.len(), 2, "the resumed run logs steps 3 and 4");
+    assert!(worst(&a[2..], &b, "loss") <= 1e-6 && worst(&a[2..], &b, "grad_norm") <= 1e-6);
+    same_weights(&two.join(ADAPTER), &one.join(ADAPTER), 1e-6);
+}
+
 /// Test 5a: DPO with the precomputed reference on 2 ranks: the reference is scored in shards
 /// and gathered into the same cache file, byte for byte, and training matches one process.
 #[test]

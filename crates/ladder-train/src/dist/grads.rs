@@ -17,15 +17,20 @@ pub fn sum_gradients<M: Module>(world: &World, model: &M, grads: GradientsParams
     if world.size() == 1 {
         return grads;
     }
+    let t0 = std::time::Instant::now();
     let mut pack = Pack { grads, values: Vec::new(), present: Vec::new() };
     model.visit(&mut pack);
     let Pack { grads, mut values, present } = pack;
     let n = values.len();
     values.extend(present);
+    let t1 = std::time::Instant::now();
     world.sum_f32(&mut values);
+    let t2 = std::time::Instant::now();
     let (values, present) = values.split_at(n);
     let mut unpack = Unpack { grads, values, present, at: 0, index: 0 };
     model.visit(&mut unpack);
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(bytes = 4 * values.len(), pack_ms = ms(t1 - t0), allreduce_ms = ms(t2 - t1), unpack_ms = ms(t2.elapsed()), "gradients summed");
     unpack.grads
 }
 

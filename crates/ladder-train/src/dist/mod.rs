@@ -69,8 +69,15 @@ pub fn init() -> Result<Session> {
     #[cfg(feature = "mpi")]
     {
         let (universe, world) = match launched {
-            Some(_) => {
+            Some(n) => {
                 let (universe, world) = mpi::init()?;
+                if world.size != n {
+                    // E.g. `srun` without `--mpi=pmix`: N singletons, each training alone.
+                    return Err(TrainError::Invalid(format!(
+                        "the launcher started {n} processes but MPI sees {}; under Slurm use `srun --mpi=pmix`",
+                        world.size
+                    )));
+                }
                 (Some(universe), world)
             }
             None => (None, World::single()),
