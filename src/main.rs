@@ -31,10 +31,21 @@ fn tune_malloc() {
 fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
+    // Under mpirun/srun: join the other processes (a world of one otherwise).
+    let session = match ladder_train::dist::init() {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let world = ladder_train::dist::world();
+    // Ranks other than 0 say only what goes wrong.
+    let default_level = if world.is_root() { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(cli.color.enabled())
@@ -57,14 +68,20 @@ fn main() -> ExitCode {
     match run(cli, &signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<ladder_train::TrainError>() {
+            // Every rank stops at the same step; rank 0 speaks for them.
             Some(stopped @ ladder_train::TrainError::Interrupted { .. }) => {
-                eprintln!("{stopped}");
-                signals.requeue_if_asked();
+                if world.is_root() {
+                    eprintln!("{stopped}");
+                    signals.requeue_if_asked();
+                }
                 ExitCode::from(signals::EXIT_RESUMABLE)
             }
             _ => {
-                eprintln!("error: {err:#}");
-                ExitCode::from(1)
+                match world.size() {
+                    1 => eprintln!("error: {err:#}"),
+                    n => eprintln!("error (rank {} of {n}): {err:#}", world.rank()),
+                }
+                session.fail(1)
             }
         },
     }
@@ -76,14 +93,18 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
             let mut job = ladder_train::options::resolve_sft(*args)?;
             job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::sft::run(&job)?;
-            println!("{}", serde_json::to_string(&report)?);
+            if reports() {
+                println!("{}", serde_json::to_string(&report)?);
+            }
             Ok(())
         }
         Command::Dpo(args) => {
             let mut job = ladder_train::options::resolve_dpo(*args)?;
             job.stage.train.interrupt = signals.interrupt.clone();
             let report = ladder_train::dpo::run(&job)?;
-            println!("{}", serde_json::to_string(&report)?);
+            if reports() {
+                println!("{}", serde_json::to_string(&report)?);
+            }
             Ok(())
         }
         Command::Logprobs(args) => logprobs(args),
@@ -119,6 +140,11 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Under mpirun/srun every rank runs its share of a command; rank 0 alone prints the report.
+fn reports() -> bool {
+    ladder_train::dist::world().is_root()
 }
 
 fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
@@ -202,6 +228,9 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let job = options::resolve_generate(args)?;
     let report = ladder_train::generate::run(&job)?;
+    if !reports() {
+        return Ok(());
+    }
     eprintln!(
         "generated {} tokens for {} rows in {:.2}s ({:.1} tokens/s; finished: {} eos, {} stop, {} length) into {}",
         report.tokens,
@@ -229,6 +258,9 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         timed_steps: args.steps,
     };
     let result = ladder_train::bench::run(&cfg)?;
+    if !reports() {
+        return Ok(());
+    }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }
@@ -236,6 +268,9 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 fn pairs(args: PairsArgs) -> anyhow::Result<()> {
     let job = options::resolve_pairs(args)?;
     let summary = ladder_train::pairs::run(&job)?;
+    if !reports() {
+        return Ok(());
+    }
     eprintln!(
         "{} prompts, {} samples: {} degenerate {:?}, {} low-score, {} synthetic → {} pairs in {} ({} prompts without a pair)",
         summary.prompts,
@@ -255,6 +290,9 @@ fn pairs(args: PairsArgs) -> anyhow::Result<()> {
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let print_rows = args.rows;
     let report = ladder_train::evaluate::run(&options::resolve_eval(args)?)?;
+    if !reports() {
+        return Ok(());
+    }
     if print_rows {
         print!("{}", report.rows_table());
     }

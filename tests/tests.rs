@@ -3,6 +3,8 @@
 
 mod util;
 
+#[cfg(feature = "mpi")]
+mod distributed;
 mod dpo;
 mod errors;
 mod eval;

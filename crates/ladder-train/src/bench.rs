@@ -63,6 +63,22 @@ pub struct BenchResult {
     pub tokens_per_s: f64,
     pub step_s: f64,
     pub peak_rss_mib: f64,
+    /// Processes training together (`mpirun -np`); `batch_size` is per process.
+    pub processes: usize,
+    /// Per step, with several processes: the gradient all-reduce's time (host copies
+    /// included) and the bytes each rank contributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allreduce_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allreduce_bytes: Option<u64>,
+}
+
+/// Mean step time and, with several processes, mean all-reduce time and bytes, over the timed
+/// steps (rank 0's `metrics.jsonl`; other ranks write none and get NaN).
+struct Timing {
+    step_s: f64,
+    allreduce_s: Option<f64>,
+    allreduce_bytes: Option<u64>,
 }
 
 /// The model shapes the bench knows, as Qwen2 configs.
@@ -122,17 +138,24 @@ fn loop_config(batch_size: usize, steps: usize) -> LoopConfig {
 }
 
 /// Runs `objective` through the real loop and returns the mean time of the timed steps.
-fn timed<O: Objective>(cfg: &BenchConfig, model: Decoder, objective: &O, items: &[O::Item], batch: usize) -> Result<f64> {
+fn timed<O: Objective>(cfg: &BenchConfig, model: Decoder, objective: &O, items: &[O::Item], batch: usize) -> Result<Timing> {
     let dir = tempfile::tempdir().map_err(io(Path::new("a temporary folder")))?;
     let steps = cfg.warmup_steps + cfg.timed_steps;
     train(&loop_config(batch, steps), model, objective, items, dir.path(), &NoSave, None, serde_json::Value::Null)?;
+    if !crate::dist::world().is_root() {
+        return Ok(Timing { step_s: f64::NAN, allreduce_s: None, allreduce_bytes: None });
+    }
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).map_err(io(dir.path()))?;
-    let times: Vec<f64> = metrics
-        .lines()
-        .skip(cfg.warmup_steps)
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["step_s"].as_f64())
-        .collect();
-    Ok(times.iter().sum::<f64>() / times.len().max(1) as f64)
+    let records: Vec<serde_json::Value> = metrics.lines().skip(cfg.warmup_steps).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mean = |key: &str| {
+        let values: Vec<f64> = records.iter().filter_map(|r| r[key].as_f64()).collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    Ok(Timing {
+        step_s: mean("step_s").unwrap_or(f64::NAN),
+        allreduce_s: mean("allreduce_s"),
+        allreduce_bytes: records.first().and_then(|r| r["allreduce_bytes"].as_u64()),
+    })
 }
 
 /// Builds the model and data of `cfg`, trains, and reports.
@@ -161,10 +184,12 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     }
     let trainable = trainable_params(&model);
     let (b, t) = (cfg.batch_size, cfg.seq_len);
+    // One batch per process: each step of N processes trains on N × batch rows.
+    let processes = crate::dist::world().size();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let rows: Vec<Vec<u32>> = (0..b).map(|_| (0..t).map(|_| rng.random_range(0..config.vocab_size as u32)).collect()).collect();
+    let rows: Vec<Vec<u32>> = (0..b * processes).map(|_| (0..t).map(|_| rng.random_range(0..config.vocab_size as u32)).collect()).collect();
     let half = t / 2;
-    let step_s = match cfg.mode {
+    let timing = match cfg.mode {
         BenchMode::Full | BenchMode::Lora => {
             let items: Vec<Packed> = rows
                 .iter()
@@ -173,12 +198,13 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
             timed(cfg, model, &Sft { pad_id: 0 }, &items, b)?
         }
         BenchMode::Dpo => {
-            let pairs: Vec<Pair> = (0..b / 2)
+            let n = b * processes / 2;
+            let pairs: Vec<Pair> = (0..n)
                 .map(|i| Pair {
                     origin: format!("pair {i}"),
                     prompt: rows[i][..half].to_vec(),
                     chosen: rows[i][half..].to_vec(),
-                    rejected: rows[b / 2 + i][half..].to_vec(),
+                    rejected: rows[n + i][half..].to_vec(),
                     reference: None,
                     images: Vec::new(),
                 })
@@ -205,9 +231,12 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         batch_size: b,
         seq_len: t,
         gradient_checkpointing: cfg.gradient_checkpointing,
-        tokens_per_s: (b * t) as f64 / step_s,
-        step_s,
+        tokens_per_s: (b * t * processes) as f64 / timing.step_s,
+        step_s: timing.step_s,
         peak_rss_mib: peak_rss_mib(),
+        processes,
+        allreduce_ms: timing.allreduce_s.map(|s| s * 1e3),
+        allreduce_bytes: timing.allreduce_bytes,
     })
 }
 

@@ -41,8 +41,16 @@ pub struct TrainerState {
     /// `--max-skipped-steps` counts across resumes.
     #[serde(default)]
     pub skipped_steps: usize,
+    /// Processes that trained together (`mpirun -np`); the global batch is the stage's
+    /// batch × grad-accum × this. Checkpoints from before data parallelism had one.
+    #[serde(default = "one")]
+    pub world_size: usize,
     /// The resolved stage configuration, to warn when a resume changes it.
     pub config: serde_json::Value,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Where a resumed run starts.

@@ -1,5 +1,6 @@
 //! `--device cpu|cuda[:N]|wgpu` → a Burn device. GPU backends exist only when the binary was
-//! built with the `cuda` / `wgpu` features, so the CPU build never compiles them.
+//! built with the `cuda` / `wgpu` features, so the CPU build never compiles them. Plain `cuda`
+//! is GPU 0, or with several processes per node, the GPU of the rank's local rank.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,8 +17,8 @@ use crate::error::{Result, TrainError};
 pub enum DeviceSpec {
     #[default]
     Cpu,
-    /// A CUDA GPU by index (`cuda` is `cuda:0`).
-    Cuda(usize),
+    /// A CUDA GPU by index; `None` (plain `cuda`) is the rank's local rank, GPU 0 alone.
+    Cuda(Option<usize>),
     Wgpu,
 }
 
@@ -27,9 +28,9 @@ impl FromStr for DeviceSpec {
         match name {
             "cpu" => Ok(DeviceSpec::Cpu),
             "wgpu" => Ok(DeviceSpec::Wgpu),
-            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            "cuda" => Ok(DeviceSpec::Cuda(None)),
             _ => match name.strip_prefix("cuda:") {
-                Some(i) => i.parse().map(DeviceSpec::Cuda).map_err(|_| format!("expected cuda or cuda:N with N a GPU index, got {name:?}")),
+                Some(i) => i.parse().map(|i| DeviceSpec::Cuda(Some(i))).map_err(|_| format!("expected cuda or cuda:N with N a GPU index, got {name:?}")),
                 None => Err(format!("expected cpu, cuda, cuda:N or wgpu, got {name:?}")),
             },
         }
@@ -40,7 +41,8 @@ impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceSpec::Cpu => f.write_str("cpu"),
-            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Cuda(None) => f.write_str("cuda"),
+            DeviceSpec::Cuda(Some(i)) => write!(f, "cuda:{i}"),
             DeviceSpec::Wgpu => f.write_str("wgpu"),
         }
     }
@@ -48,7 +50,7 @@ impl fmt::Display for DeviceSpec {
 
 impl Serialize for DeviceSpec {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        // `cpu` and `cuda:0` as earlier runs wrote them, so their fingerprints still match.
+        // As the user wrote it (`cpu`, `cuda`, `cuda:1`), so earlier runs' fingerprints match.
         s.collect_str(self)
     }
 }
@@ -86,8 +88,9 @@ impl DeviceSpec {
             DeviceSpec::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
             DeviceSpec::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            // Under mpirun/srun each rank of a node takes its own GPU.
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(index) => Ok(Device::cuda(index)),
+            DeviceSpec::Cuda(index) => Ok(Device::cuda(index.unwrap_or_else(|| crate::dist::world().local_rank()))),
             #[allow(unreachable_patterns)]
             _ => unreachable!("check_built refused {self}"),
         }
@@ -116,7 +119,7 @@ mod tests {
     fn rejects_unknown_and_unbuilt_devices() {
         assert!(parse_device("cpu").is_ok());
         assert!(parse_device("tpu").unwrap_err().to_string().contains("expected cpu"));
-        assert_eq!("cuda".parse::<DeviceSpec>(), Ok(DeviceSpec::Cuda(0)));
+        assert_eq!("cuda".parse::<DeviceSpec>(), Ok(DeviceSpec::Cuda(None)));
         assert_eq!("cuda:3".parse::<DeviceSpec>().map(|d| d.to_string()), Ok("cuda:3".into()));
         assert!("cuda:x".parse::<DeviceSpec>().unwrap_err().contains("GPU index"));
         #[cfg(not(feature = "cuda"))]

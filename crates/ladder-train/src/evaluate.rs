@@ -68,12 +68,17 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
         }
         EvalSource::Model { model, adapter, data, device, generate, batch_size } => {
             let (predictions, lines, throughput) = predict(model, adapter.as_deref(), data, *device, generate, *batch_size)?;
-            write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
+            // Every rank has every generation (see `Generator::generate`); rank 0 writes.
+            if crate::dist::world().is_root() {
+                write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
+            }
             let opts = EvalOptions { throughput: Some(throughput), ..base };
             EvalReport::new(predictions.iter().map(|p| ladder_eval::score_row(p, &opts)).collect(), &opts)
         }
     };
-    write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
+    if crate::dist::world().is_root() {
+        write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
+    }
     Ok(report)
 }
 

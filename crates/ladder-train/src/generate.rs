@@ -66,7 +66,9 @@ impl Generator {
 
     /// Generates for every request, `batch_size` at a time in the given order, advancing `bar`
     /// by rows and showing tokens/s. `images[i]` are request i's images (empty: none at all).
-    /// Returns the generations (in request order) and the number of new tokens.
+    /// Returns the generations (in request order) and the number of new tokens. With several
+    /// processes, each generates its share of the batches (the batches one process would
+    /// make; each request has its own sampling seed) and every rank gets every generation.
     pub fn generate(
         &self,
         requests: &[Request],
@@ -78,15 +80,18 @@ impl Generator {
         let tok = &self.tokenizer;
         let decode = |ids: &[u32]| tok.decode(ids, true).unwrap_or_else(|e| format!("<{e}>"));
         let start = Instant::now();
-        let (mut out, mut tokens) = (Vec::with_capacity(requests.len()), 0usize);
+        let mut tokens = 0usize;
         let size = batch_size.max(1);
-        for (b, batch) in requests.chunks(size).enumerate() {
+        let batches: Vec<&[Request]> = requests.chunks(size).collect();
+        let shares = crate::dist::world().map_shared(batches.len(), |b| {
+            let batch = batches[b];
+            let before = tokens;
             let mut on_token = |n: usize| {
                 tokens += n;
                 bar.set_message(format!("{:.1} tokens/s", tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)));
             };
             let mode = ForwardMode::default();
-            out.extend(match &self.model {
+            let generated = match &self.model {
                 Model::Text(model) => generate_with(model, batch, config, &self.eos, &decode, mode, &mut on_token),
                 Model::Vision(model) => {
                     let rows = images.get(b * size..b * size + batch.len()).unwrap_or(&[]);
@@ -97,8 +102,15 @@ impl Generator {
                         .then(|| Images::from_host(pixels, model.visual.config.patch_dim(), &grids, &device).expect("preprocessed for this model"));
                     generate_vlm(model, images.as_ref(), batch, config, &self.eos, &decode, mode, &mut on_token).expect("image tokens match the images")
                 }
-            });
+            };
             bar.inc(batch.len() as u64);
+            serde_json::to_vec(&(tokens - before, generated)).expect("serialisable")
+        });
+        let (mut out, mut tokens) = (Vec::with_capacity(requests.len()), 0usize);
+        for share in shares {
+            let (n, generated): (usize, Vec<ladder_model::Generation>) = serde_json::from_slice(&share).expect("written above");
+            tokens += n;
+            out.extend(generated);
         }
         (out, tokens)
     }
@@ -231,7 +243,9 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
         text.push_str(&Value::Object(columns).to_string());
         text.push('\n');
     }
-    setup::write_output(&job.out, text.as_bytes())?;
+    if crate::dist::world().is_root() {
+        setup::write_output(&job.out, text.as_bytes())?;
+    }
     Ok(report)
 }
 

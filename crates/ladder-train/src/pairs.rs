@@ -234,10 +234,13 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
             if job.min_score.is_some() { " or below --min-score" } else { "" }
         )));
     }
-    write_output(&job.out, lines.as_bytes())?;
-    let summary_path = summary_path(&job.out);
-    write_output(&summary_path, &serde_json::to_vec_pretty(&summary).expect("json"))?;
-    tracing::info!(pairs = summary.pairs, degenerate = summary.degenerate, synthetic = summary.synthetic, "pairs written");
+    // Every rank has every generation (see `Generator::generate`); rank 0 writes.
+    if crate::dist::world().is_root() {
+        write_output(&job.out, lines.as_bytes())?;
+        let summary_path = summary_path(&job.out);
+        write_output(&summary_path, &serde_json::to_vec_pretty(&summary).expect("json"))?;
+        tracing::info!(pairs = summary.pairs, degenerate = summary.degenerate, synthetic = summary.synthetic, "pairs written");
+    }
     Ok(summary)
 }
 

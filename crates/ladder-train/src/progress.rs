@@ -3,8 +3,12 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A bar over `total` units starting at `start`.
+/// A bar over `total` units starting at `start`; hidden on every rank but 0 when several
+/// processes work together.
 pub fn bar(total: usize, start: usize, unit: &str) -> ProgressBar {
+    if !crate::dist::world().is_root() {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new(total as u64);
     let template = format!("{{prefix}} [{{elapsed_precise}}] {{bar:30.cyan/blue}} {{pos}}/{{len}} {unit} {{msg}} (ETA {{eta}})");
     bar.set_style(

@@ -192,20 +192,30 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
     items: &[O::Item],
     config: serde_json::Value,
 ) -> Result<Summary> {
-    setup::prepare_out_dir(&job.out, job.overwrite, resume_dir.is_some())?;
+    // With several processes, rank 0 alone writes into the output folder.
+    let root = crate::dist::world().is_root();
     // Held until the run ends (or fails): a second run on this folder stops here.
-    let _lock = crate::lock::acquire(&job.out)?;
-    ladder_model::write_atomic(
-        &job.out.join("training_args.json"),
-        &serde_json::to_vec_pretty(&config).expect("serialisable"),
-    )?;
+    let _lock = match root {
+        true => {
+            setup::prepare_out_dir(&job.out, job.overwrite, resume_dir.is_some())?;
+            let lock = crate::lock::acquire(&job.out)?;
+            ladder_model::write_atomic(
+                &job.out.join("training_args.json"),
+                &serde_json::to_vec_pretty(&config).expect("serialisable"),
+            )?;
+            Some(lock)
+        }
+        false => None,
+    };
     let resume = match resume_dir {
         Some(dir) => Some(checkpoint::load(dir, AdamW::new(job.train.adamw), device)?),
         None => None,
     };
     let (model, summary) = train(&job.train, model, objective, items, &job.out, saver, resume, config)?;
-    // Final weights: checkpoints are f32, the output keeps the source's storage type.
-    saver.save(&model, &job.out)?;
-    tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");
+    if root {
+        // Final weights: checkpoints are f32, the output keeps the source's storage type.
+        saver.save(&model, &job.out)?;
+        tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");
+    }
     Ok(summary)
 }

@@ -1,6 +1,11 @@
 //! The training loop shared by every stage: ordered micro-batches, gradient accumulation,
 //! global-norm clipping, AdamW, the LR schedule, `metrics.jsonl`, the progress bar and
 //! periodic checkpoints. Stages differ only in their [`Objective`] and [`SaveModel`].
+//!
+//! Data-parallel across processes as PyTorch's DDP does it: every rank builds the same global
+//! step (batch × grad-accum × world size items), runs its share of the micro-batches, and the
+//! gradients are summed across ranks before clipping and AdamW, so every rank applies the same
+//! update. One process is the world of one and runs exactly as before.
 
 use std::path::Path;
 use std::time::Instant;
@@ -12,6 +17,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Resume, SaveModel, TrainerState};
+use crate::dist::{self, World};
 use crate::interrupt::Interrupt;
 use crate::error::{Result, TrainError};
 use crate::metrics::MetricsLog;
@@ -73,11 +79,13 @@ pub struct Summary {
     pub tokens_per_s: f64,
 }
 
-/// Data order: which items each micro-batch of each step holds.
+/// Data order: which items each micro-batch of each step holds. A step has grad-accum ×
+/// world-size micro-batches of `batch_size` items (the last of an epoch may be short or fewer);
+/// each rank runs the ones it [`World::owns`].
 struct Plan {
     n: usize,
     batch_size: usize,
-    grad_accum: usize,
+    micro_per_step: usize,
     micro_per_epoch: usize,
     steps_per_epoch: usize,
     seed: u64,
@@ -85,14 +93,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(n: usize, c: &LoopConfig) -> Self {
+    fn new(n: usize, c: &LoopConfig, ranks: usize) -> Self {
         let micro_per_epoch = n.div_ceil(c.batch_size);
+        let micro_per_step = c.grad_accum * ranks;
         Plan {
             n,
             batch_size: c.batch_size,
-            grad_accum: c.grad_accum,
+            micro_per_step,
             micro_per_epoch,
-            steps_per_epoch: micro_per_epoch.div_ceil(c.grad_accum),
+            steps_per_epoch: micro_per_epoch.div_ceil(micro_per_step),
             seed: c.seed,
             shuffle: c.shuffle,
         }
@@ -109,18 +118,35 @@ impl Plan {
         order
     }
 
-    /// Micro-batches (as item indices) of global step `step`.
+    /// Micro-batches (as item indices) of global step `step`, of every rank.
     fn step(&self, step: usize, order: &[usize]) -> Vec<Vec<usize>> {
         let k = step % self.steps_per_epoch;
-        let first = k * self.grad_accum;
-        let last = ((k + 1) * self.grad_accum).min(self.micro_per_epoch);
+        let first = k * self.micro_per_step;
+        let last = ((k + 1) * self.micro_per_step).min(self.micro_per_epoch);
         (first..last)
             .map(|m| order[m * self.batch_size..((m + 1) * self.batch_size).min(self.n)].to_vec())
             .collect()
     }
 }
 
-/// One optimizer step's forward and backward passes, summed over its micro-batches.
+/// Seed of the dropout masks of micro-batch `micro` (its index in the global step) of `step`:
+/// a function of (seed, step, micro) only, so a resumed run, and a run on any number of ranks,
+/// draws the same masks. Micro-batch 0 keeps the seed single-batch runs have always used.
+fn dropout_seed(seed: u64, step: usize, micro: usize) -> u64 {
+    let base = seed.wrapping_add(step as u64);
+    if micro == 0 {
+        return base;
+    }
+    // splitmix64's finaliser over (base, micro).
+    let mut z = base ^ (micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// This rank's forward and backward passes of one optimizer step, summed over its
+/// micro-batches. `loss` is not finite when a micro-batch's loss was not (the rest of the share
+/// is not run then).
 struct Computed {
     loss: f64,
     extra: Vec<(&'static str, f64)>,
@@ -133,7 +159,9 @@ struct Bad {
     value: f64,
 }
 
-/// Runs the micro-batches of one step; stops at the first non-finite micro-batch loss.
+/// Runs this rank's micro-batches of step `step` (`micro`: every micro-batch of the step, by
+/// its global index); stops at the first non-finite micro-batch loss.
+#[allow(clippy::too_many_arguments)]
 fn compute<M: LanguageModel, O: Objective<M>>(
     model: &M,
     objective: &O,
@@ -141,16 +169,23 @@ fn compute<M: LanguageModel, O: Objective<M>>(
     micro: &[Vec<usize>],
     norm: &O::Norm,
     mode: ForwardMode,
-) -> std::result::Result<Computed, Bad> {
+    (seed, step): (u64, usize),
+    world: &World,
+) -> Computed {
+    let device = model.device();
     let mut accumulator = GradientsAccumulator::<M>::new();
     let mut loss = 0.0;
     let mut extra: Vec<(&'static str, f64)> = Vec::new();
-    for ids in micro {
+    for (m, ids) in micro.iter().enumerate().filter(|&(m, _)| world.owns(m)) {
+        device.seed(dropout_seed(seed, step, m));
         let batch: Vec<O::Item> = ids.iter().map(|&i| items[i].clone()).collect();
         let output = objective.loss(model, &batch, norm, mode);
-        let value = output.loss.clone().into_scalar::<f64>();
+        let mut value = output.loss.clone().into_scalar::<f64>();
+        if dist::injected_nan(step + 1) {
+            value = f64::NAN;
+        }
         if !value.is_finite() {
-            return Err(Bad { what: "loss", value });
+            return Computed { loss: value, extra, grads: accumulator.grads() };
         }
         loss += value;
         for (name, v) in output.metrics {
@@ -162,7 +197,33 @@ fn compute<M: LanguageModel, O: Objective<M>>(
         let grads = output.loss.backward();
         accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
     }
-    Ok(Computed { loss, extra, grads: accumulator.grads() })
+    Computed { loss, extra, grads: accumulator.grads() }
+}
+
+/// Room for an objective's metrics in the per-step agreement (DPO logs 8).
+const MAX_METRICS: usize = 16;
+
+/// What every rank knows after the step's one small all-reduce: the step's loss and metrics
+/// summed over the ranks (not finite if any rank's was not), and whether a signal reached any
+/// rank, so that every rank skips, stops or checkpoints at the same step.
+struct Agreed {
+    loss: f64,
+    extra: Vec<(&'static str, f64)>,
+    interrupted: bool,
+}
+
+fn agree(world: &World, local: &Computed, interrupted: bool) -> Agreed {
+    assert!(local.extra.len() <= MAX_METRICS, "an objective logs at most {MAX_METRICS} metrics");
+    let mut buf = [0.0f64; 2 + MAX_METRICS];
+    buf[0] = local.loss;
+    buf[1] = interrupted as u8 as f64;
+    for (slot, (_, v)) in buf[2..].iter_mut().zip(&local.extra) {
+        *slot = *v;
+    }
+    world.sum_f64(&mut buf);
+    // Rank 0 always runs micro-batch 0, so it knows the metrics' names; only it logs them.
+    let extra = local.extra.iter().zip(&buf[2..]).map(|(&(name, _), &v)| (name, v)).collect();
+    Agreed { loss: buf[0], extra, interrupted: buf[1] > 0.0 }
 }
 
 /// `file:line` of every item of a step, for messages about it.
@@ -175,12 +236,13 @@ fn origins<M: LanguageModel, O: Objective<M>>(objective: &O, items: &[O::Item], 
     rows.join(", ")
 }
 
-/// Trains `model` on `items` and returns it. `out` receives `metrics.jsonl` and checkpoints.
+/// Trains `model` on `items` and returns it. `out` receives `metrics.jsonl` and checkpoints
+/// (from rank 0 alone when several processes train together).
 ///
 /// A run is exactly resumable: the data order is a function of (seed, epoch), dropout of
-/// (seed, step), the schedule of the step, checkpoints hold f32 weights and AdamW's moments
-/// and step, and they are only taken at step boundaries (no gradient-accumulation phase to
-/// carry).
+/// (seed, step, micro-batch), the schedule of the step, checkpoints hold f32 weights and
+/// AdamW's moments and step, and they are only taken at step boundaries (no
+/// gradient-accumulation phase to carry).
 #[allow(clippy::too_many_arguments)]
 pub fn train<M: LanguageModel, O: Objective<M>>(
     cfg: &LoopConfig,
@@ -198,7 +260,8 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
     if cfg.batch_size == 0 || cfg.grad_accum == 0 {
         return Err(TrainError::Invalid("--batch-size and --grad-accum must be at least 1".into()));
     }
-    let plan = Plan::new(items.len(), cfg);
+    let world = dist::world();
+    let plan = Plan::new(items.len(), cfg, world.size());
     let total = cfg.max_steps.unwrap_or(cfg.epochs * plan.steps_per_epoch);
     let schedule = Schedule {
         kind: cfg.scheduler,
@@ -214,15 +277,23 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
                     r.state.step
                 )));
             }
+            warn_if_global_batch_changed(&r.state, cfg, world.size());
             (r.state.step, r.state.skipped_steps, r.optimizer)
         }
         None => (0, 0, AdamW::new(cfg.adamw)),
     };
-    let mut log = MetricsLog::open(&out.join("metrics.jsonl"), start)?;
-    let device = model.device();
+    if world.size() > 1 {
+        let hint = "every process must load the same model, adapter and checkpoint";
+        world.check_same(dist::grads::trainable_checksum(&model), "starting trainable weights", hint)?;
+    }
+    let sync_bytes = if world.size() > 1 { dist::grads::gradient_bytes(&model) } else { 0 };
+    let mut log = match world.is_root() {
+        true => Some(MetricsLog::open(&out.join("metrics.jsonl"), start)?),
+        false => None,
+    };
     let bar = crate::progress::bar(total, start, "steps");
     bar.set_prefix("train");
-    tracing::info!(examples = items.len(), steps = total, start, "training");
+    tracing::info!(examples = items.len(), steps = total, start, ranks = world.size(), "training");
     let mode = ForwardMode { adapters: true, train: true };
     let began = Instant::now();
     let (mut tokens_total, mut last_loss) = (0usize, f64::NAN);
@@ -234,20 +305,28 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
         }
         let micro = plan.step(step, &epoch_order.as_ref().expect("set above").1);
         let step_items: Vec<&O::Item> = micro.iter().flatten().map(|&i| &items[i]).collect();
+        // Normalisers and token counts of the whole step, the same on every rank.
         let norm = objective.norm(&step_items);
         let step_tokens: usize = step_items.iter().map(|item| objective.tokens(item)).sum();
-        // Dropout masks depend only on (seed, step): resumed runs draw the same ones.
-        device.seed(cfg.seed.wrapping_add(step as u64));
         let t0 = Instant::now();
         let lr = schedule.lr(step);
-        let computed = compute(&model, objective, items, &micro, &norm, mode).and_then(|c| {
-            let grad_norm = global_grad_norm(&model, &c.grads);
+        let local = compute(&model, objective, items, &micro, &norm, mode, (cfg.seed, step), world);
+        let agreed = agree(world, &local, cfg.interrupt.is_set());
+        let mut sync_s = 0.0;
+        let computed = if agreed.loss.is_finite() {
+            let t_sync = Instant::now();
+            let grads = dist::grads::sum_gradients(world, &model, local.grads);
+            sync_s = t_sync.elapsed().as_secs_f64();
+            // Computed from the summed gradients every rank holds: the same on every rank.
+            let grad_norm = global_grad_norm(&model, &grads);
             if grad_norm.is_finite() {
-                Ok((c.loss, c.extra, c.grads, grad_norm))
+                Ok((agreed.loss, agreed.extra, grads, grad_norm))
             } else {
                 Err(Bad { what: "gradient norm", value: grad_norm })
             }
-        });
+        } else {
+            Err(Bad { what: "loss", value: agreed.loss })
+        };
         let record = match computed {
             Ok((loss, extra, mut grads, grad_norm)) => {
                 model = optimizer.apply(model, &mut grads, lr, clip_coefficient(grad_norm, cfg.max_grad_norm));
@@ -273,6 +352,11 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
                 for (name, v) in &extra {
                     record[*name] = serde_json::json!(v);
                 }
+                if world.size() > 1 {
+                    // The gradient all-reduce with its host copies, and what it moved per rank.
+                    record["allreduce_s"] = serde_json::json!(sync_s);
+                    record["allreduce_bytes"] = serde_json::json!(sync_bytes);
+                }
                 record
             }
             Err(bad) => {
@@ -284,14 +368,18 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
                 if skipped > cfg.max_skipped_steps {
                     return Err(TrainError::TooManySkipped { skipped, max: cfg.max_skipped_steps });
                 }
-                tracing::warn!(step = step + 1, rows = %rows, "non-finite {} ({}): step skipped, no update", bad.what, bad.value);
+                if world.is_root() {
+                    tracing::warn!(step = step + 1, rows = %rows, "non-finite {} ({}): step skipped, no update", bad.what, bad.value);
+                }
                 serde_json::json!({"step": step + 1, "skipped": format!("non-finite {}", bad.what), "rows": rows, "lr": lr})
             }
         };
-        log.write(&record)?;
+        if let Some(log) = log.as_mut() {
+            log.write(&record)?;
+        }
         bar.inc(1);
         let done = step + 1;
-        let interrupted = cfg.interrupt.is_set() && done < total;
+        let interrupted = agreed.interrupted && done < total;
         let periodic = cfg.save_every.is_some_and(|n| n > 0 && done % n == 0 && done < total);
         if periodic || interrupted {
             let state = TrainerState {
@@ -299,17 +387,30 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
                 total_steps: total,
                 seed: cfg.seed,
                 skipped_steps: skipped,
+                world_size: world.size(),
                 config: stage_config.clone(),
             };
-            let dir = checkpoint::save(out, &model, &optimizer, &state, saver, cfg.keep_last)?;
-            tracing::info!(path = %dir.display(), "checkpoint saved");
+            let dir = match world.is_root() {
+                true => checkpoint::save(out, &model, &optimizer, &state, saver, cfg.keep_last)?,
+                false => checkpoint::checkpoint_dir(out, done),
+            };
+            if world.is_root() {
+                tracing::info!(path = %dir.display(), "checkpoint saved");
+            }
             if interrupted {
+                // No rank exits before rank 0's checkpoint is complete: a launcher ends the
+                // whole job once one rank has exited with a non-zero code.
+                world.barrier();
                 bar.finish_and_clear();
                 return Err(TrainError::Interrupted { step: done, checkpoint: dir, out: out.to_path_buf() });
             }
         }
     }
     bar.finish_and_clear();
+    if world.size() > 1 {
+        let hint = "the ranks' updates diverged although they summed the same gradients; please report this with the MPI library in use";
+        world.check_same(dist::grads::trainable_checksum(&model), "trained weights", hint)?;
+    }
     let seconds = began.elapsed().as_secs_f64();
     Ok((
         model,
@@ -321,6 +422,21 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
             tokens_per_s: tokens_total as f64 / seconds.max(1e-9),
         },
     ))
+}
+
+/// A resume whose global batch (batch × grad-accum × ranks) differs from the checkpoint's sees
+/// other steps from there on; it is allowed (a smaller machine), but said.
+fn warn_if_global_batch_changed(state: &TrainerState, cfg: &LoopConfig, ranks: usize) {
+    let train = &state.config["train"];
+    let (Some(batch), Some(accum)) = (train["batch_size"].as_u64(), train["grad_accum"].as_u64()) else { return };
+    let before = batch as usize * accum as usize * state.world_size;
+    let now = cfg.batch_size * cfg.grad_accum * ranks;
+    if before != now && dist::world().is_root() {
+        tracing::warn!(
+            before, now,
+            "resuming with another global batch (batch × grad-accum × processes): the steps from here on differ from the interrupted run's"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -350,7 +466,7 @@ mod tests {
 
     #[test]
     fn plan_covers_every_item_once_per_epoch() {
-        let plan = Plan::new(7, &cfg(2, 2, false));
+        let plan = Plan::new(7, &cfg(2, 2, false), 1);
         assert_eq!((plan.micro_per_epoch, plan.steps_per_epoch), (4, 2));
         let order = plan.order(0);
         assert_eq!(plan.step(0, &order), vec![vec![0, 1], vec![2, 3]]);
@@ -361,12 +477,33 @@ mod tests {
 
     #[test]
     fn shuffle_is_a_seeded_permutation() {
-        let plan = Plan::new(50, &cfg(4, 1, true));
+        let plan = Plan::new(50, &cfg(4, 1, true), 1);
         let (a, b) = (plan.order(0), plan.order(1));
         assert_ne!(a, b);
         assert_eq!(a, plan.order(0));
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+
+    /// Two ranks at grad-accum 1 see the micro-batches of one rank at grad-accum 2, step for
+    /// step; 5 items at batch 2 leave a last step with one micro-batch (rank 1 gets none).
+    #[test]
+    fn a_step_of_two_ranks_is_a_step_of_one_rank_with_twice_the_accumulation() {
+        let two = Plan::new(5, &cfg(2, 1, true), 2);
+        let one = Plan::new(5, &cfg(2, 2, true), 1);
+        assert_eq!((two.steps_per_epoch, one.steps_per_epoch), (2, 2));
+        for step in 0..4 {
+            let order = two.order(step / 2);
+            assert_eq!(two.step(step, &order), one.step(step, &one.order(step / 2)));
+        }
+        assert_eq!(two.step(1, &two.order(0)).len(), 1);
+    }
+
+    #[test]
+    fn dropout_seeds_keep_the_single_batch_seed_and_differ_per_micro_batch() {
+        assert_eq!(dropout_seed(7, 3, 0), 10);
+        let seeds: std::collections::HashSet<u64> = (0..4).flat_map(|s| (0..4).map(move |m| dropout_seed(7, s, m))).collect();
+        assert_eq!(seeds.len(), 16);
     }
 }

@@ -15,20 +15,23 @@ use super::batch::{sequence_logps, Layout};
 use super::objective::{host, Reference};
 use super::{DpoJob, Pair, Prepared, ReferenceKind};
 
-/// Reference log-probs `(chosen, rejected)` of every pair in batches, without gradients.
+/// Reference log-probs `(chosen, rejected)` of every pair in batches, without gradients. With
+/// several processes each scores its share of the batches (the same batches as one process)
+/// and every rank gets all the values back.
 pub fn reference_logps<M: LanguageModel>(model: &M, pairs: &[Pair], pad_id: u32, batch_size: usize, mode: ForwardMode) -> Vec<(f64, f64)> {
     let bar = crate::progress::bar(pairs.len(), 0, "pairs");
     bar.set_prefix("reference");
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(batch_size.max(1)) {
-        let layout = Layout::new(chunk, pad_id);
+    let chunks: Vec<&[Pair]> = pairs.chunks(batch_size.max(1)).collect();
+    let shares = crate::dist::world().map_shared(chunks.len(), |c| {
+        let layout = Layout::new(chunks[c], pad_id);
         let sums = host(sequence_logps(model, &layout, mode).0.detach());
-        let n = chunk.len();
-        out.extend((0..n).map(|i| (sums[i], sums[n + i])));
+        let n = chunks[c].len();
         bar.inc(n as u64);
-    }
+        (0..n).flat_map(|i| [sums[i], sums[n + i]]).flat_map(f64::to_le_bytes).collect()
+    });
     bar.finish_and_clear();
-    out
+    let values: Vec<f64> = shares.concat().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+    values.chunks_exact(2).map(|v| (v[0], v[1])).collect()
 }
 
 /// What the precomputed-reference cache did.
@@ -167,7 +170,12 @@ pub(super) fn reference<M: LanguageModel>(
             let model_dir = ladder_model::ModelSource::parse(&job.stage.model)?.resolve()?;
             let key = fingerprint(&model_dir, job.stage.adapter.as_deref(), adapters_on, &prepared.pairs)?;
             let path = s.reference_cache.join("reference-logps").join(format!("{key}.json"));
-            let (values, cache) = match read_cache(&path, &key, prepared.pairs.len()) {
+            // Every rank computes (its share) unless every rank can read the cache.
+            let cached = read_cache(&path, &key, prepared.pairs.len());
+            let mut misses = [cached.is_err() as u8 as f64];
+            crate::dist::world().sum_f64(&mut misses);
+            let cached = if misses[0] > 0.0 { cached.and(Err("not readable on every rank".to_string())) } else { cached };
+            let (values, cache) = match cached {
                 Ok(values) => {
                     tracing::info!(path = %path.display(), "reference log-probs: cache hit");
                     (values, CacheOutcome::Hit)
@@ -185,7 +193,9 @@ pub(super) fn reference<M: LanguageModel>(
                     } else {
                         reference_logps(&model.clone().no_grad(), &prepared.pairs, pad_id, job.stage.train.batch_size, mode)
                     };
-                    write_cache(&path, &key, &values)?;
+                    if crate::dist::world().is_root() {
+                        write_cache(&path, &key, &values)?;
+                    }
                     (values, if existed { CacheOutcome::Recomputed } else { CacheOutcome::Miss })
                 }
             };
