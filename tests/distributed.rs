@@ -302,7 +302,7 @@ fn pairs_generate_and_eval_on_two_ranks_write_what_one_rank_writes() {
     let sampling = ["--max-new-tokens", "24", "--temperature", "1.0", "--seed", "7", "--batch-size", "2"];
     for (name, np) in [("one", None), ("two", Some(2))] {
         let at = |f: &str| dir.path().join(name).join(f).to_string_lossy().into_owned();
-        let pairs = ["pairs", "--model", &m, "--data", &sft, "--out", &at("pairs.jsonl"), "--samples", "3", "--min-score", "1.01", "--max-pairs-per-prompt", "0"];
+        let pairs = ["pairs", "--model", &m, "--data", &sft, "--out", &at("pairs.jsonl"), "--samples", "3", "--min-score", "1", "--max-pairs-per-prompt", "0"];
         ok(np, &[&pairs[..], &sampling].concat(), &[], &dir.path().join(format!("{name}-pairs")));
         ok(np, &[&["generate", "--model", &m, "--data", &prompts, "--out", &at("generated.jsonl")][..], &sampling].concat(), &[], &dir.path().join(format!("{name}-gen")));
         ok(np, &[&["eval", "--model", &m, "--data", &sft, "--out", &at("eval.json")][..], &sampling].concat(), &[], &dir.path().join(format!("{name}-eval")));
