@@ -154,6 +154,9 @@ fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
     let local = matches!(opts.executor, ladder_recipe::Executor::Local);
     let run_dir = ladder_recipe::plan::run_dir(&src, opts.output.as_deref());
     let outcomes = ladder_recipe::run(&src, &opts)?;
+    if !reports() {
+        return Ok(());
+    }
     for o in outcomes {
         println!("{}/{}: {}{}", o.start, o.stage, o.action, o.detail.map(|d| format!(" {d}")).unwrap_or_default());
     }

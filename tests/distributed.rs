@@ -322,3 +322,34 @@ fn pairs_generate_and_eval_on_two_ranks_write_what_one_rank_writes() {
     let rows = |n: &str| read_json(dir.path().join(n).join("eval.json"))["rows"].clone();
     assert_eq!(rows("one"), rows("two"));
 }
+
+/// A recipe stage with `processes = 2` runs through `mpirun` from `ladder run` (the local
+/// executor), and trains what one process trains with the same global batch.
+#[test]
+fn a_recipe_stage_runs_on_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = |name: &str, keys: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "name = \"{name}\"\nseed = 3\n[[start]]\nname = \"a\"\nmodel = \"{}\"\n\n[[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\n\
+             data = \"{}\"\nlora_r = 4\nlora_dropout = 0.1\nbatch_size = 2\nmax_steps = 2\n{keys}\n",
+            fixture("qwen2-tiny"),
+            fixture("data/sft.jsonl")
+        );
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let (two, one) = (recipe("two", "processes = 2"), recipe("one", "grad_accum = 2"));
+    let out = dir.path().join("runs").to_string_lossy().into_owned();
+    let loopback = [("LADDER_MPIRUN_ARGS", "--oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo")];
+    let stdout = ok(None, &["run", &two, "--output", &out], &loopback, &dir.path().join("two"));
+    assert!(stdout.contains("a/sft: ran"), "{stdout}");
+    ok(None, &["run", &one, "--output", &out], &[], &dir.path().join("one"));
+    let adapter = |name: &str| dir.path().join("runs").join(name).join("a/sft/adapter_model.safetensors");
+    assert_same_tensors(&adapter("two"), &adapter("one"));
+    let manifest = read_json(dir.path().join("runs/two/a/sft/manifest.json"));
+    assert_eq!(manifest["status"], "completed");
+    // Up to date now: a second run skips it without launching anything.
+    let again = ok(None, &["run", &two, "--output", &out], &loopback, &dir.path().join("again"));
+    assert!(again.contains("a/sft: skipped"), "{again}");
+}

@@ -69,7 +69,14 @@ fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Vec<Outcome>> {
                 (State::Resume(ck), false) => Some(ck.clone()),
                 _ => None,
             };
-            match execute(plan, start, st, resume.clone()) {
+            // A stage on several processes: this process launches them (`mpirun`) and waits;
+            // inside, every rank runs the stage (see `execute`).
+            let result = if st.launch.ranks() > 1 && ladder_train::dist::world().size() == 1 {
+                launch_local(plan, start, st, force)
+            } else {
+                execute(plan, start, st, resume.clone())
+            };
+            match result {
                 Ok(_) => outcomes.push(outcome(if resume.is_some() { "resumed" } else { "ran" }, None)),
                 Err(e) => {
                     eprintln!("[{}/{}] failed: {e}", start.name, st.name);
@@ -83,9 +90,53 @@ fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Vec<Outcome>> {
     if failures.is_empty() { Ok(outcomes) } else { Err(RecipeError::Failed(failures)) }
 }
 
+/// Runs stage `st` on `processes` ranks: `mpirun -np N --bind-to none` starts this binary on
+/// that one stage (`run RECIPE --only START/STAGE`) and waits. `LADDER_MPIRUN_ARGS` adds
+/// arguments (e.g. `--mca btl tcp,self` on a machine without shared memory); as root,
+/// `--allow-run-as-root` is added. Exit 75 is the stage's resumable interruption.
+fn launch_local(plan: &Plan, start: &StartPlan, st: &PlannedStage, force: bool) -> Result<Value> {
+    use std::os::unix::fs::MetadataExt;
+    let failed = |message: String| RecipeError::Train {
+        start: start.name.clone(),
+        stage: st.name.clone(),
+        source: Box::new(ladder_train::TrainError::Invalid(message)),
+    };
+    if !crate::slurm::on_path("mpirun") {
+        return Err(failed(format!("processes = {} needs OpenMPI's mpirun on PATH", st.launch.ranks())));
+    }
+    let exe = std::env::current_exe().map_err(|e| failed(format!("cannot find this ladder binary to launch: {e}")))?;
+    let mut cmd = std::process::Command::new("mpirun");
+    cmd.args(["-np", &st.launch.ranks().to_string(), "--bind-to", "none"]);
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        cmd.arg("--allow-run-as-root");
+    }
+    if let Ok(extra) = std::env::var("LADDER_MPIRUN_ARGS") {
+        cmd.args(extra.split_whitespace());
+    }
+    let selector = format!("{}/{}", start.name, st.name);
+    cmd.arg(&exe).arg("run").arg(plan::absolute(&plan.file)).arg("--output").arg(plan::absolute(&plan.output));
+    cmd.args(["--only", &selector, "--executor", "local"]);
+    if force {
+        cmd.args(["--force", &selector]);
+    }
+    eprintln!("[{selector}] {} on {} processes (mpirun)", st.kind().as_str(), st.launch.ranks());
+    let status = cmd.status().map_err(|e| failed(format!("mpirun: {e}")))?;
+    let manifest = Manifest::read(&st.dir)?;
+    match manifest {
+        Some(m) if status.success() && m.status == Status::Completed && m.fingerprint == st.fingerprint => Ok(m.metrics.unwrap_or(Value::Null)),
+        Some(m) if m.error.is_some() => Err(failed(m.error.unwrap_or_default())),
+        _ => Err(failed(format!("mpirun exited with {status}"))),
+    }
+}
+
 /// Runs one stage: a fresh folder (or the interrupted one when resuming), manifest `running`,
-/// the work, manifest `completed` or `failed`.
+/// the work, manifest `completed` or `failed`. With several processes every rank does the work
+/// and rank 0 alone touches the folder and the manifest.
 pub fn execute(plan: &Plan, start: &StartPlan, st: &PlannedStage, resume: Option<PathBuf>) -> Result<Value> {
+    let root = ladder_train::dist::world().is_root();
+    if !root {
+        return st.work.execute(&start.name, &st.name, resume);
+    }
     if resume.is_none() && st.dir.exists() {
         std::fs::remove_dir_all(&st.dir).map_err(io(&st.dir))?;
     }
@@ -171,6 +222,9 @@ impl Work {
 
 /// `run.json`: the run's stages in order, for `ladder status` and `ladder compare`.
 fn write_run_json(plan: &Plan) -> Result<()> {
+    if !ladder_train::dist::world().is_root() {
+        return Ok(());
+    }
     std::fs::create_dir_all(&plan.run_dir).map_err(io(&plan.run_dir))?;
     let starts: Vec<Value> = plan
         .starts

@@ -67,6 +67,33 @@ pub enum StageKind {
     Merge,
 }
 
+impl Stage {
+    /// How many processes run the stage: `processes`, else `nodes` × `tasks_per_node`.
+    pub fn ranks(&self) -> u32 {
+        self.launch().ranks()
+    }
+
+    pub fn launch(&self) -> Launch {
+        Launch { processes: self.processes, nodes: self.nodes, tasks_per_node: self.tasks_per_node, gpus_per_node: self.gpus_per_node }
+    }
+}
+
+/// How a stage's processes are launched: `mpirun -np processes` by the local executor, or a
+/// Slurm job of `nodes` × `tasks_per_node` ranks with `srun --mpi=pmix`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Launch {
+    pub processes: Option<u32>,
+    pub nodes: Option<u32>,
+    pub tasks_per_node: Option<u32>,
+    pub gpus_per_node: Option<u32>,
+}
+
+impl Launch {
+    pub fn ranks(&self) -> u32 {
+        self.processes.unwrap_or(self.nodes.unwrap_or(1) * self.tasks_per_node.unwrap_or(1))
+    }
+}
+
 impl StageKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -92,6 +119,17 @@ pub struct Stage {
     /// DPO only: a `pairs` stage's name, or a preference file.
     #[serde(default)]
     pub pairs: Option<String>,
+    /// Local executor: run this stage data-parallel on this many processes, through `mpirun`.
+    #[serde(default)]
+    pub processes: Option<u32>,
+    /// Slurm executor: nodes of this stage's job, each running `tasks_per_node` ranks with
+    /// `gpus_per_node` GPUs, launched with `srun --mpi=pmix`.
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    #[serde(default)]
+    pub tasks_per_node: Option<u32>,
+    #[serde(default)]
+    pub gpus_per_node: Option<u32>,
     /// The kind's own keys: the options of the command of that kind (`ladder sft`, `dpo`,
     /// `pairs`, `eval`), checked by [`crate::plan`].
     #[serde(flatten)]

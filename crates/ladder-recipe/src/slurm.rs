@@ -52,6 +52,20 @@ pub fn script(plan: &Plan, recipe: &Path, start: &str, st: &PlannedStage) -> Str
     if let Some(t) = &s.time {
         lines.push(format!("#SBATCH --time={t}"));
     }
+    // A data-parallel stage: its ranks are the job's tasks, started by `srun --mpi=pmix`.
+    let l = &st.launch;
+    let parallel = l.ranks() > 1;
+    match (l.processes, l.nodes, l.tasks_per_node) {
+        (Some(n), _, _) if n > 1 => lines.push(format!("#SBATCH --ntasks={n}")),
+        (_, nodes, tasks) if parallel || nodes.is_some() => {
+            lines.push(format!("#SBATCH --nodes={}", nodes.unwrap_or(1)));
+            lines.push(format!("#SBATCH --ntasks-per-node={}", tasks.unwrap_or(1)));
+        }
+        _ => {}
+    }
+    if let Some(g) = l.gpus_per_node {
+        lines.push(format!("#SBATCH --gpus-per-node={g}"));
+    }
     lines.extend(s.extra.iter().cloned());
     lines.push(format!("cd {}", sh(&cwd)));
     lines.push(
@@ -59,7 +73,8 @@ pub fn script(plan: &Plan, recipe: &Path, start: &str, st: &PlannedStage) -> Str
             .into(),
     );
     lines.push(format!(
-        "{} run {} --output {} --only {} --executor local &",
+        "{}{} run {} --output {} --only {} --executor local &",
+        if parallel { "srun --mpi=pmix " } else { "" },
         sh(&exe),
         sh(&absolute(recipe).to_string_lossy()),
         sh(&absolute(&plan.output).to_string_lossy()),

@@ -107,6 +107,7 @@ pub(super) fn check_structure<'a>(c: &mut Checker<'a>) -> HashMap<&'a str, usize
                 c.at("stage", i, key, format!("stage `{}` (kind {}): {}", st.name, st.kind.as_str(), options::unknown_key(key, &accepted, &elsewhere)));
             }
         }
+        check_launch(c, i, st);
         if st.pairs.is_some() && st.kind != StageKind::Dpo {
             c.at("stage", i, "pairs", format!("stage `{}`: `pairs` applies to dpo stages only", st.name));
         }
@@ -128,6 +129,27 @@ pub(super) fn check_structure<'a>(c: &mut Checker<'a>) -> HashMap<&'a str, usize
         }
     }
     index
+}
+
+/// `processes` (local executor) or `nodes` × `tasks_per_node` (Slurm): at least 1, not both
+/// ways at once, on stages whose work is split across ranks, in a build that has MPI.
+fn check_launch(c: &mut Checker, i: usize, st: &Stage) {
+    let keys = [("processes", st.processes), ("nodes", st.nodes), ("tasks_per_node", st.tasks_per_node), ("gpus_per_node", st.gpus_per_node)];
+    for (key, value) in keys {
+        if value == Some(0) {
+            c.at("stage", i, key, format!("stage `{}`: `{key}` must be at least 1", st.name));
+        }
+    }
+    if st.processes.is_some() && (st.nodes.is_some() || st.tasks_per_node.is_some()) {
+        c.at("stage", i, "processes", format!("stage `{}`: `processes` is for the local executor, `nodes` and `tasks_per_node` for Slurm's: give one or the other", st.name));
+    }
+    if st.ranks() > 1 && st.kind == StageKind::Merge {
+        c.at("stage", i, "processes", format!("stage `{}`: a merge stage runs in one process", st.name));
+    }
+    if st.ranks() > 1 && !ladder_train::dist::MPI {
+        let key = if st.processes.is_some() { "processes" } else { "tasks_per_node" };
+        c.at("stage", i, key, format!("stage `{}`: {} processes need a build with MPI: `cargo build --release --features mpi`", st.name, st.ranks()));
+    }
 }
 
 /// Each stage's keys: `[defaults]` it accepts, then its own, with the recipe's seed and a single

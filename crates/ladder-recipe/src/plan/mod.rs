@@ -23,7 +23,7 @@ pub use work::Work;
 use crate::error::{RecipeError, Result};
 use crate::fingerprint;
 use crate::manifest::{Manifest, Status};
-use crate::schema::{RecipeSource, SlurmConfig, StageKind};
+use crate::schema::{Launch, RecipeSource, SlurmConfig, StageKind};
 use checks::Checker;
 use resolve::Produces;
 
@@ -41,6 +41,8 @@ pub enum State {
 #[derive(Clone, Debug)]
 pub struct PlannedStage {
     pub name: String,
+    /// How its processes are launched (one, unless the stage asks for more).
+    pub launch: Launch,
     /// Parent stage name, or `start`.
     pub from: String,
     pub level: Option<u32>,
@@ -90,6 +92,7 @@ impl Plan {
             for st in &start.stages {
                 let depth = self.depth(start, &st.name);
                 let level = st.level.map(|l| format!(" [level {l}]")).unwrap_or_default();
+                let level = if st.launch.ranks() > 1 { format!("{level} ×{} processes", st.launch.ranks()) } else { level };
                 let what = match &st.state {
                     State::UpToDate => "up to date".to_string(),
                     State::Resume(ck) => format!("would resume from {}", ck.display()),
@@ -184,6 +187,10 @@ pub fn plan(src: &RecipeSource, output: Option<&Path>) -> Result<Plan> {
                 }
             };
             let mut inputs = vec![json!({"code": crate::CODE_VERSION}), parent_input];
+            // More processes make a larger global batch: another result, for training stages.
+            if st.ranks() > 1 && matches!(st.kind, StageKind::Sft | StageKind::Dpo) {
+                inputs.push(json!({"processes": st.ranks()}));
+            }
             let mut parents = vec![];
             if st.from != "start" {
                 parents.push(st.from.clone());
@@ -202,6 +209,7 @@ pub fn plan(src: &RecipeSource, output: Option<&Path>) -> Result<Plan> {
             produced.insert(st.name.clone(), (produces, fp.clone()));
             stages.push(PlannedStage {
                 name: st.name.clone(),
+                launch: st.launch(),
                 from: st.from.clone(),
                 level: st.level,
                 parents,

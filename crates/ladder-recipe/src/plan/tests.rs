@@ -220,3 +220,28 @@ fn pairs_and_eval_stages_honour_every_key() {
 fn inherited_option_errors_point_at_defaults() {
     fails(&recipe(|t| t.replace("lora_r = 4", "lora_r = 4\nadam_beta2 = 1.0")), 9, "stage `sft`: `adam_beta2`: must be in [0, 1)");
 }
+
+/// `processes` (local) and `nodes` × `tasks_per_node` (Slurm) are checked, enter a training
+/// stage's fingerprint (a larger global batch is another result) and shape its Slurm job.
+#[test]
+fn data_parallel_stages_are_checked_and_launched() {
+    let parallel = recipe(|t| t.replacen("from = \"start\"\n", "from = \"start\"\nprocesses = 2\n", 1));
+    if !ladder_train::dist::MPI {
+        fails(&parallel, 14, "2 processes need a build with MPI");
+        return;
+    }
+    let one = check(&recipe(|t| t)).unwrap();
+    let two = check(&parallel).unwrap();
+    assert_eq!(two.starts[0].stages[0].launch.ranks(), 2);
+    assert_ne!(one.starts[0].stages[0].fingerprint, two.starts[0].stages[0].fingerprint);
+    assert!(two.describe().contains("×2 processes"), "{}", two.describe());
+    fails(&parallel.replace("processes = 2", "processes = 2\nnodes = 2"), 14, "give one or the other");
+    fails(&parallel.replace("processes = 2", "processes = 0"), 14, "`processes` must be at least 1");
+    let slurm = check(&recipe(|t| t.replacen("from = \"start\"\n", "from = \"start\"\nnodes = 2\ntasks_per_node = 2\ngpus_per_node = 1\n", 1))).unwrap();
+    let script = crate::slurm::script(&slurm, Path::new("r.toml"), "a", &slurm.starts[0].stages[0]);
+    for line in ["#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --gpus-per-node=1", "srun --mpi=pmix "] {
+        assert!(script.contains(line), "{line:?} missing from:\n{script}");
+    }
+    let single = crate::slurm::script(&one, Path::new("r.toml"), "a", &one.starts[0].stages[0]);
+    assert!(!single.contains("srun") && !single.contains("--nodes"), "{single}");
+}

@@ -24,6 +24,9 @@ pub struct World {
     local_rank: usize,
 }
 
+/// Whether this build can run as several processes (cargo feature `mpi`).
+pub const MPI: bool = cfg!(feature = "mpi");
+
 static WORLD: OnceLock<World> = OnceLock::new();
 
 /// The world set up by [`init`]; a world of one when `init` was never called (library use,
