@@ -319,9 +319,12 @@ pub struct MergeArgs {
     /// The PEFT LoRA adapter to fold in.
     #[arg(long, value_name = "DIR")]
     pub adapter: PathBuf,
-    /// Output folder for the merged checkpoint.
+    /// Output folder for the merged checkpoint (new or empty).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Replace what --out already holds (as a whole, once the merged model is written).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `ladder init` options.

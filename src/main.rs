@@ -4,7 +4,6 @@
 mod cli;
 mod signals;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -307,8 +306,9 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
                 price_per_hour: args.price_per_hour,
                 ..Default::default()
             };
+            ladder_train::outputs::check_not_input(&[("--out", &args.out)], &[("--predictions", predictions)])?;
             let report = ladder_eval::score_predictions(predictions, &opts)?;
-            write_file(&args.out, &serde_json::to_vec_pretty(&report)?)?;
+            ladder_train::setup::write_output(&args.out, &serde_json::to_vec_pretty(&report)?)?;
             report
         }
         (None, Some(model), Some(data)) => ladder_train::evaluate::run(&ladder_train::evaluate::EvalJob {
@@ -338,6 +338,7 @@ fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
             args.model
         );
     }
+    ladder_train::outputs::check_not_input(&[("--out", &args.out)], &[("--data", &args.data)])?;
     let device = ladder_train::device::parse_device(&args.device)?;
     let loaded = ladder_train::setup::load(&args.model, args.adapter.as_deref(), &device)?;
     let records = ladder_train::logprobs::run(&loaded.model, &loaded.tokenizer, &args.data)?;
@@ -346,25 +347,12 @@ fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
         text.push_str(&r.to_string());
         text.push('\n');
     }
-    write_file(&args.out, text.as_bytes())
+    Ok(ladder_train::setup::write_output(&args.out, text.as_bytes())?)
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    ladder_train::setup::merge(&args.model, &args.adapter, &args.out)
+    ladder_train::setup::merge(&args.model, &args.adapter, &args.out, args.overwrite)
         .with_context(|| format!("merging {} into {}", args.adapter.display(), args.model))?;
     eprintln!("merged {} into {}", args.adapter.display(), args.out.display());
-    Ok(())
-}
-
-/// Writes a whole file atomically (temporary name, then rename), creating its folder.
-fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -153,6 +153,8 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// Lines of a JSONL file, parsed; blank lines are ignored.
 fn read_jsonl(path: &Path) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of row 1.
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
     let mut out = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.len() > MAX_LINE_BYTES {

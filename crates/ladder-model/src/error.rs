@@ -50,6 +50,13 @@ pub enum ModelError {
         key: String,
         dtype: String,
     },
+    /// Weights read from a checkpoint that hold NaN or infinity: every output of the model
+    /// would be NaN, so it is refused at load instead.
+    #[error("{path}: tensor `{key}` holds {count} NaN or infinite values: these weights are broken (a diverged training run?)")]
+    NonFiniteTensor { path: PathBuf, key: String, count: usize },
+    /// Weights about to be saved that hold NaN or infinity: nothing is written.
+    #[error("{path}: not written: tensor `{key}` holds {count} NaN or infinite values")]
+    NonFiniteSave { path: PathBuf, key: String, count: usize },
     #[error("{path}: adapter does not fit this model: {message}")]
     AdapterMismatch { path: PathBuf, message: String },
     #[error("{0}")]

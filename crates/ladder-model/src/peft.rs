@@ -194,6 +194,9 @@ impl AdapterConfig {
         if let Some(t) = targets.iter().find(|t| !ALL_LINEAR.contains(&t.as_str())) {
             return Err(bad("target_modules", &format!("unsupported target {t:?}")));
         }
+        if self.r == 0 {
+            return Err(bad("r", "the LoRA rank must be at least 1"));
+        }
         Ok(LoraSettings {
             r: self.r,
             alpha: self.lora_alpha,
@@ -287,6 +290,14 @@ pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<
         let key_b = format!("{PREFIX}{path}.lora_B.weight");
         let a = file.get(&key_a, None)?;
         let b = file.get(&key_b, None)?;
+        // The right layer shapes at another rank: `r` in adapter_config.json is what is wrong.
+        if a.shape.len() == 2 && b.shape.len() == 2 && a.shape[1] == d_in && b.shape[0] == d_out && a.shape[0] == b.shape[1] && a.shape[0] != r {
+            return Err(ModelError::BadValue {
+                path: config_path.clone(),
+                key: "r".into(),
+                message: format!("{r}, but the adapter's tensors have rank {} ({key_a} is {:?})", a.shape[0], a.shape),
+            });
+        }
         if a.shape != [r, d_in] || b.shape != [d_out, r] {
             return Err(mismatch(format!(
                 "{path}: lora_A {:?} / lora_B {:?}, but this model needs [{r}, {d_in}] / [{d_out}, {r}] (an adapter for another base model?)",

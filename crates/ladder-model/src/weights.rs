@@ -183,7 +183,7 @@ impl TensorFile {
             dtype: format!("{:?}", view.dtype()),
         })?;
         let raw = view.data();
-        let data = match dtype {
+        let data: Vec<f32> = match dtype {
             StorageDtype::F32 => raw
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -197,6 +197,10 @@ impl TensorFile {
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
         };
+        let count = non_finite(&data);
+        if count > 0 {
+            return Err(ModelError::NonFiniteTensor { path: path.clone(), key: key.to_string(), count });
+        }
         Ok(HostTensor { shape, data, dtype })
     }
 
@@ -217,6 +221,11 @@ impl TensorFile {
         let t = self.get(key, Some(&shape))?;
         Ok(Tensor::from_data(TensorData::new(t.data, shape), device))
     }
+}
+
+/// How many of `data` are NaN or infinite.
+pub fn non_finite(data: &[f32]) -> usize {
+    data.iter().filter(|x| !x.is_finite()).count()
 }
 
 /// Reads a tensor back to the host as f32, whatever its device and dtype.
@@ -433,6 +442,13 @@ pub fn write_safetensors(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     dtype: StorageDtype,
 ) -> Result<()> {
+    // Checked before anything is written: a NaN model never lands on disk as a success.
+    for (key, _, data) in tensors {
+        let count = non_finite(data);
+        if count > 0 {
+            return Err(ModelError::NonFiniteSave { path: path.to_path_buf(), key: key.clone(), count });
+        }
+    }
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, s, d)| (k.clone(), s.clone(), dtype.encode(d)))

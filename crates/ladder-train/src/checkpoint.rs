@@ -85,12 +85,19 @@ pub fn save<M>(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    saver.save_checkpoint(model, &tmp)?;
-    write_safetensors(&tmp.join("optimizer.safetensors"), &optimizer.state_tensors(), StorageDtype::F32)?;
-    let json = serde_json::to_vec_pretty(state).expect("serialisable");
-    ladder_model::write_atomic(&tmp.join("trainer_state.json"), &json)?;
-    write_manifest(&tmp, state.step)?;
-    fsync(&tmp)?;
+    let written = (|| {
+        saver.save_checkpoint(model, &tmp)?;
+        write_safetensors(&tmp.join("optimizer.safetensors"), &optimizer.state_tensors(), StorageDtype::F32)?;
+        let json = serde_json::to_vec_pretty(state).expect("serialisable");
+        ladder_model::write_atomic(&tmp.join("trainer_state.json"), &json)?;
+        write_manifest(&tmp, state.step)?;
+        fsync(&tmp)
+    })();
+    if let Err(e) = written {
+        // Non-finite weights or a full disk: no half checkpoint stays, the previous ones do.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.at_step(state.step, out));
+    }
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
     }

@@ -34,6 +34,8 @@ pub struct EvalJob {
 
 /// Generates, scores, writes `predictions.jsonl` and `eval.json`.
 pub fn run(job: &EvalJob) -> Result<EvalReport> {
+    let predictions_file = job.out.with_file_name("predictions.jsonl");
+    crate::outputs::check_not_input(&[("--out", &job.out), ("predictions.jsonl beside --out", &predictions_file)], &[("--data", &job.data)])?;
     let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.generate)?;
     let prompts = read_prompted(&job.data, generator.tokenizer(), generator.image_config())?;
     let requests: Vec<Request> = prompts
@@ -69,7 +71,7 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
         ..Default::default()
     };
     let report = EvalReport::new(predictions.iter().map(|p| ladder_eval::score_row(p, &opts)).collect(), &opts);
-    write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
+    write_output(&predictions_file, lines.as_bytes())?;
     write_output(&job.out, &serde_json::to_vec_pretty(&report).expect("json"))?;
     Ok(report)
 }

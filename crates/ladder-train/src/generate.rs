@@ -227,6 +227,7 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
     if job.batch_size == 0 {
         return Err(TrainError::Invalid("--batch-size must be at least 1".into()));
     }
+    crate::outputs::check_not_input(&[("--out", &job.out)], &[("--data", &job.data)])?;
     let generator = Generator::load(&job.model, job.adapter.as_deref(), &job.device, &job.config)?;
     let rows = read_prompts(&job.data, generator.tokenizer(), generator.image_config())?;
     // Similar lengths together waste less on padding; seeds follow the row index, so the

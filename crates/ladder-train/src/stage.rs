@@ -47,6 +47,10 @@ pub struct StageJob {
     pub max_seq_len: Option<usize>,
     pub skip_bad_rows: bool,
     pub resume: Option<PathBuf>,
+    /// Resume although the checkpoint's fingerprint differs (`--resume-anyway`). Left out of
+    /// the serialised job when off, so earlier runs' fingerprints stay the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resume_anyway: bool,
     pub overwrite: bool,
     pub train: LoopConfig,
 }
@@ -192,20 +196,42 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
     items: &[O::Item],
     config: serde_json::Value,
 ) -> Result<Summary> {
-    setup::prepare_out_dir(&job.out, job.overwrite, resume_dir.is_some())?;
-    // Held until the run ends (or fails): a second run on this folder stops here.
-    let _lock = crate::lock::acquire(&job.out)?;
-    ladder_model::write_atomic(
-        &job.out.join("training_args.json"),
-        &serde_json::to_vec_pretty(&config).expect("serialisable"),
-    )?;
+    let model_dir = Path::new(&job.model);
+    let mut inputs = vec![("--model", model_dir)];
+    inputs.extend(job.adapter.as_deref().map(|a| ("--adapter", a)));
+    crate::outputs::check_not_input(&[("--out", &job.out)], &inputs)?;
+    let mut config = config;
+    config[crate::fingerprint::KEY] = serde_json::to_value(crate::fingerprint::Fingerprint::of(job)?).expect("serialisable");
     let resume = match resume_dir {
-        Some(dir) => Some(checkpoint::load(dir, AdamW::new(job.train.adamw), device)?),
+        Some(dir) => {
+            let resume = checkpoint::load(dir, AdamW::new(job.train.adamw), device)?;
+            let differences = crate::fingerprint::differences(&resume.state.config, &config);
+            crate::fingerprint::check_resume(dir, &differences, job.resume_anyway)?;
+            Some(resume)
+        }
         None => None,
     };
-    let (model, summary) = train(&job.train, model, objective, items, &job.out, saver, resume, config)?;
-    // Final weights: checkpoints are f32, the output keeps the source's storage type.
-    saver.save(&model, &job.out)?;
-    tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");
-    Ok(summary)
+    // A checkpoint of this same folder continues its run; anything else starts a new one.
+    let continuing = resume_dir.is_some_and(|dir| is_within(dir, &job.out));
+    let run_dir = crate::outputs::RunDir::open(&job.out, job.overwrite, continuing)?;
+    let result = (|| {
+        // Held until the run ends (or fails): a second run on this folder stops here.
+        let _lock = crate::lock::acquire(&job.out)?;
+        ladder_model::write_atomic(&job.out.join("training_args.json"), &serde_json::to_vec_pretty(&config).expect("serialisable"))?;
+        let (model, summary) = train(&job.train, model, objective, items, &job.out, saver, resume, config)?;
+        // Final weights: checkpoints are f32, the output keeps the source's storage type.
+        saver.save(&model, &job.out).map_err(|e| e.at_step(summary.steps, &job.out))?;
+        tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");
+        Ok(summary)
+    })();
+    run_dir.finish(matches!(result, Ok(_) | Err(TrainError::Interrupted { .. })))?;
+    result
+}
+
+/// Whether `path` is `dir` or inside it, once both are canonical.
+fn is_within(path: &Path, dir: &Path) -> bool {
+    match (path.canonicalize(), dir.canonicalize()) {
+        (Ok(p), Ok(d)) => p.starts_with(d),
+        _ => false,
+    }
 }

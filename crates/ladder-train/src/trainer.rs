@@ -209,6 +209,11 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
     }
     let plan = Plan::new(items.len(), cfg);
     let total = cfg.max_steps.unwrap_or(cfg.epochs * plan.steps_per_epoch);
+    if total == 0 {
+        // An untrained model saved as a result, with loss NaN, would pass for a trained one.
+        let why = if cfg.max_steps.is_some() { "--max-steps is 0" } else { "--epochs is 0" };
+        return Err(TrainError::Invalid(format!("{why}: this run would train no step; give at least 1")));
+    }
     let schedule = Schedule {
         kind: cfg.scheduler,
         lr: cfg.lr,
