@@ -61,11 +61,26 @@ fn main() -> ExitCode {
                 ExitCode::from(signals::EXIT_RESUMABLE)
             }
             _ => {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", causes(&err));
                 ExitCode::from(1)
             }
         },
     }
+}
+
+/// The error and its causes, `: `-separated as `{:#}` prints them, but each text once: the
+/// libraries' errors already end with their source's text ("PATH: File exists (os error 17)").
+fn causes(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain().map(|c| c.to_string()) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 pub enum ModelError {
     #[error("model folder {path} does not exist")]
     MissingFolder { path: PathBuf },
+    #[error("{path} is a file; expected a model folder (config.json, model.safetensors, tokenizer.json)")]
+    NotAFolder { path: PathBuf },
+    #[error("adapter folder {path} {}; expected a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)", if path.is_file() { "is a file" } else { "does not exist" })]
+    MissingAdapter { path: PathBuf },
     #[error("{path}: file not found (a Hugging Face model folder needs it)")]
     MissingFile { path: PathBuf },
     #[error("{path}: {source}")]

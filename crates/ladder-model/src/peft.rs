@@ -273,7 +273,7 @@ pub const PREFIX: &str = "base_model.model.";
 /// Loads a PEFT adapter folder onto `model`, checking every shape against the model.
 pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<LoraSettings> {
     if !dir.is_dir() {
-        return Err(ModelError::MissingFolder { path: dir.to_path_buf() });
+        return Err(ModelError::MissingAdapter { path: dir.to_path_buf() });
     }
     let config_path = dir.join("adapter_config.json");
     let config: AdapterConfig = crate::error::read_json(&config_path)?;

@@ -285,6 +285,9 @@ pub struct Loaded {
 
 /// Builds a [`Decoder`] from a model folder (`config.json` + safetensors).
 pub fn load_decoder(dir: &Path, device: &Device) -> Result<Loaded> {
+    if dir.is_file() {
+        return Err(ModelError::NotAFolder { path: dir.to_path_buf() });
+    }
     if !dir.is_dir() {
         return Err(ModelError::MissingFolder {
             path: dir.to_path_buf(),
@@ -294,6 +297,17 @@ pub fn load_decoder(dir: &Path, device: &Device) -> Result<Loaded> {
     let file = TensorFile::open_model_dir(dir)?;
     let dtype = file.get("model.embed_tokens.weight", None)?.dtype;
     let model = build(&config, device, &mut |key, shape| Ok(file.get(key, Some(shape))?.data))?;
+    let layer = |k: &str| k.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok();
+    if let Some(deepest) = file.keys().filter_map(layer).max().filter(|&d| d >= config.num_layers) {
+        tracing::warn!(
+            "{}: num_hidden_layers is {}, but the checkpoint holds {} layers: the tensors of layers {}..{} are not used",
+            dir.join("config.json").display(),
+            config.num_layers,
+            deepest + 1,
+            config.num_layers,
+            deepest
+        );
+    }
     Ok(Loaded { model, dtype })
 }
 

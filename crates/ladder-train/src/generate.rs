@@ -49,6 +49,13 @@ impl Generator {
             return Ok(Generator { model: Model::Vision(model), tokenizer, images: Some(images), eos });
         }
         let loaded = setup::load(model, adapter, &device)?;
+        let positions = loaded.model.config.max_position_embeddings;
+        if config.max_new_tokens >= positions {
+            tracing::warn!(
+                "--max-new-tokens {} reaches past the model's max_position_embeddings ({positions}): tokens beyond that position are outside what the model was trained on",
+                config.max_new_tokens
+            );
+        }
         let mut eos = loaded.model.config.eos_token_ids.clone();
         eos.extend(loaded.tokenizer.eos_id());
         Ok(Generator { model: Model::Text(loaded.model), tokenizer: loaded.tokenizer, images: None, eos })

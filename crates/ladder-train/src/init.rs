@@ -109,10 +109,16 @@ fn texts_of(row: &Row, out: &mut Vec<String>) {
 
 fn check(job: &InitJob) -> Result<()> {
     let bad = |m: String| Err(TrainError::Invalid(m));
-    if job.num_heads == 0 || job.num_kv_heads == 0 || !job.num_heads.is_multiple_of(job.num_kv_heads) {
+    if job.num_heads == 0 {
+        return bad("--heads must be at least 1".into());
+    }
+    if job.num_kv_heads == 0 || !job.num_heads.is_multiple_of(job.num_kv_heads) {
         return bad(format!("--kv-heads ({}) must divide --heads ({})", job.num_kv_heads, job.num_heads));
     }
-    if !job.hidden_size.is_multiple_of(job.num_heads) || !(job.hidden_size / job.num_heads).is_multiple_of(2) {
+    if !job.hidden_size.is_multiple_of(job.num_heads) {
+        return bad(format!("--hidden-size ({}) is not divisible by --heads ({})", job.hidden_size, job.num_heads));
+    }
+    if !(job.hidden_size / job.num_heads).is_multiple_of(2) {
         return bad(format!("--hidden-size ({}) must be --heads ({}) × an even head size", job.hidden_size, job.num_heads));
     }
     if job.num_layers == 0 || job.intermediate_size == 0 {

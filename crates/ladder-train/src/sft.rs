@@ -93,7 +93,7 @@ pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer, images: Option<
         tracing::warn!(skipped_rows, "bad rows skipped (--skip-bad-rows)");
     }
     if truncated > 0 {
-        tracing::warn!(truncated, max_seq_len = ?job.stage.max_seq_len, "examples truncated to --max-seq-len");
+        tracing::warn!(truncated, max_seq_len = job.stage.max_seq_len.unwrap_or(0), "examples truncated to --max-seq-len");
     }
     if dropped > 0 {
         tracing::warn!(dropped, "examples dropped: no target token left after truncation");

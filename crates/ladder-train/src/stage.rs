@@ -93,7 +93,13 @@ pub fn load(job: &StageJob) -> Result<StageModel> {
         .tokenizer
         .pad_id()
         .or(loaded.tokenizer.eos_id())
-        .ok_or_else(|| TrainError::Invalid("the tokenizer defines neither a pad nor an EOS token".into()))?;
+        .ok_or_else(|| match loaded.dir.join("tokenizer_config.json") {
+            missing if !missing.exists() => TrainError::Invalid(format!(
+                "{}: file not found: it names the EOS and pad tokens, which training needs",
+                missing.display()
+            )),
+            _ => TrainError::Invalid("the tokenizer defines neither a pad nor an EOS token (tokenizer_config.json: eos_token, pad_token)".into()),
+        })?;
     // A full checkpoint is f32; the final output keeps the source model's type.
     let dtype = match (&resume_dir, &job.method) {
         (Some(_), Method::Full) => ladder_model::weights::storage_dtype(&source_dir)?,
