@@ -61,7 +61,7 @@ fn finite_numbers(v: &serde_json::Value) -> bool {
 #[test]
 fn every_command_survives_random_bad_input() {
     let mut rng = Rng(0x5eed_1905_c0ff_ee11);
-    for run in 0..28 {
+    for run in 0..42 {
         let case = &CASES[run % CASES.len()];
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("model");

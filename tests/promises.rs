@@ -392,3 +392,80 @@ fn a_hidden_size_not_divisible_by_the_heads_says_so() {
     let err = ladder_fails(&["generate", "--model", &s(&model), "--data", &fixture("data/prompts.jsonl"), "--out", &out]);
     assert!(err.contains("hidden_size") && err.contains("not divisible by num_attention_heads"), "{err}");
 }
+
+// ---- 12. Model config inconsistencies are warned about.
+
+#[test]
+fn config_inconsistencies_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    copy_dir(&fixtures().join("qwen2-tiny"), &model);
+    let mut config = read_json(model.join("config.json"));
+    let layers = config["num_hidden_layers"].as_u64().unwrap();
+    assert!(layers >= 2, "the fixture needs two layers for this test");
+    config["num_hidden_layers"] = serde_json::json!(1);
+    config["eos_token_id"] = serde_json::json!(config["vocab_size"].as_u64().unwrap() + 5);
+    std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+    let out = s(&dir.path().join("out.jsonl"));
+    let output = ladder(&["generate", "--model", &s(&model), "--data", &fixture("data/prompts.jsonl"), "--out", &out, "--max-new-tokens", "200"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("num_hidden_layers is 1") && stderr.contains(&format!("holds {layers} layers")), "{stderr}");
+    assert!(stderr.contains("eos_token_id") && stderr.contains("outside the vocabulary"), "{stderr}");
+    assert!(stderr.contains("--max-new-tokens 200") && stderr.contains("max_position_embeddings (128)"), "{stderr}");
+}
+
+// ---- 21, 23. Flags named right; each cause printed once; no Rust debug text.
+
+#[test]
+fn init_heads_zero_names_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = s(&dir.path().join("m"));
+    let d = fixture("data/sft.jsonl");
+    let err = ladder_fails(&["init", "--out", &out, "--tokenizer-data", &d, "--vocab-size", "300", "--hidden-size", "16", "--layers", "1", "--heads", "0"]);
+    assert!(err.contains("--heads must be at least 1") && !err.contains("--kv-heads"), "{err}");
+}
+
+#[test]
+fn errors_print_each_cause_once_and_warnings_no_debug_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let out = format!("{}/out.jsonl", file.display());
+    let preds = dir.path().join("preds.jsonl");
+    std::fs::write(&preds, "{\"prediction\": \"a\", \"reference\": \"a\"}\n").unwrap();
+    let err = ladder_fails(&["eval", "--predictions", &s(&preds), "--out", &out]);
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
+    let os = line.find("(os error").expect(line);
+    assert!(!line[os + 1..].contains("(os error"), "the cause is printed twice: {line}");
+    // A warning about --max-seq-len shows the number, not Rust's `Some(8)`.
+    let (m, d, o) = (fixture("qwen2-tiny"), fixture("data/sft.jsonl"), s(&dir.path().join("run")));
+    let output = ladder(&["sft", "--model", &m, "--data", &d, "--out", &o, "--lora-r", "2", "--max-steps", "1", "--max-seq-len", "8"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("truncated") && !stderr.contains("Some("), "{stderr}");
+}
+
+// ---- 22. A missing file is called missing, by the path the user gave.
+
+#[test]
+fn missing_files_are_described_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, out) = (fixture("data/sft.jsonl"), s(&dir.path().join("out")));
+    // --model naming a file.
+    let file = fixture("qwen2-tiny/config.json");
+    let err = ladder_fails(&["sft", "--model", &file, "--data", &d, "--out", &out, "--max-steps", "1"]);
+    assert!(err.contains("is a file; expected a model folder"), "{err}");
+    // A missing --adapter.
+    let err = ladder_fails(&["sft", "--model", &fixture("qwen2-tiny"), "--adapter", "/nonexistent/adapter", "--data", &d, "--out", &out, "--max-steps", "1"]);
+    assert!(err.contains("adapter folder /nonexistent/adapter does not exist") && !err.contains("model folder"), "{err}");
+    // A model without tokenizer_config.json.
+    let model = dir.path().join("m");
+    copy_dir(&fixtures().join("qwen2-tiny"), &model);
+    std::fs::remove_file(model.join("tokenizer_config.json")).unwrap();
+    let err = ladder_fails(&["sft", "--model", &s(&model), "--data", &d, "--out", &out, "--max-steps", "1"]);
+    assert!(err.contains("tokenizer_config.json: file not found") && !err.contains("neither a pad nor an EOS"), "{err}");
+    // init --tokenizer naming a folder without a tokenizer: that folder is named, not ours.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = ladder_fails(&["init", "--out", &s(&dir.path().join("new")), "--tokenizer", &s(&empty), "--hidden-size", "16", "--layers", "1", "--heads", "2"]);
+    assert!(err.contains(&s(&empty)) && !err.contains(".partial"), "{err}");
+}

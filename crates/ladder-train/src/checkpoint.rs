@@ -81,8 +81,13 @@ pub fn save<M>(
     let parent = out.join("checkpoints");
     let final_dir = checkpoint_dir(out, state.step);
     let tmp = parent.join(format!(".step-{}.tmp", state.step));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    // Half checkpoints of a killed run (any step): the lock makes this run the folder's only
+    // writer, so none of them is in progress.
+    for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".step-") && name.ends_with(".tmp") {
+            std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+        }
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let written = (|| {

@@ -140,24 +140,21 @@ fn result_changing(key: &str) -> bool {
 pub const KEY: &str = "fingerprint";
 
 /// What differs between a checkpoint's options (with their [`KEY`]) and those of the run
-/// resuming it, one line each: `lr: 0.0002 in the checkpoint, 0.001 now`.
+/// resuming it, one line each: `lr: 0.0002 in the checkpoint, 0.001 now`. A checkpoint of an
+/// older ladder, without a fingerprint, is compared on the options it recorded only (and
+/// [`check_resume`] says what could not be checked).
 pub fn differences(saved_config: &Value, config: &Value) -> Vec<String> {
-    let fingerprint = |c: &Value| c.get(KEY).and_then(|f| serde_json::from_value::<Fingerprint>(f.clone()).ok());
     let (saved, now) = (fingerprint(saved_config), fingerprint(config));
     let mut found = Vec::new();
-    match (saved.as_ref(), now.as_ref()) {
-        (_, None) => {}
-        (None, Some(_)) => found.push("the checkpoint records no fingerprint (made by an older ladder): its model and data cannot be checked".into()),
-        (Some(s), Some(now)) => {
-            if s.model != now.model {
-                found.push("model (--model): a different model than the checkpoint's".into());
-            }
-            if s.adapter != now.adapter {
-                found.push("adapter (--adapter): a different starting adapter than the checkpoint's".into());
-            }
-            if s.data != now.data {
-                found.push("data (--data): different data than the checkpoint's".into());
-            }
+    if let (Some(s), Some(now)) = (&saved, &now) {
+        if s.model != now.model {
+            found.push("model (--model): a different model than the checkpoint's".into());
+        }
+        if s.adapter != now.adapter {
+            found.push("adapter (--adapter): a different starting adapter than the checkpoint's".into());
+        }
+        if s.data != now.data {
+            found.push("data (--data): different data than the checkpoint's".into());
         }
     }
     let (mut a, mut b) = (Default::default(), Default::default());
@@ -165,6 +162,9 @@ pub fn differences(saved_config: &Value, config: &Value) -> Vec<String> {
     leaves("", config, &mut b);
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for key in keys.into_iter().filter(|k| result_changing(k) && !k.starts_with(KEY)) {
+        if saved.is_none() && !a.contains_key(key) {
+            continue;
+        }
         let (was, now) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
         if was != now {
             let name = key.rsplit('.').next().unwrap_or(key);
@@ -174,9 +174,19 @@ pub fn differences(saved_config: &Value, config: &Value) -> Vec<String> {
     found
 }
 
+fn fingerprint(config: &Value) -> Option<Fingerprint> {
+    config.get(KEY).and_then(|f| serde_json::from_value(f.clone()).ok())
+}
+
 /// Refuses to resume `checkpoint` when `differences` is not empty, unless `anyway`, in which
 /// case each difference is a warning.
-pub fn check_resume(checkpoint: &Path, differences: &[String], anyway: bool) -> Result<()> {
+pub fn check_resume(checkpoint: &Path, saved_config: &Value, differences: &[String], anyway: bool) -> Result<()> {
+    if fingerprint(saved_config).is_none() {
+        tracing::warn!(
+            checkpoint = %checkpoint.display(),
+            "this checkpoint records no fingerprint (an older ladder made it): its options are checked, its model and data cannot be"
+        );
+    }
     if differences.is_empty() {
         return Ok(());
     }
@@ -216,8 +226,12 @@ mod tests {
         assert!(d.iter().any(|l| l == "objective: \"sft\" in the checkpoint, \"dpo\" now"), "{d:?}");
         assert!(d.iter().any(|l| l == "lr: 0.0002 in the checkpoint, 0.001 now"), "{d:?}");
         assert!(d.iter().any(|l| l == "batch_size: 2 in the checkpoint, 4 now"), "{d:?}");
-        let err = check_resume(Path::new("ck"), &d, false).unwrap_err().to_string();
+        let err = check_resume(Path::new("ck"), &saved, &d, false).unwrap_err().to_string();
         assert!(err.contains("--resume-anyway") && err.contains("lr:"), "{err}");
-        check_resume(Path::new("ck"), &d, true).unwrap();
+        check_resume(Path::new("ck"), &saved, &d, true).unwrap();
+        // An older checkpoint: no fingerprint, and no key it did not record is compared.
+        let old = json!({"out": "a", "model": "m1", "train": {"lr": 0.0002, "batch_size": 2}});
+        assert!(differences(&old, &same).is_empty(), "{:?}", differences(&old, &same));
+        assert_eq!(differences(&old, &changed).len(), 2);
     }
 }

@@ -212,7 +212,7 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
         Some(dir) => {
             let resume = checkpoint::load(dir, AdamW::new(job.train.adamw), device)?;
             let differences = crate::fingerprint::differences(&resume.state.config, &config);
-            crate::fingerprint::check_resume(dir, &differences, job.resume_anyway)?;
+            crate::fingerprint::check_resume(dir, &resume.state.config, &differences, job.resume_anyway)?;
             Some(resume)
         }
         None => None,
