@@ -65,8 +65,9 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Refuses any of `outputs` that is one of `inputs` (each given with the flag that named it):
-/// the same file or folder once symlinks and hard links are followed. Writing it would destroy
-/// the input, whatever the spelling of the two paths.
+/// the same file or folder once symlinks and hard links are followed, or, for an output folder,
+/// an input inside it. Writing (or replacing) it would destroy the input, whatever the spelling
+/// of the two paths.
 pub fn check_not_input(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> Result<()> {
     for (out_flag, out) in outputs {
         let Some(id) = identity(out) else { continue };
@@ -77,8 +78,23 @@ pub fn check_not_input(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> R
                 input.display()
             )));
         }
+        if let Some((in_flag, input)) = inputs.iter().find(|(_, p)| out.is_dir() && is_within(p, out)) {
+            return Err(TrainError::Invalid(format!(
+                "{in_flag} {} is inside {out_flag} {}, which this command writes: choose another {out_flag}",
+                input.display(),
+                out.display()
+            )));
+        }
     }
     Ok(())
+}
+
+/// Whether `path` is `dir` or inside it, once both are canonical (symlinks followed).
+pub fn is_within(path: &Path, dir: &Path) -> bool {
+    match (path.canonicalize(), dir.canonicalize()) {
+        (Ok(p), Ok(d)) => p.starts_with(d),
+        _ => false,
+    }
 }
 
 /// Whether `dir` holds a finished model or adapter, or a checkpoint that passes its checks:
@@ -304,6 +320,9 @@ mod tests {
             assert!(err.contains("--out") && err.contains("--data") && err.contains("same file"), "{err}");
         }
         check_not_input(&[("--out", &tmp.path().join("new.jsonl"))], &[("--data", &data)]).unwrap();
+        // An input inside an output folder: replacing the folder would delete it.
+        let err = check_not_input(&[("--out", tmp.path())], &[("--data", &data)]).unwrap_err().to_string();
+        assert!(err.contains("inside --out"), "{err}");
     }
 
     #[test]

@@ -202,9 +202,9 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
     items: &[O::Item],
     config: serde_json::Value,
 ) -> Result<Summary> {
-    let model_dir = Path::new(&job.model);
-    let mut inputs = vec![("--model", model_dir)];
+    let mut inputs = vec![("--model", Path::new(&job.model))];
     inputs.extend(job.adapter.as_deref().map(|a| ("--adapter", a)));
+    inputs.extend(job.data.iter().map(|d| ("--data", d.as_path())));
     crate::outputs::check_not_input(&[("--out", &job.out)], &inputs)?;
     let mut config = config;
     config[crate::fingerprint::KEY] = serde_json::to_value(crate::fingerprint::Fingerprint::of(job)?).expect("serialisable");
@@ -218,7 +218,7 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
         None => None,
     };
     // A checkpoint of this same folder continues its run; anything else starts a new one.
-    let continuing = resume_dir.is_some_and(|dir| is_within(dir, &job.out));
+    let continuing = resume_dir.is_some_and(|dir| crate::outputs::is_within(dir, &job.out));
     let run_dir = crate::outputs::RunDir::open(&job.out, job.overwrite, continuing)?;
     let result = (|| {
         // Held until the run ends (or fails): a second run on this folder stops here.
@@ -232,12 +232,4 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
     })();
     run_dir.finish(matches!(result, Ok(_) | Err(TrainError::Interrupted { .. })))?;
     result
-}
-
-/// Whether `path` is `dir` or inside it, once both are canonical.
-fn is_within(path: &Path, dir: &Path) -> bool {
-    match (path.canonicalize(), dir.canonicalize()) {
-        (Ok(p), Ok(d)) => p.starts_with(d),
-        _ => false,
-    }
 }
