@@ -189,6 +189,13 @@ fn a_row_longer_than_the_model_positions_is_reported_by_file_and_line() {
     assert!(!out.exists());
     // Asked to truncate, it trains.
     ladder(&["sft", "--model", &fixture("qwen2-tiny"), "--data", &s(&data), "--out", &s(&out), "--max-steps", "1", "--max-seq-len", "64", "--lora-r", "2"]);
+    // A preference pair too.
+    let pairs = dir.path().join("long-pairs.jsonl");
+    std::fs::write(&pairs, format!("{{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}}\n{{\"prompt\": \"a\", \"chosen\": \"{long}\", \"rejected\": \"c\"}}\n")).unwrap();
+    let dpo_out = dir.path().join("dpo");
+    let err = ladder_fails(&["dpo", "--model", &fixture("qwen2-tiny"), "--data", &s(&pairs), "--out", &s(&dpo_out), "--max-steps", "1"]);
+    assert!(err.contains("long-pairs.jsonl:2") && err.contains("max_position_embeddings (128)"), "{err}");
+    assert!(!dpo_out.exists());
 }
 
 // ---- 6, 7. NaN is never saved, nor served.
