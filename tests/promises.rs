@@ -444,6 +444,9 @@ fn errors_print_each_cause_once_and_warnings_no_debug_text() {
     let line = err.lines().find(|l| l.starts_with("error:")).unwrap();
     let os = line.find("(os error").expect(line);
     assert!(!line[os + 1..].contains("(os error"), "the cause is printed twice: {line}");
+    // logprobs, like eval, names the path it could not write (item 15).
+    let err = ladder_fails(&["logprobs", "--model", &fixture("qwen2-tiny"), "--data", &fixture("data/dpo.jsonl"), "--out", &out]);
+    assert!(err.contains(&out) || err.contains(&s(&file)), "{err}");
     // A warning about --max-seq-len shows the number, not Rust's `Some(8)`.
     let (m, d, o) = (fixture("qwen2-tiny"), fixture("data/sft.jsonl"), s(&dir.path().join("run")));
     let output = ladder(&["sft", "--model", &m, "--data", &d, "--out", &o, "--lora-r", "2", "--max-steps", "1", "--max-seq-len", "8"]);

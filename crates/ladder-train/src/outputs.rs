@@ -216,7 +216,7 @@ impl RunDir {
             aside = Some(path);
         }
         std::fs::create_dir_all(out).map_err(io(out))?;
-        let before = (!continuing && aside.is_none()).then(|| held);
+        let before = (!continuing && aside.is_none()).then_some(held);
         Ok(RunDir { out: out.to_path_buf(), aside, before, created })
     }
 
