@@ -21,7 +21,7 @@ struct Case {
     folder: bool,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     Case { cmd: "generate", data: "data/prompts.jsonl", flags: &["--max-new-tokens", "--temperature", "--top-k", "--top-p", "--repetition-penalty", "--batch-size"], folder: false },
     Case { cmd: "logprobs", data: "data/dpo.jsonl", flags: &[], folder: false },
     Case { cmd: "pairs", data: "data/pairs.jsonl", flags: &["--samples", "--max-new-tokens", "--temperature", "--min-score", "--suffix-chars", "--min-suffix-count"], folder: false },
@@ -29,6 +29,7 @@ const CASES: [Case; 7] = [
     Case { cmd: "sft", data: "data/sft.jsonl", flags: &["--lr", "--lora-r", "--lora-alpha", "--adam-beta2", "--adam-eps", "--max-grad-norm", "--batch-size", "--max-seq-len", "--warmup-steps"], folder: true },
     Case { cmd: "dpo", data: "data/dpo.jsonl", flags: &["--beta", "--lr", "--label-smoothing", "--max-seq-len", "--lora-r"], folder: true },
     Case { cmd: "merge", data: "", flags: &[], folder: true },
+    Case { cmd: "init", data: "data/sft.jsonl", flags: &["--vocab-size", "--hidden-size", "--layers", "--heads", "--kv-heads", "--init-std", "--rope-theta", "--max-position-embeddings"], folder: true },
 ];
 
 /// A corrupted copy of `src` in `dst`: truncated, or bytes flipped, inserted and deleted.
@@ -61,7 +62,7 @@ fn finite_numbers(v: &serde_json::Value) -> bool {
 #[test]
 fn every_command_survives_random_bad_input() {
     let mut rng = Rng(0x5eed_1905_c0ff_ee11);
-    for run in 0..42 {
+    for run in 0..48 {
         let case = &CASES[run % CASES.len()];
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("model");
@@ -94,9 +95,13 @@ fn every_command_survives_random_bad_input() {
         }
         let out = dir.path().join(if case.folder { "out" } else { "out.jsonl" });
         let (m, a, d, o) = (model.to_string_lossy().into_owned(), adapter.to_string_lossy().into_owned(), data.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
-        let mut args: Vec<String> = vec![case.cmd.into(), "--model".into(), m];
+        let mut args: Vec<String> = vec![case.cmd.into()];
+        if case.cmd != "init" {
+            args.extend(["--model".into(), m]);
+        }
         match case.cmd {
             "merge" => args.extend(["--adapter".into(), a]),
+            "init" => args.extend(["--tokenizer-data", d.as_str(), "--vocab-size", "300", "--hidden-size", "16", "--layers", "1", "--heads", "2"].map(String::from)),
             "sft" | "dpo" => args.extend(["--data".into(), d, "--max-steps".into(), "2".into(), "--lora-r".into(), "2".into()]),
             _ => args.extend(["--data".into(), d, "--max-new-tokens".into(), "3".into()]),
         }
@@ -128,8 +133,14 @@ fn every_command_survives_random_bad_input() {
             let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}\n{context}"));
             assert!(finite_numbers(&report), "a non-finite number reported as success: {line}\n{context}");
         }
-        if case.cmd == "merge" {
-            assert!(out.join("model.safetensors").exists(), "{context}");
+        if case.cmd == "merge" || case.cmd == "init" {
+            // A complete model folder whose config and weights load: every tensor finite.
+            let config = ladder_model::DecoderConfig::from_file(&out.join("config.json"));
+            assert!(config.is_ok(), "{:?}\n{context}", config.err());
+            let weights = ladder_model::TensorFile::open(&out.join("model.safetensors")).unwrap();
+            for key in weights.keys() {
+                assert!(weights.get(key, None).is_ok(), "{key} is not finite\n{context}");
+            }
         } else if case.folder {
             assert!(out.join("adapter_model.safetensors").exists(), "{context}");
             for m in read_jsonl(out.join("metrics.jsonl")) {

@@ -250,6 +250,11 @@ fn rope_theta_zero_in_config_json_is_named() {
     let out = s(&dir.path().join("out"));
     let err = ladder_fails(&["sft", "--model", &s(&model), "--data", &fixture("data/sft.jsonl"), "--out", &out, "--max-steps", "1"]);
     assert!(err.contains("config.json") && err.contains("rope_theta") && !err.contains("--lr"), "{err}");
+    // `ladder init` does not write such a model.
+    let d = fixture("data/sft.jsonl");
+    let err = ladder_fails(&["init", "--out", &s(&dir.path().join("new")), "--tokenizer-data", &d, "--vocab-size", "300", "--hidden-size", "16", "--layers", "1", "--heads", "2", "--rope-theta", "0"]);
+    assert!(err.contains("--rope-theta 0"), "{err}");
+    assert!(!dir.path().join("new").exists());
 }
 
 // ---- 8, 9. Resume checks what the checkpoint belongs to; zero steps is no run.

@@ -161,6 +161,13 @@ fn check(job: &InitJob) -> Result<()> {
     if !(job.init_std.is_finite() && job.init_std > 0.0) {
         return bad(format!("--init-std {}: expected a positive number (the standard deviation of the weights)", job.init_std));
     }
+    // Either would write a model whose every output is NaN (config.json refuses them on load).
+    if !(job.rope_theta.is_finite() && job.rope_theta > 0.0) {
+        return bad(format!("--rope-theta {}: expected a positive number", job.rope_theta));
+    }
+    if job.max_position_embeddings == 0 {
+        return bad("--max-position-embeddings must be at least 1".into());
+    }
     let sources: Vec<(&str, &Path)> = match &job.tokenizer {
         TokenizerSource::Existing(dir) => vec![("--tokenizer", dir.as_path())],
         TokenizerSource::Train { data, .. } => data.iter().map(|d| ("--tokenizer-data", d.as_path())).collect(),
