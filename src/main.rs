@@ -78,13 +78,28 @@ fn main() -> ExitCode {
             }
             _ => {
                 match world.size() {
-                    1 => eprintln!("error: {err:#}"),
-                    n => eprintln!("error (rank {} of {n}): {err:#}", world.rank()),
+                    1 => eprintln!("error: {}", causes(&err)),
+                    n => eprintln!("error (rank {} of {n}): {}", world.rank(), causes(&err)),
                 }
                 session.fail(1)
             }
         },
     }
+}
+
+/// The error and its causes, `: `-separated as `{:#}` prints them, but each text once: the
+/// libraries' errors already end with their source's text ("PATH: File exists (os error 17)").
+fn causes(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain().map(|c| c.to_string()) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
@@ -312,7 +327,7 @@ fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let job = options::resolve_merge(args)?;
-    ladder_train::setup::merge(&job.model, &job.adapter, &job.out)
+    ladder_train::setup::merge(&job.model, &job.adapter, &job.out, job.overwrite)
         .with_context(|| format!("merging {} into {}", job.adapter.display(), job.model))?;
     eprintln!("merged {} into {}", job.adapter.display(), job.out.display());
     Ok(())

@@ -89,8 +89,8 @@ fn unknown_config_key_suggests_the_right_one() {
 
 #[test]
 fn adapter_that_does_not_fit_the_model() {
-    // An adapter whose tensors disagree with the model's shapes (its rank edited), as an adapter
-    // trained for another base model would.
+    // An adapter whose tensors disagree with its own config (its rank edited): the message
+    // names `r` in adapter_config.json (issue 19, item 17), not the layer.
     let dir = tempfile::tempdir().unwrap();
     let adapter = dir.path().join("adapter");
     copy_dir(&fixtures().join("qwen2-tiny-lora-peft"), &adapter);
@@ -98,7 +98,7 @@ fn adapter_that_does_not_fit_the_model() {
     config["r"] = serde_json::json!(8);
     std::fs::write(adapter.join("adapter_config.json"), config.to_string()).unwrap();
     let err = sft_fails(&fixture("qwen2-tiny"), &fixture("data/sft.jsonl"), &["--adapter", &adapter.to_string_lossy()]);
-    assert!(err.contains("adapter does not fit") && err.contains("q_proj"), "{err}");
+    assert!(err.contains("adapter_config.json") && err.contains("key `r`: 8, but the adapter's tensors have rank"), "{err}");
 }
 
 // The catalogue of bad inputs (issue "Reliability"): each fails with one `error:` line that

@@ -15,23 +15,23 @@ const SEEDS: [&str; 6] = [
     "",
 ];
 
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 }
 
 /// Flips, inserts, deletes and duplicates bytes of `seed`.
-fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut v = seed.to_vec();
     for _ in 0..1 + rng.below(8) {
         let at = rng.below(v.len() + 1);

@@ -32,9 +32,10 @@ fn degenerate_samples_become_rejected_and_train_dpo() {
         assert_eq!(row["source"]["synthetic"], false);
     }
     assert_eq!(read_json(dir.path().join("pairs.summary.json")), summary);
-    // The pairs are `ladder dpo` data as they are.
+    // The pairs are `ladder dpo` data as they are (cut to the model's 128 positions: a prompt
+    // and an 80-token loop of this byte-level tokenizer take more).
     let (m, p, o) = (fixture("qwen2-tiny"), out.to_string_lossy().into_owned(), dir.path().join("dpo").to_string_lossy().into_owned());
-    ladder(&["dpo", "--model", &m, "--data", &p, "--out", &o, "--lora-r", "2", "--max-steps", "1"]);
+    ladder(&["dpo", "--model", &m, "--data", &p, "--out", &o, "--lora-r", "2", "--max-steps", "1", "--max-seq-len", "128"]);
 }
 
 #[test]

@@ -157,7 +157,7 @@ fn init_makes_a_trainable_model_with_its_own_tokenizer() {
     let o = dir.path().join("pre").to_string_lossy().into_owned();
     ladder(&["sft", "--model", &m, "--data", &text, "--out", &o, "--full", "--max-steps", "2", "--lr", "1e-3"]);
     let err = ladder_fails(&args);
-    assert!(err.contains("already holds a model") && err.contains("--overwrite"), "{err}");
+    assert!(err.contains("is not empty") && err.contains("model.safetensors") && err.contains("--overwrite"), "{err}");
     let small = dir.path().join("small").to_string_lossy().into_owned();
     let err = ladder_fails(&["init", "--out", &small, "--tokenizer-data", &text, "--vocab-size", "100"]);
     assert!(err.contains("--vocab-size 100"), "{err}");

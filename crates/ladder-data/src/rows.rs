@@ -179,6 +179,8 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// bad line reads the same wherever it is found.
 pub fn read_json_lines(path: &Path) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of row 1.
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
     let mut out = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.len() > MAX_LINE_BYTES {
@@ -208,9 +210,26 @@ fn read_parquet(path: &Path) -> Result<Vec<(usize, std::result::Result<Value, St
     let reader = SerializedFileReader::new(file).map_err(err)?;
     let mut out = Vec::new();
     for (i, row) in reader.get_row_iter(None).map_err(err)?.enumerate() {
-        out.push((i + 1, row.map(|r| r.to_json_value()).map_err(|e| e.to_string())));
+        out.push((i + 1, row.map_err(|e| e.to_string()).and_then(|r| parquet_row_json(&r))));
     }
     Ok(out)
+}
+
+/// Text columns that a writer may have stored as plain binary instead of UTF-8 strings.
+const TEXT_COLUMNS: [&str; 7] = ["text", "prompt", "completion", "reference", "chosen", "rejected", "prediction"];
+
+/// A Parquet row as JSON. A binary text column is decoded as UTF-8 text, as the same strings
+/// stored as UTF-8 would be (the generic conversion would give base64, another text).
+fn parquet_row_json(row: &parquet::record::Row) -> std::result::Result<Value, String> {
+    let mut value = row.to_json_value();
+    for (name, field) in row.get_column_iter() {
+        if let (parquet::record::Field::Bytes(bytes), true) = (field, TEXT_COLUMNS.contains(&name.as_str())) {
+            let text = std::str::from_utf8(bytes.data())
+                .map_err(|e| format!("column \"{name}\" is binary and not UTF-8 text (byte {})", e.valid_up_to()))?;
+            value[name.as_str()] = Value::String(text.to_string());
+        }
+    }
+    Ok(value)
 }
 
 fn string_field(obj: &Map<String, Value>, key: &str) -> std::result::Result<String, String> {
@@ -481,6 +500,43 @@ mod tests {
         assert_eq!(images, &[ImageSource::Bytes { bytes: b"hi".to_vec(), name: Some("x.png".into()) }]);
         assert_eq!(d.rows[2].value, Row::Messages { messages: vec![Message::new("user", "ab")], images: vec![] });
         assert_eq!(d.rows[3].value.images().len(), 1);
+    }
+
+    #[test]
+    fn a_bom_is_not_part_of_row_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(dir.path(), "d.jsonl", "\u{feff}{\"text\": \"a\"}\n".as_bytes());
+        let d = read_rows(&p, &ReadOptions::default()).unwrap();
+        assert_eq!(d.rows[0].value, Row::Text { text: "a".into() });
+    }
+
+    /// A Parquet file of one row whose columns are plain BYTE_ARRAY (binary, no UTF-8 mark).
+    fn binary_parquet(path: &Path, prompt: &[u8], completion: &[u8]) {
+        use parquet::data_type::{ByteArray, ByteArrayType};
+        use parquet::file::writer::SerializedFileWriter;
+        let schema = parquet::schema::parser::parse_message_type("message rows { REQUIRED BYTE_ARRAY prompt; REQUIRED BYTE_ARRAY completion; }").unwrap();
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer = SerializedFileWriter::new(file, std::sync::Arc::new(schema), Default::default()).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        for value in [prompt, completion] {
+            let mut column = group.next_column().unwrap().unwrap();
+            column.typed::<ByteArrayType>().write_batch(&[ByteArray::from(value.to_vec())], None, None).unwrap();
+            column.close().unwrap();
+        }
+        group.close().unwrap();
+        writer.close().unwrap();
+    }
+
+    #[test]
+    fn binary_parquet_text_columns_are_read_as_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.parquet");
+        binary_parquet(&p, "Olá".as_bytes(), b" mundo");
+        let d = read_rows(&p, &ReadOptions::default()).unwrap();
+        assert_eq!(d.rows[0].value, Row::Completion { prompt: Prompt::Text("Olá".into()), completion: " mundo".into(), images: vec![] });
+        binary_parquet(&p, b"ok", b"\xff\xfe");
+        let err = read_rows(&p, &ReadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("b.parquet:1") && err.contains("\"completion\" is binary and not UTF-8"), "{err}");
     }
 
     #[test]

@@ -98,6 +98,13 @@ pub(crate) fn tokenize_rendered(tok: &Tokenizer, row: &Row, expand: Expand, opts
             (p.into_iter().chain(c).collect(), targets)
         }
         Row::Messages { messages, .. } => {
+            if !opts.train_on_prompt && !messages.iter().any(|m| m.role == "assistant") {
+                let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+                return Err(DataError::Invalid(format!(
+                    "\"messages\" has no assistant turn (roles: {}), so nothing to train on; add one, or pass --train-on-prompt",
+                    roles.join(", ")
+                )));
+            }
             let text = expand(tok.apply_chat_template(messages, false)?)?;
             let (ids, offsets) = tok.encode_with_offsets(&text, false)?;
             let mut spans = Vec::new();

@@ -17,6 +17,8 @@ pub enum EvalError {
     NotUtf8 { path: PathBuf, line: usize, byte: usize },
     #[error("{path}:{line}: {message}")]
     Row { path: PathBuf, line: usize, message: String },
+    #[error("{path}: unsupported format {extension:?}: predictions are read from JSON Lines (.jsonl) of {{\"prediction\", \"reference\"}} rows")]
+    UnsupportedFormat { path: PathBuf, extension: String },
     #[error("{path}: no prediction rows (expected JSON Lines of {{\"prediction\", \"reference\"}})")]
     Empty { path: PathBuf },
     #[error("{0}")]

@@ -190,7 +190,13 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
     if !path.exists() {
         return Err(EvalError::MissingFile { path: path.to_path_buf() });
     }
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if !matches!(extension.as_str(), "jsonl" | "json" | "ndjson") {
+        return Err(EvalError::UnsupportedFormat { path: path.to_path_buf(), extension });
+    }
     let bytes = std::fs::read(path).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })?;
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the row.
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
     let mut rows = Vec::new();
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = i + 1;

@@ -163,10 +163,19 @@ impl DecoderConfig {
         let num_layers = hf.num_hidden_layers.ok_or_else(|| missing("num_hidden_layers"))?;
         let num_heads = hf.num_attention_heads.ok_or_else(|| missing("num_attention_heads"))?;
         let num_kv_heads = hf.num_key_value_heads.unwrap_or(num_heads);
-        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+        if num_heads == 0 {
+            return Err(bad("num_attention_heads", "must be at least 1".into()));
+        }
+        if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(bad(
                 "num_key_value_heads",
                 format!("{num_kv_heads} must divide num_attention_heads ({num_heads})"),
+            ));
+        }
+        if hf.head_dim.is_none() && !hidden_size.is_multiple_of(num_heads) {
+            return Err(bad(
+                "hidden_size",
+                format!("{hidden_size} is not divisible by num_attention_heads ({num_heads}), and no head_dim is given"),
             ));
         }
         let head_dim = hf.head_dim.unwrap_or(hidden_size / num_heads);
@@ -179,6 +188,20 @@ impl DecoderConfig {
             }
         }
         let (rope_theta, rope_scaling) = resolve_rope(hf, path)?;
+        // θ ≤ 0 makes every rotary frequency NaN or infinite: the model would output NaN.
+        if !(rope_theta > 0.0 && rope_theta.is_finite()) {
+            return Err(bad("rope_theta", format!("{rope_theta} must be a positive number")));
+        }
+        if hf.max_position_embeddings == Some(0) {
+            return Err(bad("max_position_embeddings", "must be at least 1".into()));
+        }
+        let eos_token_ids = hf.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default();
+        if let Some(id) = eos_token_ids.iter().find(|&&id| id as usize >= vocab_size) {
+            tracing::warn!(
+                config = %path.display(),
+                "eos_token_id {id} is outside the vocabulary (vocab_size {vocab_size}): the model can never produce it, so generation stops only at the length limit or another EOS"
+            );
+        }
         let mrope_section = resolve_mrope(hf, head_dim, path)?;
         let attention_bias = hf.attention_bias.unwrap_or(false);
         let sliding_window = match architecture {
@@ -206,7 +229,7 @@ impl DecoderConfig {
             sliding_window,
             mrope_section,
             bos_token_id: hf.bos_token_id.as_ref().and_then(|b| b.to_vec().first().copied()),
-            eos_token_ids: hf.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default(),
+            eos_token_ids,
         })
     }
 

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 pub enum ModelError {
     #[error("model folder {path} does not exist")]
     MissingFolder { path: PathBuf },
+    #[error("{path} is a file; expected a model folder (config.json, model.safetensors, tokenizer.json)")]
+    NotAFolder { path: PathBuf },
+    #[error("adapter folder {path} {}; expected a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)", if path.is_file() { "is a file" } else { "does not exist" })]
+    MissingAdapter { path: PathBuf },
     #[error("{path}: file not found (a Hugging Face model folder needs it)")]
     MissingFile { path: PathBuf },
     #[error("{path}: {source}")]
@@ -50,6 +54,13 @@ pub enum ModelError {
         key: String,
         dtype: String,
     },
+    /// Weights read from a checkpoint that hold NaN or infinity: every output of the model
+    /// would be NaN, so it is refused at load instead.
+    #[error("{path}: tensor `{key}` holds {count} NaN or infinite values: these weights are broken (a diverged training run?)")]
+    NonFiniteTensor { path: PathBuf, key: String, count: usize },
+    /// Weights about to be saved that hold NaN or infinity: nothing is written.
+    #[error("{path}: not written: tensor `{key}` holds {count} NaN or infinite values")]
+    NonFiniteSave { path: PathBuf, key: String, count: usize },
     #[error("{path}: adapter does not fit this model: {message}")]
     AdapterMismatch { path: PathBuf, message: String },
     #[error("{0}")]

@@ -20,7 +20,7 @@ pub use config::{Architecture, DecoderConfig};
 pub use decoder::{Decoder, KvCache, Tokens, PAD_SEGMENT};
 pub use error::{ModelError, Result};
 pub use generate::{generate, FinishReason, GenerateConfig, Generation, Request};
-pub use io::{hex, write_atomic};
+pub use io::{hex, process_alive, remove_stale, temp_path, write_atomic};
 pub use linear::{ForwardMode, Linear, Lora};
 pub use peft::{AdapterConfig, LoraSettings};
 pub use source::ModelSource;

@@ -194,6 +194,9 @@ impl AdapterConfig {
         if let Some(t) = targets.iter().find(|t| !ALL_LINEAR.contains(&t.as_str())) {
             return Err(bad("target_modules", &format!("unsupported target {t:?}")));
         }
+        if self.r == 0 {
+            return Err(bad("r", "the LoRA rank must be at least 1"));
+        }
         Ok(LoraSettings {
             r: self.r,
             alpha: self.lora_alpha,
@@ -270,7 +273,7 @@ pub const PREFIX: &str = "base_model.model.";
 /// An adapter folder's `adapter_config.json`.
 pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
     if !dir.is_dir() {
-        return Err(ModelError::MissingFolder { path: dir.to_path_buf() });
+        return Err(ModelError::MissingAdapter { path: dir.to_path_buf() });
     }
     crate::error::read_json(&dir.join("adapter_config.json"))
 }
@@ -278,7 +281,7 @@ pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
 /// Loads a PEFT adapter folder onto `model`, checking every shape against the model.
 pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<LoraSettings> {
     if !dir.is_dir() {
-        return Err(ModelError::MissingFolder { path: dir.to_path_buf() });
+        return Err(ModelError::MissingAdapter { path: dir.to_path_buf() });
     }
     let settings = read_config(dir)?.settings(&dir.join("adapter_config.json"))?;
     let file = TensorFile::open(&dir.join("adapter_model.safetensors"))?;
@@ -313,8 +316,17 @@ pub fn load_adapter(model: &mut Decoder, dir: &Path, device: &Device) -> Result<
 /// by the text model and Qwen2.5-VL.
 pub fn attach_from_file(file: &TensorFile, module: &str, path: &str, linear: &mut Linear, settings: &LoraSettings, device: &Device, dir: &Path) -> Result<()> {
     let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), settings.r);
-    let a = file.get(&format!("{PREFIX}{module}.lora_A.weight"), None)?;
+    let key_a = format!("{PREFIX}{module}.lora_A.weight");
+    let a = file.get(&key_a, None)?;
     let b = file.get(&format!("{PREFIX}{module}.lora_B.weight"), None)?;
+    // The right layer shapes at another rank: `r` in adapter_config.json is what is wrong.
+    if a.shape.len() == 2 && b.shape.len() == 2 && a.shape[1] == d_in && b.shape[0] == d_out && a.shape[0] == b.shape[1] && a.shape[0] != r {
+        return Err(ModelError::BadValue {
+            path: dir.join("adapter_config.json"),
+            key: "r".into(),
+            message: format!("{r}, but the adapter's tensors have rank {} ({key_a} is {:?})", a.shape[0], a.shape),
+        });
+    }
     if a.shape != [r, d_in] || b.shape != [d_out, r] {
         return Err(ModelError::AdapterMismatch {
             path: dir.to_path_buf(),

@@ -47,6 +47,8 @@ impl ModelSource {
             ModelSource::Local(p) => {
                 if p.is_dir() {
                     Ok(p.clone())
+                } else if p.is_file() {
+                    Err(ModelError::NotAFolder { path: p.clone() })
                 } else {
                     Err(ModelError::MissingFolder { path: p.clone() })
                 }

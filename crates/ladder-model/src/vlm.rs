@@ -511,7 +511,7 @@ pub fn attach_new(model: &mut VisionLanguageModel, lora: &VlmLora, seed: u64, de
 /// transformers < 4.52 (`base_model.model.model.layers.*`, `...visual.*`) load too.
 pub fn load_adapter(model: &mut VisionLanguageModel, dir: &Path, device: &Device) -> Result<VlmLora> {
     if !dir.is_dir() {
-        return Err(ModelError::MissingFolder { path: dir.to_path_buf() });
+        return Err(ModelError::MissingAdapter { path: dir.to_path_buf() });
     }
     let config_path = dir.join("adapter_config.json");
     let config: AdapterConfig = crate::error::read_json(&config_path)?;

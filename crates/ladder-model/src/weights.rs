@@ -183,7 +183,7 @@ impl TensorFile {
             dtype: format!("{:?}", view.dtype()),
         })?;
         let raw = view.data();
-        let data = match dtype {
+        let data: Vec<f32> = match dtype {
             StorageDtype::F32 => raw
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -197,6 +197,10 @@ impl TensorFile {
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
         };
+        let count = non_finite(&data);
+        if count > 0 {
+            return Err(ModelError::NonFiniteTensor { path: path.clone(), key: key.to_string(), count });
+        }
         Ok(HostTensor { shape, data, dtype })
     }
 
@@ -217,6 +221,11 @@ impl TensorFile {
         let t = self.get(key, Some(&shape))?;
         Ok(Tensor::from_data(TensorData::new(t.data, shape), device))
     }
+}
+
+/// How many of `data` are NaN or infinite.
+pub fn non_finite(data: &[f32]) -> usize {
+    data.iter().filter(|x| !x.is_finite()).count()
 }
 
 /// Reads a tensor back to the host as f32, whatever its device and dtype.
@@ -276,6 +285,9 @@ pub struct Loaded {
 
 /// Builds a [`Decoder`] from a model folder (`config.json` + safetensors).
 pub fn load_decoder(dir: &Path, device: &Device) -> Result<Loaded> {
+    if dir.is_file() {
+        return Err(ModelError::NotAFolder { path: dir.to_path_buf() });
+    }
     if !dir.is_dir() {
         return Err(ModelError::MissingFolder {
             path: dir.to_path_buf(),
@@ -285,6 +297,17 @@ pub fn load_decoder(dir: &Path, device: &Device) -> Result<Loaded> {
     let file = TensorFile::open_model_dir(dir)?;
     let dtype = file.get("model.embed_tokens.weight", None)?.dtype;
     let model = build(&config, device, &mut |key, shape| Ok(file.get(key, Some(shape))?.data))?;
+    let layer = |k: &str| k.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok();
+    if let Some(deepest) = file.keys().filter_map(layer).max().filter(|&d| d >= config.num_layers) {
+        tracing::warn!(
+            "{}: num_hidden_layers is {}, but the checkpoint holds {} layers: the tensors of layers {}..{} are not used",
+            dir.join("config.json").display(),
+            config.num_layers,
+            deepest + 1,
+            config.num_layers,
+            deepest
+        );
+    }
     Ok(Loaded { model, dtype })
 }
 
@@ -433,6 +456,13 @@ pub fn write_safetensors(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     dtype: StorageDtype,
 ) -> Result<()> {
+    // Checked before anything is written: a NaN model never lands on disk as a success.
+    for (key, _, data) in tensors {
+        let count = non_finite(data);
+        if count > 0 {
+            return Err(ModelError::NonFiniteSave { path: path.to_path_buf(), key: key.clone(), count });
+        }
+    }
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, s, d)| (k.clone(), s.clone(), dtype.encode(d)))

@@ -89,16 +89,28 @@ pub fn save<M>(
     let parent = out.join("checkpoints");
     let final_dir = checkpoint_dir(out, state.step);
     let tmp = parent.join(format!(".step-{}.tmp", state.step));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    // Half checkpoints of a killed run (any step): the lock makes this run the folder's only
+    // writer, so none of them is in progress.
+    for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".step-") && name.ends_with(".tmp") {
+            std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+        }
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    saver.save_checkpoint(model, &tmp)?;
-    write_safetensors(&tmp.join("optimizer.safetensors"), &optimizer.state_tensors(), StorageDtype::F32)?;
-    let json = serde_json::to_vec_pretty(state).expect("serialisable");
-    ladder_model::write_atomic(&tmp.join("trainer_state.json"), &json)?;
-    write_manifest(&tmp, state.step)?;
-    fsync(&tmp)?;
+    let written = (|| {
+        saver.save_checkpoint(model, &tmp)?;
+        write_safetensors(&tmp.join("optimizer.safetensors"), &optimizer.state_tensors(), StorageDtype::F32)?;
+        let json = serde_json::to_vec_pretty(state).expect("serialisable");
+        ladder_model::write_atomic(&tmp.join("trainer_state.json"), &json)?;
+        write_manifest(&tmp, state.step)?;
+        fsync(&tmp)
+    })();
+    if let Err(e) = written {
+        // Non-finite weights or a full disk: no half checkpoint stays, the previous ones do.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.at_step(state.step, out));
+    }
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
     }

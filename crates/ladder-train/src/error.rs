@@ -39,6 +39,17 @@ pub enum TrainError {
         value: f64,
         rows: String,
     },
+    /// The weights after an optimizer step hold NaN or infinity (the loss before it was
+    /// finite: `--adam-eps 0`, `--adam-beta2 1`, a too-high `--lr`): nothing was saved.
+    #[error(
+        "the weights after step {step} are not finite (tensor `{key}` holds NaN or infinite values), so they were not saved{}; lower --lr, or check --adam-eps (> 0) and --adam-beta2 (< 1)",
+        last_good.as_ref().map(|p| format!("; the last good checkpoint is {}", p.display())).unwrap_or_default()
+    )]
+    NonFiniteWeights {
+        step: usize,
+        key: String,
+        last_good: Option<PathBuf>,
+    },
     #[error("{skipped} steps skipped for a non-finite loss or gradient, more than --max-skipped-steps {max}; the run is diverging: lower --lr")]
     TooManySkipped { skipped: usize, max: usize },
     #[error("{out} is in use by another ladder run (pid {pid} on {host}, lock file {lock}); wait for it, choose another --out, or delete the lock file if that run is gone")]
@@ -63,5 +74,19 @@ pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Train
     move |source| TrainError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+impl TrainError {
+    /// A save refused for non-finite weights ([`ladder_model::ModelError::NonFiniteSave`]),
+    /// told as the training step that produced them, with the checkpoint still good in `out`;
+    /// other errors unchanged.
+    pub(crate) fn at_step(self, step: usize, out: &std::path::Path) -> TrainError {
+        match self {
+            TrainError::Model(ladder_model::ModelError::NonFiniteSave { key, .. }) => {
+                TrainError::NonFiniteWeights { step, key, last_good: crate::checkpoint::find(out).ok() }
+            }
+            other => other,
+        }
     }
 }

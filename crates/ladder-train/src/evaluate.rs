@@ -4,7 +4,7 @@
 //! timed, and writes the predictions beside `eval.json` so they can be re-scored
 //! (`ladder eval --predictions`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ladder_data::degeneration::{Detector, FinishReason as Finish};
 use ladder_eval::{EvalOptions, EvalReport, Prediction, Throughput};
@@ -52,6 +52,15 @@ pub enum EvalSource {
 /// Scores the job's predictions (generating them first for a model) and writes `eval.json`
 /// (and `predictions.jsonl` beside it for a model), atomically.
 pub fn run(job: &EvalJob) -> Result<EvalReport> {
+    // Neither output may be one of the inputs (an input is never overwritten).
+    let predictions_file = job.out.with_file_name("predictions.jsonl");
+    match &job.source {
+        EvalSource::Predictions { file, .. } => crate::outputs::check_not_input(&[("--out", &job.out)], &[("--predictions", file)])?,
+        EvalSource::Model { data, .. } => {
+            let inputs: Vec<(&str, &Path)> = data.iter().map(|d| ("--data", d.as_path())).collect();
+            crate::outputs::check_not_input(&[("--out", &job.out), ("predictions.jsonl beside --out", &predictions_file)], &inputs)?
+        }
+    }
     let base = EvalOptions {
         detector: job.detector.clone(),
         assume_finish_reason: job.assume_finish_reason,
@@ -70,7 +79,7 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
             let (predictions, lines, throughput) = predict(model, adapter.as_deref(), data, *device, generate, *batch_size)?;
             // Every rank has every generation (see `Generator::generate`); rank 0 writes.
             if crate::dist::world().is_root() {
-                write_output(&job.out.with_file_name("predictions.jsonl"), lines.as_bytes())?;
+                write_output(&predictions_file, lines.as_bytes())?;
             }
             let opts = EvalOptions { throughput: Some(throughput), ..base };
             EvalReport::new(predictions.iter().map(|p| ladder_eval::score_row(p, &opts)).collect(), &opts)

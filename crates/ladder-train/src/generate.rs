@@ -50,6 +50,13 @@ impl Generator {
             return Ok(Generator { model: Model::Vision(model), tokenizer, images: Some(images), eos });
         }
         let loaded = setup::load(model, adapter, &device)?;
+        let positions = loaded.model.config.max_position_embeddings;
+        if config.max_new_tokens >= positions {
+            tracing::warn!(
+                "--max-new-tokens {} reaches past the model's max_position_embeddings ({positions}): tokens beyond that position are outside what the model was trained on",
+                config.max_new_tokens
+            );
+        }
         let mut eos = loaded.model.config.eos_token_ids.clone();
         eos.extend(loaded.tokenizer.eos_id());
         Ok(Generator { model: Model::Text(loaded.model), tokenizer: loaded.tokenizer, images: None, eos })
@@ -198,6 +205,7 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
     if job.batch_size == 0 {
         return Err(TrainError::Invalid("--batch-size must be at least 1".into()));
     }
+    crate::outputs::check_not_input(&[("--out", &job.out)], &[("--data", &job.data)])?;
     let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, &job.config)?;
     let rows = read_prompts(&job.data, generator.tokenizer(), generator.image_config())?;
     // Similar lengths together waste less on padding; seeds follow the row index, so the

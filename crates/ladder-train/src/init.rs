@@ -109,10 +109,16 @@ fn texts_of(row: &Row, out: &mut Vec<String>) {
 
 fn check(job: &InitJob) -> Result<()> {
     let bad = |m: String| Err(TrainError::Invalid(m));
-    if job.num_heads == 0 || job.num_kv_heads == 0 || !job.num_heads.is_multiple_of(job.num_kv_heads) {
+    if job.num_heads == 0 {
+        return bad("--heads must be at least 1".into());
+    }
+    if job.num_kv_heads == 0 || !job.num_heads.is_multiple_of(job.num_kv_heads) {
         return bad(format!("--kv-heads ({}) must divide --heads ({})", job.num_kv_heads, job.num_heads));
     }
-    if !job.hidden_size.is_multiple_of(job.num_heads) || !(job.hidden_size / job.num_heads).is_multiple_of(2) {
+    if !job.hidden_size.is_multiple_of(job.num_heads) {
+        return bad(format!("--hidden-size ({}) is not divisible by --heads ({})", job.hidden_size, job.num_heads));
+    }
+    if !(job.hidden_size / job.num_heads).is_multiple_of(2) {
         return bad(format!("--hidden-size ({}) must be --heads ({}) × an even head size", job.hidden_size, job.num_heads));
     }
     if job.num_layers == 0 || job.intermediate_size == 0 {
@@ -152,18 +158,41 @@ fn check(job: &InitJob) -> Result<()> {
             return bad(format!("--vocab-size {vocab_size} is too small: a byte-level BPE needs 256 byte tokens, the special tokens and some merges (use ≥ 300)"));
         }
     }
-    if job.out.join("model.safetensors").exists() && !job.overwrite {
-        return bad(format!("{} already holds a model; pass --overwrite to replace it", job.out.display()));
+    if !(job.init_std.is_finite() && job.init_std > 0.0) {
+        return bad(format!("--init-std {}: expected a positive number (the standard deviation of the weights)", job.init_std));
     }
-    Ok(())
+    // Either would write a model whose every output is NaN (config.json refuses them on load).
+    if !(job.rope_theta.is_finite() && job.rope_theta > 0.0) {
+        return bad(format!("--rope-theta {}: expected a positive number", job.rope_theta));
+    }
+    if job.max_position_embeddings == 0 {
+        return bad("--max-position-embeddings must be at least 1".into());
+    }
+    let sources: Vec<(&str, &Path)> = match &job.tokenizer {
+        TokenizerSource::Existing(dir) => vec![("--tokenizer", dir.as_path())],
+        TokenizerSource::Train { data, .. } => data.iter().map(|d| ("--tokenizer-data", d.as_path())).collect(),
+    };
+    let text_model: Vec<(&str, &Path)> = job.text_model.iter().map(|d| ("--text-model", d.as_path())).collect();
+    crate::outputs::check_not_input(&[("--out", &job.out)], &[sources, text_model].concat())?;
+    crate::outputs::check_out_dir(&job.out, job.overwrite)
 }
 
-/// Builds the tokenizer and the model in a sibling temporary folder, then renames it to `out`.
+/// Builds the tokenizer and the model in a sibling temporary folder, then puts it in place of
+/// `out` ([`crate::outputs::write_dir_atomically`]).
 pub fn run(job: &InitJob) -> Result<InitReport> {
     check(job)?;
-    let parent = job.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = tempfile::Builder::new().prefix(".ladder-init-").tempdir_in(parent).map_err(io(parent))?;
+    let mut report = None;
+    crate::outputs::write_dir_atomically(&job.out, job.overwrite, |staging| {
+        report = Some(write_model(job, staging)?);
+        Ok(())
+    })?;
+    let report = report.expect("written");
+    tracing::info!(out = %job.out.display(), params = report.params, "initialised");
+    Ok(report)
+}
+
+/// Writes the tokenizer, config and random weights of `job` into the folder `dir`.
+fn write_model(job: &InitJob, dir: &Path) -> Result<InitReport> {
     let mut n_texts = 0;
     let tokenizer = match &job.tokenizer {
         TokenizerSource::Train { data, vocab_size } => {
@@ -175,20 +204,22 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
             }
             n_texts = texts.len();
             tracing::info!(texts = n_texts, vocab_size, "training the tokenizer");
-            ladder_data::tokenizer::train_bpe(&texts, *vocab_size, tmp.path())?
+            ladder_data::tokenizer::train_bpe(&texts, *vocab_size, dir)?
         }
-        TokenizerSource::Existing(dir) => {
+        TokenizerSource::Existing(source) => {
+            // Read from where the user pointed, so an error names their folder, not ours.
+            Tokenizer::from_dir(source)?;
             for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"] {
-                let src = dir.join(name);
+                let src = source.join(name);
                 if src.exists() {
-                    std::fs::copy(&src, tmp.path().join(name)).map_err(io(&src))?;
+                    std::fs::copy(&src, dir.join(name)).map_err(io(&src))?;
                 }
             }
-            Tokenizer::from_dir(tmp.path())?
+            Tokenizer::from_dir(dir)?
         }
     };
     let tokenizer = match job.vision {
-        Some(_) => ladder_data::tokenizer::add_vision_tokens(tmp.path())?,
+        Some(_) => ladder_data::tokenizer::add_vision_tokens(dir)?,
         None => tokenizer,
     };
     let eos = tokenizer
@@ -220,7 +251,7 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
         }
         Some(shape) => {
             let vlm = vlm_config(config.clone(), shape, &tokenizer)?;
-            write_preprocessor(tmp.path(), shape)?;
+            write_preprocessor(dir, shape)?;
             let mut tensors = ladder_model::random_vlm_tensors(&vlm, job.init_std, job.seed);
             if let Some(dir) = &job.text_model {
                 take_text_weights(&mut tensors, dir)?;
@@ -229,15 +260,9 @@ pub fn run(job: &InitJob) -> Result<InitReport> {
         }
     };
     let params = tensors.iter().map(|t| t.2.len()).sum();
-    write_safetensors(&tmp.path().join("model.safetensors"), &tensors, StorageDtype::F32)?;
-    let config_path = tmp.path().join("config.json");
+    write_safetensors(&dir.join("model.safetensors"), &tensors, StorageDtype::F32)?;
+    let config_path = dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&json).expect("json")).map_err(io(&config_path))?;
-    if job.out.exists() {
-        std::fs::remove_dir_all(&job.out).map_err(io(&job.out))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, &job.out).map_err(io(&job.out))?;
-    tracing::info!(out = %job.out.display(), params, "initialised");
     Ok(InitReport { out: job.out.clone(), params, vocab_size: config.vocab_size, tokenizer_texts: n_texts })
 }
 

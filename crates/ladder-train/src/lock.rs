@@ -29,13 +29,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// Whether process `pid` exists on this machine (Linux: `/proc/PID`). Elsewhere every pid
-/// counts as alive, so a lock is never wrongly taken over.
-fn alive(pid: u32) -> bool {
-    if !Path::new("/proc/self").exists() {
-        return true;
+/// Fails as [`acquire`] would when a live run holds `out`'s lock, without taking it: for a
+/// caller about to move the folder (`--overwrite`).
+pub fn check_free(out: &Path) -> Result<()> {
+    if !out.join(".ladder.lock").exists() {
+        return Ok(());
     }
-    Path::new("/proc").join(pid.to_string()).exists()
+    drop(acquire(out)?);
+    Ok(())
 }
 
 /// Takes the lock of output folder `out` (which must exist).
@@ -55,7 +56,7 @@ pub fn acquire(out: &Path) -> Result<OutLock> {
                 let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
                 let owner = parts.next().unwrap_or("").to_string();
                 match pid {
-                    Some(pid) if owner == host && !alive(pid) => {
+                    Some(pid) if owner == host && !ladder_model::process_alive(pid) => {
                         tracing::warn!(lock = %path.display(), pid, "removing a stale lock (that process is gone)");
                         std::fs::remove_file(&path).map_err(io(&path))?;
                     }
@@ -63,7 +64,12 @@ pub fn acquire(out: &Path) -> Result<OutLock> {
                     // Unreadable: a run is creating it right now, or it is damaged; either
                     // way, not ours to take.
                     None => {
-                        return Err(TrainError::Locked { out: out.to_path_buf(), lock: path, pid: 0, host: "?".into() })
+                        return Err(TrainError::Invalid(format!(
+                            "{}: lock file is not \"PID HOST\" (it holds {:?}): a run may be starting in {}; if no ladder run uses that folder, delete the lock file",
+                            path.display(),
+                            text.chars().take(40).collect::<String>(),
+                            out.display()
+                        )))
                     }
                 }
             }
@@ -88,5 +94,13 @@ mod tests {
         // A pid above Linux's maximum (2^22) never exists.
         std::fs::write(dir.path().join(".ladder.lock"), format!("999999999 {}\n", hostname())).unwrap();
         let _lock = acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_garbage_lock_is_described_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".ladder.lock"), "garbage").unwrap();
+        let err = acquire(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not \"PID HOST\"") && err.contains("garbage") && !err.contains("pid 0"), "{err}");
     }
 }

@@ -39,6 +39,7 @@ pub fn run_job(job: &LogprobsJob) -> Result<usize> {
             job.model
         )));
     }
+    crate::outputs::check_not_input(&[("--out", &job.out)], &[("--data", &job.data)])?;
     let loaded = crate::setup::load(&job.model, job.adapter.as_deref(), &job.device.device()?)?;
     let records = run(&loaded.model, &loaded.tokenizer, &job.data)?;
     let mut text = String::new();

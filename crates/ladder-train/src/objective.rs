@@ -32,6 +32,13 @@ pub trait Objective<M: LanguageModel = Decoder> {
     /// Tokens an item feeds through the model (for throughput).
     fn tokens(&self, item: &Self::Item) -> usize;
 
+    /// The positions an item's longest sequence needs (text rows; `None` when unknown, as for
+    /// image rows, whose multimodal positions are not their length). The loop refuses an item
+    /// that needs more than the model's `max_position_embeddings`, naming its origin.
+    fn positions(&self, _item: &Self::Item) -> Option<usize> {
+        None
+    }
+
     /// Where an item came from (`file:line`), for errors about a batch.
     fn origin(&self, _item: &Self::Item) -> Option<String> {
         None

@@ -162,6 +162,9 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
     if job.samples == 0 {
         return Err(TrainError::Invalid("--samples must be at least 1".into()));
     }
+    let summary_file = summary_path(&job.out);
+    let inputs: Vec<(&str, &Path)> = job.data.iter().map(|d| ("--data", d.as_path())).collect();
+    crate::outputs::check_not_input(&[("--out", &job.out), ("the summary beside --out", &summary_file)], &inputs)?;
     let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, &job.generate)?;
     let prompts = read_prompted(&job.data, generator.tokenizer(), generator.image_config())?;
     let k = job.samples;

@@ -41,8 +41,10 @@ pub struct Prepared {
 
 /// Reads and tokenises every data file (bad rows stop the job unless `skip_bad_rows`). Rows
 /// with images need `images`, the image processor of a vision-language model; their images
-/// are loaded here, so a missing or corrupt file stops the job before training.
-pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer, images: Option<&ImageConfig>) -> Result<Prepared> {
+/// are loaded here, so a missing or corrupt file stops the job before training. A text row
+/// longer than `max_positions` (the model's `max_position_embeddings`) once truncated to
+/// `--max-seq-len` is an error naming its `file:line`: the model has no position for its tail.
+pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer, images: Option<&ImageConfig>, max_positions: usize) -> Result<Prepared> {
     let opts = TokenizeOptions {
         train_on_prompt: job.train_on_prompt,
         max_seq_len: job.stage.max_seq_len,
@@ -54,7 +56,14 @@ pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer, images: Option<
         for row in &dataset.rows {
             let at = |e: String| TrainError::Invalid(format!("{}:{}: {e}", row.origin.file.display(), row.origin.line));
             let t = if row.value.images().is_empty() {
-                tokenize_sft(tokenizer, &row.value, &opts).map_err(|e| at(e.to_string()))?
+                let t = tokenize_sft(tokenizer, &row.value, &opts).map_err(|e| at(e.to_string()))?;
+                let len = t.example.input_ids.len();
+                if len > max_positions {
+                    return Err(at(format!(
+                        "{len} tokens, more than the model's max_position_embeddings ({max_positions}); pass --max-seq-len {max_positions} (or less) to truncate such rows"
+                    )));
+                }
+                t
             } else {
                 let Some(cfg) = images else { return Err(crate::vlm::text_model_error(row)) };
                 let pixels = crate::vlm::row_images(row, cfg)?;
@@ -84,7 +93,7 @@ pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer, images: Option<
         tracing::warn!(skipped_rows, "bad rows skipped (--skip-bad-rows)");
     }
     if truncated > 0 {
-        tracing::warn!(truncated, max_seq_len = ?job.stage.max_seq_len, "examples truncated to --max-seq-len");
+        tracing::warn!(truncated, max_seq_len = job.stage.max_seq_len.unwrap_or(0), "examples truncated to --max-seq-len");
     }
     if dropped > 0 {
         tracing::warn!(dropped, "examples dropped: no target token left after truncation");
@@ -104,17 +113,20 @@ pub fn run(job: &SftJob) -> Result<SftReport> {
     if !job.stage.lora_vision.is_empty() && !vision {
         return Err(TrainError::Invalid("--lora-vision needs a vision-language model (Qwen2.5-VL)".into()));
     }
-    let config = serde_json::to_value(job).expect("serialisable");
+    let mut config = serde_json::to_value(job).expect("serialisable");
+    // Recorded so that `--resume` refuses another objective's checkpoint.
+    config["objective"] = "sft".into();
     let (prepared, summary) = if vision {
         let stage = crate::vlm::load(&job.stage)?;
-        let prepared = prepare(job, &stage.tokenizer, Some(&stage.images))?;
+        let max_positions = stage.model.language_model.config.max_position_embeddings;
+        let prepared = prepare(job, &stage.tokenizer, Some(&stage.images), max_positions)?;
         let objective = Sft { pad_id: stage.pad_id };
         let saver = crate::vlm::VlmSaver { base: &job.stage.model, source_dir: &stage.source_dir, lora: &stage.lora };
         let summary = stage::run_with(&job.stage, stage.model, stage.resume_dir.as_deref(), &stage.device, &saver, &objective, &prepared.items, config)?;
         (prepared, summary)
     } else {
         let stage = stage::load(&job.stage)?;
-        let prepared = prepare(job, &stage.tokenizer, None)?;
+        let prepared = prepare(job, &stage.tokenizer, None, stage.model.config.max_position_embeddings)?;
         let objective = Sft { pad_id: stage.pad_id };
         let summary = stage::run(&job.stage, stage, &objective, &prepared.items, config)?;
         (prepared, summary)

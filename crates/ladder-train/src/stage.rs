@@ -47,6 +47,10 @@ pub struct StageJob {
     pub max_seq_len: Option<usize>,
     pub skip_bad_rows: bool,
     pub resume: Option<PathBuf>,
+    /// Resume although the checkpoint's fingerprint differs (`--resume-anyway`). Left out of
+    /// the serialised job when off, so earlier runs' fingerprints stay the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resume_anyway: bool,
     pub overwrite: bool,
     pub train: LoopConfig,
 }
@@ -89,7 +93,13 @@ pub fn load(job: &StageJob) -> Result<StageModel> {
         .tokenizer
         .pad_id()
         .or(loaded.tokenizer.eos_id())
-        .ok_or_else(|| TrainError::Invalid("the tokenizer defines neither a pad nor an EOS token".into()))?;
+        .ok_or_else(|| match loaded.dir.join("tokenizer_config.json") {
+            missing if !missing.exists() => TrainError::Invalid(format!(
+                "{}: file not found: it names the EOS and pad tokens, which training needs",
+                missing.display()
+            )),
+            _ => TrainError::Invalid("the tokenizer defines neither a pad nor an EOS token (tokenizer_config.json: eos_token, pad_token)".into()),
+        })?;
     // A full checkpoint is f32; the final output keeps the source model's type.
     let dtype = match (&resume_dir, &job.method) {
         (Some(_), Method::Full) => ladder_model::weights::storage_dtype(&source_dir)?,
@@ -194,28 +204,40 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
 ) -> Result<Summary> {
     // With several processes, rank 0 alone writes into the output folder.
     let root = crate::dist::world().is_root();
-    // Held until the run ends (or fails): a second run on this folder stops here.
-    let _lock = match root {
-        true => {
-            setup::prepare_out_dir(&job.out, job.overwrite, resume_dir.is_some())?;
-            let lock = crate::lock::acquire(&job.out)?;
-            ladder_model::write_atomic(
-                &job.out.join("training_args.json"),
-                &serde_json::to_vec_pretty(&config).expect("serialisable"),
-            )?;
-            Some(lock)
-        }
-        false => None,
-    };
+    let mut inputs = vec![("--model", Path::new(&job.model))];
+    inputs.extend(job.adapter.as_deref().map(|a| ("--adapter", a)));
+    inputs.extend(job.data.iter().map(|d| ("--data", d.as_path())));
+    crate::outputs::check_not_input(&[("--out", &job.out)], &inputs)?;
+    let mut config = config;
+    config[crate::fingerprint::KEY] = serde_json::to_value(crate::fingerprint::Fingerprint::of(job)?).expect("serialisable");
     let resume = match resume_dir {
-        Some(dir) => Some(checkpoint::load(dir, AdamW::new(job.train.adamw), device)?),
+        Some(dir) => {
+            let resume = checkpoint::load(dir, AdamW::new(job.train.adamw), device)?;
+            let differences = crate::fingerprint::differences(&resume.state.config, &config);
+            crate::fingerprint::check_resume(dir, &resume.state.config, &differences, job.resume_anyway)?;
+            Some(resume)
+        }
         None => None,
     };
-    let (model, summary) = train(&job.train, model, objective, items, &job.out, saver, resume, config)?;
-    if root {
-        // Final weights: checkpoints are f32, the output keeps the source's storage type.
-        saver.save(&model, &job.out)?;
-        tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");
+    // A checkpoint of this same folder continues its run; anything else starts a new one.
+    let continuing = resume_dir.is_some_and(|dir| crate::outputs::is_within(dir, &job.out));
+    let run_dir = if root { Some(crate::outputs::RunDir::open(&job.out, job.overwrite, continuing)?) } else { None };
+    let result = (|| {
+        // Held until the run ends (or fails): a second run on this folder stops here.
+        let _lock = if root { Some(crate::lock::acquire(&job.out)?) } else { None };
+        if root {
+            ladder_model::write_atomic(&job.out.join("training_args.json"), &serde_json::to_vec_pretty(&config).expect("serialisable"))?;
+        }
+        let (model, summary) = train(&job.train, model, objective, items, &job.out, saver, resume, config)?;
+        if root {
+            // Final weights: checkpoints are f32, the output keeps the source's storage type.
+            saver.save(&model, &job.out).map_err(|e| e.at_step(summary.steps, &job.out))?;
+            tracing::info!(out = %job.out.display(), loss = summary.final_loss, "saved");
+        }
+        Ok(summary)
+    })();
+    if let Some(run_dir) = run_dir {
+        run_dir.finish(matches!(result, Ok(_) | Err(TrainError::Interrupted { .. })))?;
     }
-    Ok(summary)
+    result
 }

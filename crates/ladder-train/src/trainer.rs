@@ -260,9 +260,21 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
     if cfg.batch_size == 0 || cfg.grad_accum == 0 {
         return Err(TrainError::Invalid("--batch-size and --grad-accum must be at least 1".into()));
     }
+    let max_positions = model.decoder().config.max_position_embeddings;
+    if let Some((i, n)) = items.iter().enumerate().find_map(|(i, item)| objective.positions(item).filter(|&n| n > max_positions).map(|n| (i, n))) {
+        let origin = objective.origin(&items[i]).unwrap_or_else(|| format!("item {i}"));
+        return Err(TrainError::Invalid(format!(
+            "{origin}: {n} tokens, more than the model's max_position_embeddings ({max_positions}); pass --max-seq-len {max_positions} (or less) to cut such rows"
+        )));
+    }
     let world = dist::world();
     let plan = Plan::new(items.len(), cfg, world.size());
     let total = cfg.max_steps.unwrap_or(cfg.epochs * plan.steps_per_epoch);
+    if total == 0 {
+        // An untrained model saved as a result, with loss NaN, would pass for a trained one.
+        let why = if cfg.max_steps.is_some() { "--max-steps is 0" } else { "--epochs is 0" };
+        return Err(TrainError::Invalid(format!("{why}: this run would train no step; give at least 1")));
+    }
     let schedule = Schedule {
         kind: cfg.scheduler,
         lr: cfg.lr,

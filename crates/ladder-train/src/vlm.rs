@@ -117,9 +117,12 @@ fn open(source_dir: &Path) -> Result<(Tokenizer, ImageConfig, u32)> {
     let images = ImageConfig::from_dir(source_dir)?;
     let v = &config.vision;
     if (images.patch_size, images.temporal_patch_size, images.merge_size) != (v.patch_size, v.temporal_patch_size, v.spatial_merge_size) {
+        let processor = source_dir.join("preprocessor_config.json");
+        // Without the file, the sizes are Qwen2-VL's defaults: say so rather than name a file
+        // that is not there.
+        let origin = if processor.exists() { processor.display().to_string() } else { format!("{} is missing, and Qwen2-VL's defaults", processor.display()) };
         return Err(TrainError::Invalid(format!(
-            "{}: patch_size {}, temporal_patch_size {}, merge_size {} do not match the model's vision_config ({}, {}, {})",
-            source_dir.join("preprocessor_config.json").display(),
+            "{origin}: patch_size {}, temporal_patch_size {}, merge_size {} do not match the model's vision_config ({}, {}, {})",
             images.patch_size,
             images.temporal_patch_size,
             images.merge_size,

@@ -95,7 +95,7 @@ pub(super) fn resolve(
                 c.at("stage", i, "from", format!("stage `{}`: a merge stage folds a LoRA adapter into its base, but from = {:?} produced full weights", st.name, st.from));
                 return None;
             };
-            let args = MergeArgs { model: Some(model), adapter: Some(adapter), out: Some(dir.to_path_buf()) };
+            let args = MergeArgs { model: Some(model), adapter: Some(adapter), out: Some(dir.to_path_buf()), overwrite: None };
             options::resolve_merge(args).map(|job| (Work::Merge(job), Produces::Full { model: dir.to_string_lossy().into_owned() }))
         }
         StageKind::Pairs => {

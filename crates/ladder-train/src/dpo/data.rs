@@ -86,7 +86,7 @@ pub fn prepare(job: &DpoJob, tok: &Tokenizer, images: Option<&ImageConfig>) -> R
     if out.skipped_long_prompts > 0 {
         tracing::warn!(
             skipped = out.skipped_long_prompts,
-            max_prompt_len = ?job.dpo.max_prompt_len,
+            max_prompt_len = job.dpo.max_prompt_len.unwrap_or(0),
             "pairs skipped: prompt longer than --max-prompt-len (--truncate-prompts keeps their last tokens instead)"
         );
     }

@@ -131,7 +131,8 @@ pub fn run(job: &DpoJob) -> Result<DpoReport> {
         return Err(TrainError::Invalid("--lora-vision needs a vision-language model (Qwen2.5-VL)".into()));
     }
     let s = &job.dpo;
-    let config = serde_json::to_value(job).expect("serialisable");
+    let mut config = serde_json::to_value(job).expect("serialisable");
+    config["objective"] = "dpo".into();
     let (prepared, (cache, cache_file), summary) = if vision {
         let stage = crate::vlm::load(&job.stage)?;
         let mut prepared = prepare(job, &stage.tokenizer, Some(&stage.images))?;

@@ -59,6 +59,10 @@ impl<M: LanguageModel> Objective<M> for Dpo<M> {
         Some(item.origin.clone())
     }
 
+    fn positions(&self, item: &Pair) -> Option<usize> {
+        item.images.is_empty().then(|| item.prompt.len() + item.chosen.len().max(item.rejected.len()))
+    }
+
     fn loss(&self, model: &M, pairs: &[Pair], norm: &DpoNorm, mode: ForwardMode) -> LossOutput {
         let n = pairs.len();
         let device = model.device();

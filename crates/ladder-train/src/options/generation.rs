@@ -363,9 +363,12 @@ pub struct MergeArgs {
     /// The PEFT LoRA adapter to fold in.
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
-    /// Output folder for the merged checkpoint.
+    /// Output folder for the merged checkpoint (new or empty).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace what --out already holds (as a whole, once the merged model is written).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub overwrite: Option<bool>,
 }
 
 /// Fold `adapter` into `model` and write a full checkpoint in `out`.
@@ -374,6 +377,9 @@ pub struct MergeJob {
     pub model: String,
     pub adapter: PathBuf,
     pub out: PathBuf,
+    /// Left out of the serialised job when off, so earlier recipe fingerprints stay the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub overwrite: bool,
 }
 
 /// [`MergeArgs`] → [`MergeJob`].
@@ -382,5 +388,6 @@ pub fn resolve_merge(a: MergeArgs) -> Resolved<MergeJob> {
         model: a.model.ok_or_else(|| OptionError::new("model", "is required (the base model)"))?,
         adapter: a.adapter.ok_or_else(|| OptionError::new("adapter", "is required (the adapter to fold in)"))?,
         out: a.out.ok_or_else(|| OptionError::new("out", "is required (the output folder)"))?,
+        overwrite: a.overwrite.unwrap_or(false),
     })
 }

@@ -140,6 +140,10 @@ pub struct TrainArgs {
     /// run repeats the uninterrupted one exactly: same data order, losses and weights.
     #[arg(long, value_name = "DIR", help_heading = "Checkpoints")]
     pub resume: Option<PathBuf>,
+    /// With --resume: continue even though the model, data, objective or a result-changing
+    /// option differs from the checkpoint's (each difference is still reported).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Checkpoints")]
+    pub resume_anyway: Option<bool>,
 
     /// What a non-finite (NaN/inf) loss or gradient does: stop (naming the step and its rows)
     /// or skip (drop that step's update, log it) [default: stop].
@@ -368,6 +372,7 @@ pub fn resolve_stage(a: TrainArgs, inherited: Option<&LoraSettings>) -> std::res
         max_seq_len: a.max_seq_len,
         skip_bad_rows: a.skip_bad_rows.unwrap_or(false),
         resume: a.resume,
+        resume_anyway: a.resume_anyway.unwrap_or(false),
         overwrite: a.overwrite.unwrap_or(false),
         train: LoopConfig {
             lr,
