@@ -279,7 +279,7 @@ fn resume_refuses_a_checkpoint_of_another_run_naming_what_changed() {
     let i = other_batch.iter().position(|a| a == "--batch-size").unwrap();
     other_batch[i + 1] = "1".into();
     let err = fails(other_batch);
-    assert!(err.contains("batch_size: 2 in the checkpoint, 1 now"), "{err}");
+    assert!(err.contains("global batch (batch_size × grad_accum × processes): 2 in the checkpoint, 1 now"), "{err}");
     let mut other_data = base(o("c"));
     let i = other_data.iter().position(|a| a == &d).unwrap();
     other_data[i] = fixture("data/chat.jsonl");

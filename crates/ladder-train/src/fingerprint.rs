@@ -131,6 +131,13 @@ fn leaves(prefix: &str, v: &Value, out: &mut std::collections::BTreeMap<String, 
     }
 }
 
+/// Replaces `train.batch_size` and `train.grad_accum` by their product with `ranks`.
+fn global_batch(leaves: &mut std::collections::BTreeMap<String, Value>, ranks: usize) {
+    let Some(batch) = leaves.remove("train.batch_size").and_then(|v| v.as_u64()) else { return };
+    let accum = leaves.remove("train.grad_accum").and_then(|v| v.as_u64()).unwrap_or(1);
+    leaves.insert("train.global batch (batch_size × grad_accum × processes)".into(), Value::from(batch * accum * ranks as u64));
+}
+
 fn result_changing(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     !NOT_RESULT_CHANGING.contains(&last)
@@ -142,8 +149,10 @@ pub const KEY: &str = "fingerprint";
 /// What differs between a checkpoint's options (with their [`KEY`]) and those of the run
 /// resuming it, one line each: `lr: 0.0002 in the checkpoint, 0.001 now`. A checkpoint of an
 /// older ladder, without a fingerprint, is compared on the options it recorded only (and
-/// [`check_resume`] says what could not be checked).
-pub fn differences(saved_config: &Value, config: &Value) -> Vec<String> {
+/// [`check_resume`] says what could not be checked). The batch is compared as the global
+/// batch (batch × grad-accum × processes, the `ranks` of each run): the same rows per step give
+/// the same updates, so a run may resume on another process count with the same global batch.
+pub fn differences(saved_config: &Value, saved_ranks: usize, config: &Value, ranks: usize) -> Vec<String> {
     let (saved, now) = (fingerprint(saved_config), fingerprint(config));
     let mut found = Vec::new();
     if let (Some(s), Some(now)) = (&saved, &now) {
@@ -160,6 +169,8 @@ pub fn differences(saved_config: &Value, config: &Value) -> Vec<String> {
     let (mut a, mut b) = (Default::default(), Default::default());
     leaves("", saved_config, &mut a);
     leaves("", config, &mut b);
+    global_batch(&mut a, saved_ranks);
+    global_batch(&mut b, ranks);
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for key in keys.into_iter().filter(|k| result_changing(k) && !k.starts_with(KEY)) {
         if saved.is_none() && !a.contains_key(key) {
@@ -218,20 +229,24 @@ mod tests {
     fn differences_name_what_changed_and_ignore_locations() {
         let saved = json!({"objective": "sft", "out": "a", "device": "cpu", "model": "m1", "fingerprint": fp("x"), "train": {"lr": 0.0002, "save_every": 2, "batch_size": 2}});
         let same = json!({"objective": "sft", "out": "b", "device": "cuda", "model": "m2", "fingerprint": fp("x"), "train": {"lr": 0.0002, "save_every": 5, "batch_size": 2}});
-        assert!(differences(&saved, &same).is_empty());
+        assert!(differences(&saved, 1, &same, 1).is_empty());
         let changed = json!({"objective": "dpo", "out": "a", "model": "m1", "fingerprint": fp("y"), "train": {"lr": 0.001, "batch_size": 4}});
-        let d = differences(&saved, &changed);
+        let d = differences(&saved, 1, &changed, 1);
         assert_eq!(d.len(), 4, "{d:?}");
         assert!(d[0].starts_with("model (--model)"), "{d:?}");
         assert!(d.iter().any(|l| l == "objective: \"sft\" in the checkpoint, \"dpo\" now"), "{d:?}");
         assert!(d.iter().any(|l| l == "lr: 0.0002 in the checkpoint, 0.001 now"), "{d:?}");
-        assert!(d.iter().any(|l| l == "batch_size: 2 in the checkpoint, 4 now"), "{d:?}");
+        assert!(d.iter().any(|l| l == "global batch (batch_size × grad_accum × processes): 2 in the checkpoint, 4 now"), "{d:?}");
+        // The same global batch on another process count resumes; another one does not.
+        let accum = json!({"objective": "sft", "out": "b", "model": "m1", "fingerprint": fp("x"), "train": {"lr": 0.0002, "batch_size": 2, "grad_accum": 2}});
+        assert!(differences(&saved, 2, &accum, 1).is_empty(), "{:?}", differences(&saved, 2, &accum, 1));
+        assert_eq!(differences(&saved, 1, &accum, 1).len(), 1);
         let err = check_resume(Path::new("ck"), &saved, &d, false).unwrap_err().to_string();
         assert!(err.contains("--resume-anyway") && err.contains("lr:"), "{err}");
         check_resume(Path::new("ck"), &saved, &d, true).unwrap();
         // An older checkpoint: no fingerprint, and no key it did not record is compared.
         let old = json!({"out": "a", "model": "m1", "train": {"lr": 0.0002, "batch_size": 2}});
-        assert!(differences(&old, &same).is_empty(), "{:?}", differences(&old, &same));
-        assert_eq!(differences(&old, &changed).len(), 2);
+        assert!(differences(&old, 1, &same, 1).is_empty(), "{:?}", differences(&old, 1, &same, 1));
+        assert_eq!(differences(&old, 1, &changed, 1).len(), 2);
     }
 }

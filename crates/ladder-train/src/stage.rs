@@ -213,7 +213,7 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
     let resume = match resume_dir {
         Some(dir) => {
             let resume = checkpoint::load(dir, AdamW::new(job.train.adamw), device)?;
-            let differences = crate::fingerprint::differences(&resume.state.config, &config);
+            let differences = crate::fingerprint::differences(&resume.state.config, resume.state.world_size, &config, crate::dist::world().size());
             crate::fingerprint::check_resume(dir, &resume.state.config, &differences, job.resume_anyway)?;
             Some(resume)
         }

@@ -289,7 +289,6 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
                     r.state.step
                 )));
             }
-            warn_if_global_batch_changed(&r.state, cfg, world.size());
             (r.state.step, r.state.skipped_steps, r.optimizer)
         }
         None => (0, 0, AdamW::new(cfg.adamw)),
@@ -434,21 +433,6 @@ pub fn train<M: LanguageModel, O: Objective<M>>(
             tokens_per_s: tokens_total as f64 / seconds.max(1e-9),
         },
     ))
-}
-
-/// A resume whose global batch (batch × grad-accum × ranks) differs from the checkpoint's sees
-/// other steps from there on; it is allowed (a smaller machine), but said.
-fn warn_if_global_batch_changed(state: &TrainerState, cfg: &LoopConfig, ranks: usize) {
-    let train = &state.config["train"];
-    let (Some(batch), Some(accum)) = (train["batch_size"].as_u64(), train["grad_accum"].as_u64()) else { return };
-    let before = batch as usize * accum as usize * state.world_size;
-    let now = cfg.batch_size * cfg.grad_accum * ranks;
-    if before != now && dist::world().is_root() {
-        tracing::warn!(
-            before, now,
-            "resuming with another global batch (batch × grad-accum × processes): the steps from here on differ from the interrupted run's"
-        );
-    }
 }
 
 #[cfg(test)]
