@@ -3,6 +3,7 @@
 
 mod util;
 
+mod chat_trl;
 mod dpo;
 mod errors;
 mod eval;

@@ -21,6 +21,6 @@ pub use error::{DataError, Result};
 pub use self::image::{image_tokens, preprocess, smart_resize, Fit, FitCounts, ImageConfig, ImageSource, Preprocessed, RgbImage};
 pub use packing::{pack, Packed};
 pub use rows::{parse_prompt_row, parse_row, read_rows, Dataset, Located, Origin, Prompt, ReadOptions, Row};
-pub use sft::{completion_ids, completion_tail, tokenize_sft, Example, SftOptions, Tokenized};
+pub use sft::{completion_ids, completion_tail, preference_ids, tokenize_sft, Example, SftOptions, Tokenized};
 pub use tokenizer::Tokenizer;
-pub use vision::{completion_ids_with_images, load_images, prompt_ids_with_images, tokenize_sft_with_images, IMAGE_BLOCK, IMAGE_PAD};
+pub use vision::{completion_ids_with_images, load_images, preference_ids_with_images, prompt_ids_with_images, tokenize_sft_with_images, IMAGE_BLOCK, IMAGE_PAD};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use burn::module::Module;
 use burn::tensor::activation::{log_sigmoid, relu};
 use burn::tensor::{Device, Tensor, TensorData};
-use ladder_data::{completion_ids, completion_ids_with_images, read_rows, ImageConfig, Preprocessed, ReadOptions, Row, Tokenizer};
+use ladder_data::{preference_ids, preference_ids_with_images, read_rows, ImageConfig, Preprocessed, ReadOptions, Row, Tokenizer};
 use ladder_model::{Decoder, ForwardMode, Tokens, PAD_SEGMENT};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -162,12 +162,11 @@ pub fn prepare(job: &DpoJob, tok: &Tokenizer, images: Option<&ImageConfig>) -> R
             let pair = match &row.value {
                 Row::Preference { prompt, chosen, rejected, .. } => check_pair(chosen, rejected)
                     .and_then(|()| {
-                        let ids = |completion: &str| match pixels.is_empty() {
-                            true => completion_ids(tok, prompt, completion),
-                            false => completion_ids_with_images(tok, prompt, completion, &counts),
-                        };
-                        let (p, c) = ids(chosen).map_err(|e| e.to_string())?;
-                        let (_, r) = ids(rejected).map_err(|e| e.to_string())?;
+                        let (p, c, r) = match pixels.is_empty() {
+                            true => preference_ids(tok, prompt, chosen, rejected),
+                            false => preference_ids_with_images(tok, prompt, chosen, rejected, &counts),
+                        }
+                        .map_err(|e| e.to_string())?;
                         if p.is_empty() {
                             return Err("the prompt encodes to no tokens, so nothing predicts the first completion token".into());
                         }
