@@ -26,7 +26,7 @@ shorter of the two common prefixes. It writes:
   - logprobs: the same log-probs for chat_completion rows;
   and a "qwen2-tiny/think" case: qwen2-tiny's tokenizer with a template whose generation prompt
   opens an empty think block that rendered history drops (as Qwen3's does), where the prompt
-  alone is not a prefix of prompt + completion.
+  alone is not a prefix of prompt + completion (sft_completion, sft_messages and dpo).
 """
 
 import json
@@ -167,7 +167,12 @@ def main():
             print(f"{name}: chosen {n_old} -> {len(new['chosen_ids'])} tokens, logp {old:.4f} -> {new['logp_chosen']:.4f}")
     tok = load_tokenizer(ROOT / "qwen2-tiny")
     tok.chat_template = CHATML_THINK
-    cases["qwen2-tiny/think"] = {"chat_template": CHATML_THINK, "sft_completion": sft_completion(tok), "dpo": dpo(tok, None)}
+    cases["qwen2-tiny/think"] = {
+        "chat_template": CHATML_THINK,
+        "sft_completion": sft_completion(tok),
+        "sft_messages": sft_messages(tok),
+        "dpo": dpo(tok, None),
+    }
     versions = {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__}
     out = ROOT / "expected" / "trl_chat.json"
     out.write_text(json.dumps({"versions": versions, "cases": cases}, indent=1, ensure_ascii=False) + "\n")

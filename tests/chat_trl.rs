@@ -80,6 +80,7 @@ fn prompt_is_cut_to_the_common_prefix_as_trl_cuts_it() {
     std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
     let tok = Tokenizer::from_dir(dir.path()).unwrap();
     check_sft(&tok, &rows("chat_completion.jsonl"), &want["sft_completion"], "think prompt-completion");
+    check_sft(&tok, &rows("chat.jsonl"), &want["sft_messages"], "think messages");
     check_pairs(&tok, &want["dpo"], "think");
     // The generation prompt itself keeps its think block: that is what the model continues.
     let Row::Preference { prompt, .. } = &rows("chat_pairs.jsonl")[0] else { panic!() };

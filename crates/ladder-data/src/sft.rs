@@ -12,10 +12,10 @@
 //!   is not a prefix of prompt + completion (a template that renders the generation prompt
 //!   differently, as Qwen3's empty think block, or tokens merging across the boundary), the
 //!   prompt is cut to the common prefix, and for a preference pair to the shorter of the two.
-//! - In a `{"messages"}` conversation each assistant turn is a target, delimited the same way:
-//!   from the end of `render(messages[..i], add_generation_prompt)` to the end of
-//!   `render(messages[..=i])`, so its end-of-turn token and the newline after it are targets.
-//!   Tokens whose first byte falls in such a span are targets. This needs no
+//! - In a `{"messages"}` conversation each assistant turn i is a target, delimited the same
+//!   way: from where the ids of `render(messages[..i], add_generation_prompt)` and the
+//!   conversation's part, to the end of `render(messages[..=i])` (tokens starting before it),
+//!   so its end-of-turn token and the newline after it are targets. This needs no
 //!   `{% generation %}` markers in the template, only a template that renders a conversation's
 //!   prefix as a prefix of the whole, which the check below enforces. (TRL trains every token
 //!   of a `messages` row unless `assistant_only_loss`, which needs those markers; ladder's
@@ -155,19 +155,22 @@ pub(crate) fn tokenize_rendered(tok: &Tokenizer, row: &Row, expand: Expand, opts
         Row::Messages { messages, .. } => {
             let text = expand(tok.apply_chat_template(messages, false)?)?;
             let (ids, offsets) = tok.encode_with_offsets(&text, false)?;
-            let mut spans = Vec::new();
+            let mut targets = vec![false; ids.len()];
             for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.role == "assistant") {
-                let prefix = expand(tok.apply_chat_template(&messages[..i], true)?)?;
-                let full = expand(tok.apply_chat_template(&messages[..=i], false)?)?;
-                if !full.starts_with(&prefix) || !text.starts_with(&full) {
+                let turn = expand(tok.apply_chat_template(&messages[..=i], false)?)?;
+                if !text.starts_with(&turn) {
                     return Err(DataError::Template(format!(
                         "the chat template is not prefix-stable at message {i} ({}), so assistant tokens cannot be located",
                         m.role
                     )));
                 }
-                spans.push(prefix.len()..full.len());
+                // The turn as TRL cuts a completion: from where the generation prompt's ids and
+                // the conversation's part, to the end of the turn as rendered.
+                let prompt = tok.encode(&expand(tok.apply_chat_template(&messages[..i], true)?)?, false)?;
+                let start = common_prefix_len(&prompt, &ids);
+                let within = offsets[start..].iter().take_while(|(byte, _)| *byte < turn.len()).count();
+                targets[start..start + within].iter_mut().for_each(|t| *t = true);
             }
-            let targets = offsets.iter().map(|(start, _)| spans.iter().any(|s| s.contains(start))).collect();
             (ids, targets)
         }
         Row::Preference { .. } => {

@@ -122,7 +122,8 @@ pub struct Pair {
     /// `file:line` of its row.
     pub origin: String,
     pub prompt: Vec<u32>,
-    /// Chosen completion ids, EOS appended (TRL's convention, as `ladder logprobs`).
+    /// Chosen completion ids as TRL 1.16 tokenizes them (`ladder_data::preference_ids`, as
+    /// `ladder logprobs`): EOS appended to text, the template's end of turn for a conversation.
     pub chosen: Vec<u32>,
     pub rejected: Vec<u32>,
     /// Reference log-probs `(chosen, rejected)` when precomputed.
