@@ -120,7 +120,13 @@ fn sft_with_images_targets_only_the_completion() {
         let out = tokenize_sft_with_images(&tok, &row.value, &tokens, &SftOptions::default()).unwrap().example;
         assert_eq!(&out.input_ids[..prompt.len()], prompt.as_slice());
         assert!(out.targets[..prompt.len()].iter().all(|t| !t) && out.targets[prompt.len()..].iter().all(|t| *t));
-        assert_eq!(out.input_ids.last(), tok.eos_id().as_ref());
+        // A text completion ends with EOS; a conversational one with the template's end of the
+        // assistant turn, `<|im_end|>` and its newline (TRL 1.x).
+        let end = match prompt_of(&row.value) {
+            Prompt::Text(_) => "<|im_end|>",
+            Prompt::Messages(_) => "<|im_end|>\n",
+        };
+        assert!(tok.decode(&out.input_ids[prompt.len()..], false).unwrap().ends_with(end), "{}", row.origin.line);
         // A text-only model must not silently drop the image.
         let err = tokenize_sft(&tok, &row.value, &SftOptions::default()).err().unwrap().to_string();
         assert!(err.contains("image"), "{err}");

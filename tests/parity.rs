@@ -144,8 +144,9 @@ fn sft_lora_matches_pytorch_peft() {
     check_sft("qwen2-tiny", "qwen2-tiny/lora", &["--adapter", &init]);
 }
 
-/// TRL's tokenisation (prompt with special tokens, completion without, EOS appended) gives the
-/// same ids as transformers' tokenizer, BOS included for the Llama-style tokenizer.
+/// TRL's tokenisation of text rows (prompt with special tokens, completion without, EOS
+/// appended) gives the same ids as transformers' tokenizer, BOS included for the Llama-style
+/// tokenizer. Conversational rows: tests/chat_trl.rs.
 #[test]
 fn tokenisation_matches_transformers() {
     let expected = expected("logprobs.json");

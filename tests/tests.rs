@@ -3,6 +3,7 @@
 
 mod util;
 
+mod chat_trl;
 #[cfg(feature = "mpi")]
 mod distributed;
 mod dpo;

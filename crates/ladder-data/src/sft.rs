@@ -1,16 +1,30 @@
-//! Tokenisation for supervised fine-tuning with TRL's conventions: the prompt is encoded with
-//! special tokens, the completion without, then EOS is appended; only completion (or assistant)
-//! tokens are loss targets.
+//! Tokenisation for supervised fine-tuning, DPO and `ladder logprobs`, as TRL 1.16's
+//! `SFTTrainer` and `DPOTrainer` tokenize rows (pinned by `tests/fixtures/expected/trl_chat.json`,
+//! made by TRL's own code: `scripts/make_trl_fixtures.py`).
 //!
-//! For conversations the assistant tokens are found by rendering prefixes: the text of
-//! assistant turn i runs from the end of `render(messages[..i], add_generation_prompt)` to the
-//! end of `render(messages[..=i])` without trailing whitespace, so its end-of-turn token is a
-//! target and the newline after it is not. Tokens whose first byte falls in such a span are
-//! targets. This needs no `{% generation %}` markers in the template, only a template that
-//! renders a conversation's prefix as a prefix of the whole, which the check below enforces.
+//! - A text prompt is encoded with special tokens, the completion without, then EOS is
+//!   appended.
+//! - A conversational prompt is rendered with the generation prompt, prompt + completion (one
+//!   assistant turn) is rendered whole, both are encoded without special tokens (the template
+//!   writes any BOS), and the completion is every token after their common prefix: the
+//!   assistant's text, its end-of-turn token and whatever the template writes after it
+//!   (ChatML's `"\n"`). No EOS is appended; the template ends the turn. Where the prompt alone
+//!   is not a prefix of prompt + completion (a template that renders the generation prompt
+//!   differently, as Qwen3's empty think block, or tokens merging across the boundary), the
+//!   prompt is cut to the common prefix, and for a preference pair to the shorter of the two.
+//! - In a `{"messages"}` conversation each assistant turn i is a target, delimited the same
+//!   way: from where the ids of `render(messages[..i], add_generation_prompt)` and the
+//!   conversation's part, to the end of `render(messages[..=i])` (tokens starting before it),
+//!   so its end-of-turn token and the newline after it are targets. This needs no
+//!   `{% generation %}` markers in the template, only a template that renders a conversation's
+//!   prefix as a prefix of the whole, which the check below enforces. (TRL trains every token
+//!   of a `messages` row unless `assistant_only_loss`, which needs those markers; ladder's
+//!   targets are the turns TRL would train were each one the completion of a
+//!   prompt-completion row.)
 
 use std::sync::Arc;
 
+use crate::chat_template::Message;
 use crate::error::{DataError, Result};
 use crate::image::Preprocessed;
 use crate::rows::{Prompt, Row};
@@ -43,7 +57,9 @@ fn eos(tok: &Tokenizer) -> Result<u32> {
 }
 
 /// Prompt ids as TRL encodes them: text with special tokens, a conversation rendered with
-/// the generation prompt and encoded without (the template writes any BOS itself).
+/// the generation prompt and encoded without (the template writes any BOS itself). This is what
+/// a model is given to generate from; a prompt paired with a completion may be cut shorter
+/// ([`completion_ids`]).
 pub fn prompt_ids(tok: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
     prompt_ids_rendered(tok, prompt, &|text| Ok(text))
 }
@@ -59,16 +75,54 @@ fn prompt_ids_rendered(tok: &Tokenizer, prompt: &Prompt, expand: Expand) -> Resu
     }
 }
 
-/// Completion ids as TRL encodes them: without special tokens, then EOS.
+/// Completion ids of a text prompt as TRL encodes them: without special tokens, then EOS.
 pub fn completion_tail(tok: &Tokenizer, completion: &str) -> Result<Vec<u32>> {
     let mut ids = tok.encode(completion, false)?;
     ids.push(eos(tok)?);
     Ok(ids)
 }
 
-/// Prompt ids ([`prompt_ids`]) and completion ids ending with EOS.
+/// Number of leading ids `a` and `b` share (TRL's `common_prefix_length`).
+fn common_prefix_len(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The prompt's ids and each completion's, as TRL 1.16 splits them (see the module doc): for a
+/// text prompt, [`prompt_ids`] and [`completion_tail`]; for a conversation, prompt + completion
+/// rendered whole and cut after the prefix all of them share with the prompt. With no
+/// completions, the prompt's ids whole.
+pub(crate) fn split_rendered(tok: &Tokenizer, prompt: &Prompt, completions: &[&str], expand: Expand) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+    let mut prompt_ids = prompt_ids_rendered(tok, prompt, expand)?;
+    let Prompt::Messages(messages) = prompt else {
+        let tails = completions.iter().map(|c| completion_tail(tok, c)).collect::<Result<_>>()?;
+        return Ok((prompt_ids, tails));
+    };
+    let mut whole = Vec::with_capacity(completions.len());
+    for completion in completions {
+        let mut conversation = messages.clone();
+        conversation.push(Message::new("assistant", completion));
+        whole.push(tok.encode(&expand(tok.apply_chat_template(&conversation, false)?)?, false)?);
+    }
+    let n = whole.iter().map(|ids| common_prefix_len(&prompt_ids, ids)).min().unwrap_or(prompt_ids.len());
+    prompt_ids.truncate(n);
+    Ok((prompt_ids, whole.into_iter().map(|ids| ids[n..].to_vec()).collect()))
+}
+
+/// Prompt ids and completion ids of one `{"prompt","completion"}` row, as TRL 1.16 tokenizes
+/// them: a text completion ends with EOS, a conversational one with what the chat template
+/// writes to end the assistant turn (module doc).
 pub fn completion_ids(tok: &Tokenizer, prompt: &Prompt, completion: &str) -> Result<(Vec<u32>, Vec<u32>)> {
-    Ok((prompt_ids(tok, prompt)?, completion_tail(tok, completion)?))
+    let (prompt_ids, mut tails) = split_rendered(tok, prompt, &[completion], &|text| Ok(text))?;
+    Ok((prompt_ids, tails.remove(0)))
+}
+
+/// Prompt, chosen and rejected ids of a preference row, as TRL 1.16's `DPOTrainer` tokenizes
+/// them: [`completion_ids`] for each side, the prompt shared (for a conversation, cut to the
+/// shorter common prefix).
+pub fn preference_ids(tok: &Tokenizer, prompt: &Prompt, chosen: &str, rejected: &str) -> Result<(Vec<u32>, Vec<u32>, Vec<u32>)> {
+    let (prompt_ids, mut tails) = split_rendered(tok, prompt, &[chosen, rejected], &|text| Ok(text))?;
+    let rejected_ids = tails.pop().expect("two completions");
+    Ok((prompt_ids, tails.pop().expect("two completions"), rejected_ids))
 }
 
 /// Tokenises one row for SFT. Rows with images need a vision model: see
@@ -93,7 +147,8 @@ pub(crate) fn tokenize_rendered(tok: &Tokenizer, row: &Row, expand: Expand, opts
             (ids, targets)
         }
         Row::Completion { prompt, completion, .. } => {
-            let (p, c) = (prompt_ids_rendered(tok, prompt, expand)?, completion_tail(tok, completion)?);
+            let (p, mut c) = split_rendered(tok, prompt, &[completion], expand)?;
+            let c = c.remove(0);
             let targets = p.iter().map(|_| false).chain(c.iter().map(|_| true)).collect();
             (p.into_iter().chain(c).collect(), targets)
         }
@@ -107,19 +162,22 @@ pub(crate) fn tokenize_rendered(tok: &Tokenizer, row: &Row, expand: Expand, opts
             }
             let text = expand(tok.apply_chat_template(messages, false)?)?;
             let (ids, offsets) = tok.encode_with_offsets(&text, false)?;
-            let mut spans = Vec::new();
+            let mut targets = vec![false; ids.len()];
             for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.role == "assistant") {
-                let prefix = expand(tok.apply_chat_template(&messages[..i], true)?)?;
-                let full = expand(tok.apply_chat_template(&messages[..=i], false)?)?;
-                if !full.starts_with(&prefix) || !text.starts_with(full.trim_end()) {
+                let turn = expand(tok.apply_chat_template(&messages[..=i], false)?)?;
+                if !text.starts_with(&turn) {
                     return Err(DataError::Template(format!(
                         "the chat template is not prefix-stable at message {i} ({}), so assistant tokens cannot be located",
                         m.role
                     )));
                 }
-                spans.push(prefix.len()..full.trim_end().len());
+                // The turn as TRL cuts a completion: from where the generation prompt's ids and
+                // the conversation's part, to the end of the turn as rendered.
+                let prompt = tok.encode(&expand(tok.apply_chat_template(&messages[..i], true)?)?, false)?;
+                let start = common_prefix_len(&prompt, &ids);
+                let within = offsets[start..].iter().take_while(|(byte, _)| *byte < turn.len()).count();
+                targets[start..start + within].iter_mut().for_each(|t| *t = true);
             }
-            let targets = offsets.iter().map(|(start, _)| spans.iter().any(|s| s.contains(start))).collect();
             (ids, targets)
         }
         Row::Preference { .. } => {

@@ -31,19 +31,23 @@ fn check_pad_count(ids: &[u32], pad: u32, tokens: &[usize]) -> Result<()> {
 
 /// Prompt ids with images: `tokens[k]` is the token count of image k ([`Preprocessed::num_tokens`]).
 pub fn prompt_ids_with_images(tok: &Tokenizer, prompt: &Prompt, tokens: &[usize]) -> Result<Vec<u32>> {
-    let pad = pad_id(tok)?;
-    let placed = place_images(prompt, tokens.len()).map_err(DataError::Invalid)?;
-    let ids = match &placed {
-        Prompt::Text(text) => tok.encode(&expand_placeholders(text, tokens)?, true)?,
-        Prompt::Messages(m) => tok.encode(&expand_placeholders(&tok.apply_chat_template(m, true)?, tokens)?, false)?,
-    };
-    check_pad_count(&ids, pad, tokens)?;
-    Ok(ids)
+    Ok(split_with_images(tok, prompt, &[], tokens)?.0)
 }
 
-/// Prompt ids ([`prompt_ids_with_images`]) and completion ids ending with EOS.
-pub fn completion_ids_with_images(tok: &Tokenizer, prompt: &Prompt, completion: &str, tokens: &[usize]) -> Result<(Vec<u32>, Vec<u32>)> {
-    Ok((prompt_ids_with_images(tok, prompt, tokens)?, sft::completion_tail(tok, completion)?))
+/// [`sft::split_rendered`] for a prompt with images: placed ([`place_images`]) and each
+/// `<|image_pad|>` expanded to its image's token count before encoding.
+fn split_with_images(tok: &Tokenizer, prompt: &Prompt, completions: &[&str], tokens: &[usize]) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+    let placed = place_images(prompt, tokens.len()).map_err(DataError::Invalid)?;
+    let (ids, tails) = sft::split_rendered(tok, &placed, completions, &|text| expand_placeholders(&text, tokens))?;
+    check_pad_count(&ids, pad_id(tok)?, tokens)?;
+    Ok((ids, tails))
+}
+
+/// [`sft::preference_ids`] for a prompt with images.
+pub fn preference_ids_with_images(tok: &Tokenizer, prompt: &Prompt, chosen: &str, rejected: &str, tokens: &[usize]) -> Result<(Vec<u32>, Vec<u32>, Vec<u32>)> {
+    let (ids, mut tails) = split_with_images(tok, prompt, &[chosen, rejected], tokens)?;
+    let rejected_ids = tails.pop().expect("two completions");
+    Ok((ids, tails.pop().expect("two completions"), rejected_ids))
 }
 
 /// [`sft::tokenize_sft`] for a row with images, `tokens[k]` being image k's token count.

@@ -1,10 +1,12 @@
-//! `ladder logprobs`: summed completion log-probabilities per row, with TRL's tokenisation
-//! (prompt with special tokens, completion without, EOS appended). Parity tests compare these
+//! `ladder logprobs`: summed completion log-probabilities per row, with TRL 1.16's tokenisation
+//! (`ladder_data::sft`: a text prompt with special tokens, the completion without and EOS
+//! appended; a conversation rendered with the chat template, the completion being all that
+//! prompt + completion adds, the template's end of turn included). Parity tests compare these
 //! with transformers; DPO uses the same function for its reference pass.
 
 use std::path::{Path, PathBuf};
 
-use ladder_data::{completion_ids, read_rows, ReadOptions, Row};
+use ladder_data::{completion_ids, preference_ids, read_rows, ReadOptions, Row};
 use ladder_model::{Decoder, ForwardMode, Tokens};
 use serde_json::json;
 
@@ -68,8 +70,7 @@ pub fn run(model: &Decoder, tokenizer: &ladder_data::Tokenizer, data: &Path) -> 
                 json!({"index": index, "logp": sequence_logprob(model, &p, &c, mode), "n_tokens": c.len()})
             }
             Row::Preference { prompt, chosen, rejected, .. } => {
-                let (p, c) = completion_ids(tokenizer, prompt, chosen).map_err(at)?;
-                let (_, r) = completion_ids(tokenizer, prompt, rejected).map_err(at)?;
+                let (p, c, r) = preference_ids(tokenizer, prompt, chosen, rejected).map_err(at)?;
                 json!({
                     "index": index,
                     "logp_chosen": sequence_logprob(model, &p, &c, mode),

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ladder_data::degeneration::{Detector, FinishReason as Finish, Verdict};
-use ladder_data::{completion_ids, read_rows, ReadOptions, Row};
+use ladder_data::{read_rows, ReadOptions, Row};
 use ladder_model::generate::{row_seed, FinishReason, GenerateConfig, Request};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -124,7 +124,7 @@ pub fn read_prompted(data: &[PathBuf], tok: &ladder_data::Tokenizer, images: Opt
             return Err(at("the reference completion is empty".into()));
         }
         let (ids, pixels) = match images {
-            _ if row.value.images().is_empty() => (completion_ids(tok, prompt, completion).map_err(|e| at(e.to_string()))?.0, Vec::new()),
+            _ if row.value.images().is_empty() => (ladder_data::sft::prompt_ids(tok, prompt).map_err(|e| at(e.to_string()))?, Vec::new()),
             None => return Err(crate::vlm::text_model_error(row)),
             Some(cfg) => {
                 let pixels = crate::vlm::row_images(row, cfg)?;

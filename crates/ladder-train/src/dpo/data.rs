@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ladder_data::{completion_ids, completion_ids_with_images, read_rows, ImageConfig, Preprocessed, ReadOptions, Row, Tokenizer};
+use ladder_data::{preference_ids, preference_ids_with_images, read_rows, ImageConfig, Preprocessed, ReadOptions, Row, Tokenizer};
 
 use crate::error::{Result, TrainError};
 use crate::stage::StageJob;
@@ -16,7 +16,8 @@ pub struct Pair {
     /// `file:line` of its row.
     pub origin: String,
     pub prompt: Vec<u32>,
-    /// Chosen completion ids, EOS appended (TRL's convention, as `ladder logprobs`).
+    /// Chosen completion ids as TRL 1.16 tokenizes them (`ladder_data::preference_ids`, as
+    /// `ladder logprobs`): EOS appended to text, the template's end of turn for a conversation.
     pub chosen: Vec<u32>,
     pub rejected: Vec<u32>,
     /// Reference log-probs `(chosen, rejected)` when precomputed.
@@ -56,12 +57,11 @@ pub fn prepare(job: &DpoJob, tok: &Tokenizer, images: Option<&ImageConfig>) -> R
             let pair = match &row.value {
                 Row::Preference { prompt, chosen, rejected, .. } => check_pair(chosen, rejected)
                     .and_then(|()| {
-                        let ids = |completion: &str| match pixels.is_empty() {
-                            true => completion_ids(tok, prompt, completion),
-                            false => completion_ids_with_images(tok, prompt, completion, &counts),
-                        };
-                        let (p, c) = ids(chosen).map_err(|e| e.to_string())?;
-                        let (_, r) = ids(rejected).map_err(|e| e.to_string())?;
+                        let (p, c, r) = match pixels.is_empty() {
+                            true => preference_ids(tok, prompt, chosen, rejected),
+                            false => preference_ids_with_images(tok, prompt, chosen, rejected, &counts),
+                        }
+                        .map_err(|e| e.to_string())?;
                         if p.is_empty() {
                             return Err("the prompt encodes to no tokens, so nothing predicts the first completion token".into());
                         }
