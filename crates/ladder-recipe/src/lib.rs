@@ -7,14 +7,19 @@
 //! Stage keys are the `--config` keys of `ladder sft` / `ladder dpo`, resolved by the same code
 //! ([`ladder_train::options`]).
 
+pub mod chart;
 pub mod error;
+pub mod findings;
+pub mod html;
 pub mod fingerprint;
 pub mod manifest;
 pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod seeds;
 pub mod slurm;
+pub mod stats;
 
 pub use error::{Problem, RecipeError, Result};
 pub use plan::{plan, Plan, State};

@@ -34,11 +34,15 @@ pub struct RunOptions {
     pub only: Vec<String>,
     /// Output root instead of the recipe's `output`.
     pub output: Option<PathBuf>,
+    /// Run once per seed (`--seeds`), instead of the recipe's `seeds`.
+    pub seeds: Option<Vec<u64>>,
 }
 
 /// What happened to each stage.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Outcome {
+    /// The seed's run, when the run covers several ([`crate::seeds`]).
+    pub seed: Option<u64>,
     pub start: String,
     pub stage: String,
     /// ran, resumed, skipped (up to date), not-selected, submitted (slurm job id), failed.
@@ -75,16 +79,24 @@ fn with_descendants(start: &StartPlan, sels: &[String]) -> HashSet<String> {
     set
 }
 
-/// Plans and runs (or submits) a recipe.
+/// Plans and runs (or submits) a recipe, once per seed when it has `seeds`.
 pub fn run(src: &RecipeSource, opts: &RunOptions) -> Result<Vec<Outcome>> {
+    if let Some(seeds) = crate::seeds::requested(src, opts.seeds.as_deref())? {
+        return crate::seeds::run(src, opts, &seeds);
+    }
     let plan = plan::plan(src, opts.output.as_deref())?;
-    check_selectors(&plan, &opts.force)?;
-    check_selectors(&plan, &opts.from)?;
-    check_selectors(&plan, &opts.only)?;
-    write_run_json(&plan)?;
+    run_plan(&plan, src, opts)
+}
+
+/// Runs (or submits) one planned run folder.
+pub(crate) fn run_plan(plan: &Plan, src: &RecipeSource, opts: &RunOptions) -> Result<Vec<Outcome>> {
+    check_selectors(plan, &opts.force)?;
+    check_selectors(plan, &opts.from)?;
+    check_selectors(plan, &opts.only)?;
+    write_run_json(plan)?;
     match opts.executor {
-        Executor::Local => run_local(&plan, opts),
-        Executor::Slurm => crate::slurm::submit(&plan, src, opts),
+        Executor::Local => run_local(plan, opts),
+        Executor::Slurm => crate::slurm::submit(plan, src, opts),
     }
 }
 
@@ -110,6 +122,7 @@ fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Vec<Outcome>> {
         let mut failed: HashSet<String> = HashSet::new();
         for st in &start.stages {
             let outcome = |action: &str, detail: Option<String>| Outcome {
+                seed: None,
                 start: start.name.clone(),
                 stage: st.name.clone(),
                 action: action.into(),
@@ -167,7 +180,7 @@ pub fn execute(plan: &Plan, start: &StartPlan, st: &PlannedStage, resume: Option
         recipe: plan.name.clone(),
         start: start.name.clone(),
         stage: st.name.clone(),
-        kind: st.kind.as_str().into(),
+        kind: st.kind,
         from: st.from.clone(),
         level: st.level,
         status: Status::Running,
