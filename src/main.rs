@@ -94,6 +94,7 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
         Command::Generate(args) => generate(args),
         Command::Validate(args) => {
             let src = ladder_recipe::load(&args.recipe)?;
+            ladder_recipe::seeds::requested(&src, None)?;
             let plan = ladder_recipe::plan(&src, None)?;
             let stages: usize = plan.starts.iter().map(|s| s.stages.len()).sum();
             println!("{}: ok ({} start(s), {stages} stage run(s))", args.recipe.display(), plan.starts.len());
@@ -101,7 +102,7 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
         }
         Command::Plan(args) => {
             let src = ladder_recipe::load(&args.recipe)?;
-            print!("{}", ladder_recipe::plan(&src, args.output.as_deref())?.describe());
+            print!("{}", ladder_recipe::seeds::describe(&src, args.output.as_deref())?);
             Ok(())
         }
         Command::Run(args) => run_recipe(args),

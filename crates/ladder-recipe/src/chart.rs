@@ -328,7 +328,7 @@ fn scatter(c: &mut Canvas, rows: &[ChartRow], colour: &dyn Fn(&ChartRow) -> &'st
     let sx = |v: f64| plot.x0 + (v - xmin) / (xmax - xmin) * (plot.x1 - plot.x0);
     let sy = |v: f64| plot.y1 - (v - ymin) / (ymax - ymin) * (plot.y1 - plot.y0);
     axes(c, "scatter", &plot, &ticks(xmin, xmax, xstep), &ticks(ymin, ymax, ystep), &sx, &sy);
-    c.text("scatter-x-title", "cost per million pages ($, at the recipe's price per hour)", (plot.x0 + plot.x1) / 2.0, plot.y1 + 40.0, 12.0, false, "middle", "#222");
+    c.text("scatter-x-title", "cost per million pages (in price_per_hour's currency)", (plot.x0 + plot.x1) / 2.0, plot.y1 + 40.0, 12.0, false, "middle", "#222");
     let ymid = (plot.y0 + plot.y1) / 2.0;
     let _ = writeln!(
         c.svg,

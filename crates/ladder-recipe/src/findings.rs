@@ -87,16 +87,31 @@ fn amount(metric: Metric, v: f64) -> String {
     if metric.is_rate() { format!("{:.1} points", v * 100.0) } else { format!("{v:.3}") }
 }
 
+/// A signed number without its unit: `+12.5`, `−0.012`.
 fn signed(metric: Metric, v: f64) -> String {
-    let s = amount(metric, v.abs());
+    let s = if metric.is_rate() { format!("{:.1}", v.abs() * 100.0) } else { format!("{:.3}", v.abs()) };
     if v < 0.0 { format!("−{s}") } else { format!("+{s}") }
+}
+
+/// The unit after a signed number, or after an interval.
+fn unit(metric: Metric) -> &'static str {
+    if metric.is_rate() { " points" } else { "" }
+}
+
+/// Whether `metric` has one value for every model on every seed (e.g. no model ever writes
+/// valid JSON): then no comparison says anything, and the legend says it once.
+pub fn constant(rows: &[CompareRow], metric: Metric) -> Option<f64> {
+    let mut values = rows.iter().flat_map(|r| r.per_seed.iter().filter_map(move |s| s.value(metric)));
+    let first = values.next()?;
+    values.all(|v| v == first).then_some(first)
 }
 
 /// Every difference between the rows, in words.
 pub fn between(rows: &[CompareRow]) -> Vec<Finding> {
     let mut out = Vec::new();
+    let informative: Vec<Metric> = Metric::ALL.into_iter().filter(|m| constant(rows, *m).is_none()).collect();
     for p in pairs(rows) {
-        for metric in Metric::ALL {
+        for &metric in &informative {
             let (va, vb) = (p.a.seed_values(metric), p.b.seed_values(metric));
             let shared: Vec<(&(f64, Pages), &(f64, Pages))> = va.iter().filter_map(|(s, x)| Some((x, vb.get(s)?))).collect();
             let a: Vec<(f64, Pages)> = shared.iter().map(|(x, _)| (*x).clone()).collect();
@@ -108,20 +123,21 @@ pub fn between(rows: &[CompareRow]) -> Vec<Finding> {
             let pm = if n > 1 { format!(" ± {}", amount(metric, d.sd)) } else { String::new() };
             let interval = d
                 .interval
-                .map(|[lo, hi]| format!("95% interval {} to {}", signed(metric, lo), signed(metric, hi)))
+                .map(|[lo, hi]| format!("95% interval {} to {}{}", signed(metric, lo), signed(metric, hi), unit(metric)))
                 .unwrap_or_else(|| "no interval: eval.json missing".into());
             let text = if d.per_seed.iter().all(|x| *x == 0.0) {
                 let v = a[0].0;
                 let shown = if metric.is_rate() { format!("{:.1}%", v * 100.0) } else { format!("{v:.3}") };
-                format!("{who_a} equals {} on every seed ({shown}).", p.who_b)
+                format!("{who_a} is the same as {} on every seed ({shown}).", p.who_b)
             } else if d.beyond_noise {
                 let dir = if d.mean > 0.0 { "higher" } else { "lower" };
                 format!("{who_a} is {dir} than {} on {seeds} by {}{pm} ({interval}): larger than the spread.", p.who_b, amount(metric, d.mean.abs()))
             } else {
                 format!(
-                    "{who_a} against {}: within noise ({}{pm}, higher on {} of {n}, {interval}).",
+                    "{who_a} against {}: within noise ({}{}{pm}, higher on {} of {n}, {interval}).",
                     p.who_b,
                     signed(metric, d.mean),
+                    unit(metric),
                     d.higher_on()
                 )
             };

@@ -144,9 +144,8 @@ pub fn status_table(rows: &[StageStatus]) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
-    /// The benchmark's composite score: of the `text` fields when the references are JSON
-    /// pages (over the predictions that parsed; none when nothing parsed), else of the raw
-    /// strings.
+    /// The benchmark's composite score, of the JSON `text` field or of the raw output
+    /// ([`ScoreOf`]).
     Score,
     /// Share of pages flagged degenerate.
     Degeneration,
@@ -190,6 +189,13 @@ pub struct SeedResult {
     /// Per-page values of each [`Metric`], from `eval.json` (empty when it is missing).
     #[serde(skip)]
     pub pages: [Pages; 3],
+    /// The two scores an eval gives, with their pages: of the JSON `text` field (JSON-page
+    /// references, over the pages that parsed) and of the raw output. [`compare`] picks one
+    /// for every row.
+    #[serde(skip)]
+    text_score: Option<(f64, Pages)>,
+    #[serde(skip)]
+    raw_score: Option<(f64, Pages)>,
 }
 
 impl SeedResult {
@@ -252,9 +258,21 @@ impl CompareRow {
     }
 }
 
+/// Which score the comparison gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreOf {
+    /// The benchmark's: the JSON `text` field, when every model's output parsed on some page.
+    TextField,
+    /// The whole output against the whole reference, when some model's never parsed: the
+    /// `text`-field score would leave that model out.
+    RawOutput,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
     pub run_dirs: Vec<PathBuf>,
+    pub score_of: ScoreOf,
     /// The seeds found in any run.
     pub seeds: Vec<u64>,
     pub rows: Vec<CompareRow>,
@@ -279,6 +297,7 @@ pub fn compare(run_dirs: &[PathBuf]) -> Result<Comparison> {
     let mut rows: Vec<CompareRow> = Vec::new();
     let mut all_seeds = Vec::new();
     let mut labels: Vec<String> = Vec::new();
+    let mut runs = Vec::new();
     for run_dir in run_dirs {
         let top = read_json(&run_dir.join("run.json")).ok();
         let mut label = top.as_ref().and_then(|v| v["recipe"].as_str()).map(str::to_string).unwrap_or_else(|| run_dir.display().to_string());
@@ -296,14 +315,31 @@ pub fn compare(run_dirs: &[PathBuf]) -> Result<Comparison> {
                 }
             }
         }
-        for ((start, level, stage, eval_stage), kind, parent, per_seed) in merged {
+        // A level evaluated on some seed is not stood for by an unevaluated row from another
+        // (a seed still running, or one whose eval failed).
+        let evaluated: Vec<(String, Option<u32>)> = merged.iter().filter(|m| m.0 .3.is_some()).map(|m| (m.0 .0.clone(), m.0 .1)).collect();
+        merged.retain(|m| m.0 .3.is_some() || !evaluated.contains(&(m.0 .0.clone(), m.0 .1)));
+        runs.push((label, merged));
+    }
+    // One score for every row, so that rows compare like with like.
+    let results = || runs.iter().flat_map(|r| &r.1).flat_map(|m| &m.3);
+    let score_of = if results().filter(|r| r.raw_score.is_some()).all(|r| r.text_score.is_some()) { ScoreOf::TextField } else { ScoreOf::RawOutput };
+    for (label, merged) in runs {
+        for ((start, level, stage, eval_stage), kind, parent, mut per_seed) in merged {
+            for r in &mut per_seed {
+                let chosen = match score_of {
+                    ScoreOf::TextField => r.text_score.clone(),
+                    ScoreOf::RawOutput => r.raw_score.clone(),
+                };
+                (r.score, r.pages[Metric::Score.index()]) = chosen.map(|(v, p)| (Some(v), p)).unwrap_or_default();
+            }
             rows.push(merge_seeds(label.clone(), start, level, stage, kind, eval_stage, parent, per_seed));
         }
     }
     all_seeds.sort_unstable();
     all_seeds.dedup();
     let findings = findings::between(&rows);
-    Ok(Comparison { run_dirs: run_dirs.to_vec(), seeds: all_seeds, rows, findings })
+    Ok(Comparison { run_dirs: run_dirs.to_vec(), score_of, seeds: all_seeds, rows, findings })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -409,6 +445,8 @@ fn seed_rows(run_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedRow>> {
                 train_seconds,
                 train_tokens,
                 pages: Default::default(),
+                text_score: None,
+                raw_score: None,
             }
         };
         // One row per evaluated model (after SFT *and* after DPO of the same level, side by side).
@@ -420,16 +458,15 @@ fn seed_rows(run_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedRow>> {
             let Some(Some(m)) = manifests.get(st.name.as_str()) else { continue };
             let Some(agg) = m.metrics.as_ref().map(|x| x["aggregate"].clone()).filter(|a| a.is_object()) else { continue };
             let level = st.level.or_else(|| level_of(&st.from));
-            // JSON-page references: the benchmark scores the `text` field, so a model whose
-            // output never parses has no score (not the raw-string score of other rows).
-            let structured = agg["structured"].as_u64().unwrap_or(0) > 0;
+            let (pages, text_pages, raw_pages) = page_values(&run_dir.join(&start.name).join(&st.name).join("eval.json"));
             let result = SeedResult {
-                score: if structured { agg["text_score"].as_f64() } else { agg["score"].as_f64() },
+                text_score: agg["text_score"].as_f64().map(|v| (v, text_pages)),
+                raw_score: agg["score"].as_f64().map(|v| (v, raw_pages)),
                 degeneration_rate: agg["degeneration_rate"].as_f64(),
                 json_valid_rate: agg["json_valid_rate"].as_f64(),
                 pages_per_s: agg["pages_per_s"].as_f64(),
                 cost_per_million_pages: agg["cost_per_million_pages"].as_f64(),
-                pages: page_values(&run_dir.join(&start.name).join(&st.name).join("eval.json"), structured),
+                pages,
                 ..base(&st.from)
             };
             evaluated.entry(level).or_default().push(SeedRow {
@@ -459,9 +496,10 @@ fn seed_rows(run_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedRow>> {
     Ok(rows)
 }
 
-/// Per-page values of each [`Metric`] from an `eval.json`; empty when it cannot be read (the
-/// row then has its aggregate without an interval).
-fn page_values(path: &Path, text_scores: bool) -> [Pages; 3] {
+/// Per-page values from an `eval.json`: of each [`Metric`] (the score's left empty for
+/// [`compare`] to choose), of the `text`-field score and of the raw-output score. All empty
+/// when it cannot be read: the row then has its aggregates without an interval.
+fn page_values(path: &Path) -> ([Pages; 3], Pages, Pages) {
     let Ok(report) = read_json(path).and_then(|v| {
         serde_json::from_value::<ladder_eval::EvalReport>(v).map_err(|e| RecipeError::Manifest { path: path.to_path_buf(), message: e.to_string() })
     }) else {
@@ -469,11 +507,11 @@ fn page_values(path: &Path, text_scores: bool) -> [Pages; 3] {
     };
     let rows = &report.rows;
     let flag = |b: Option<bool>| b.map(|b| f64::from(u8::from(b)));
-    [
-        rows.iter().map(|r| if text_scores { r.text_score } else { Some(r.metrics.score) }).collect(),
-        rows.iter().map(|r| flag(r.degenerate)).collect(),
-        rows.iter().map(|r| flag(r.json_valid)).collect(),
-    ]
+    (
+        [Vec::new(), rows.iter().map(|r| flag(r.degenerate)).collect(), rows.iter().map(|r| flag(r.json_valid)).collect()],
+        rows.iter().map(|r| r.text_score).collect(),
+        rows.iter().map(|r| Some(r.metrics.score)).collect(),
+    )
 }
 
 /// `0.093 (0.086–0.099)` over several seeds, `0.093` for one; rates as percentages.
@@ -501,18 +539,18 @@ impl Comparison {
         };
         let pages = self.rows.iter().flat_map(|r| &r.per_seed).map(|r| r.pages[1].len()).max().unwrap_or(0);
         let mut s = format!(
-            "{seeds}; {pages} test pages per evaluation. The score is the benchmark's composite score of the JSON `text` field, \
-             over the pages whose output parsed as a JSON page (— where none did). Cells are the mean over seeds, with the minimum and maximum in brackets. \
+            "{seeds}; {pages} test pages per evaluation. {} Cells are the mean over seeds, with the minimum and maximum in brackets. \
              A difference counts as larger than the spread when it has the same sign on every seed and its 95% bootstrap interval \
              (seeds and test pages resampled, {} draws) excludes zero; ± is the standard deviation of the per-seed differences.",
+            match self.score_of {
+                ScoreOf::TextField => "The score is the benchmark's composite score of the JSON `text` field, over the pages whose output parsed.",
+                ScoreOf::RawOutput => "The score compares each whole output with the whole reference (JSON syntax included): \
+                    some model's output never parsed as a JSON page, and the benchmark's score of the `text` field would leave it out.",
+            },
             crate::stats::DRAWS
         );
-        let valid: Vec<f64> = self.rows.iter().filter_map(|r| r.json_valid_rate.as_ref()).map(|v| v.max).collect();
-        if !valid.is_empty() && valid.iter().all(|v| *v == 0.0) {
-            s.push_str(
-                " No model wrote a complete JSON page on any seed: the scores are those of fragments that parsed, near the floor, \
-                 and differences between them say little about the pages.",
-            );
+        if findings::constant(&self.rows, Metric::JsonValid) == Some(0.0) {
+            s.push_str(" No model wrote a complete JSON page on any page of any seed, so JSON validity tells no model from another.");
         }
         s
     }
@@ -567,5 +605,158 @@ impl Comparison {
             ladder_model::write_atomic(&path, &bytes).map_err(|e| RecipeError::Manifest { path, message: e.to_string() })?;
         }
         Ok(out.join("report.html"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ladder_data::degeneration::FinishReason;
+    use ladder_eval::{score_row, Aggregate, EvalOptions, EvalReport, Prediction, Throughput};
+    use serde_json::json;
+
+    fn page(text: &str) -> String {
+        json!({"header": "", "margin": "", "footer": "", "text": text}).to_string()
+    }
+
+    /// Scores `predictions` against 20 reference pages into `dir/eval.json`; returns the
+    /// manifest metrics an eval stage records.
+    fn eval(dir: &Path, predictions: &dyn Fn(usize) -> (String, FinishReason)) -> Value {
+        let opts = EvalOptions {
+            throughput: Some(Throughput { pages_per_s: 2.0, output_tokens_per_s: None }),
+            price_per_hour: Some(0.1),
+            ..Default::default()
+        };
+        let rows: Vec<_> = (0..20)
+            .map(|i| {
+                let (prediction, finish) = predictions(i);
+                let reference = page(&format!("o gato subiu no telhado da casa número {i}"));
+                score_row(&Prediction { line: i + 1, prediction, reference, finish_reason: Some(finish) }, &opts)
+            })
+            .collect();
+        let report = EvalReport { aggregate: Aggregate::of(&rows, &opts), rows };
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("eval.json"), serde_json::to_vec(&report).unwrap()).unwrap();
+        json!({"eval": dir.join("eval.json"), "aggregate": report.aggregate})
+    }
+
+    fn manifest(dir: &Path, stage: &str, kind: StageKind, from: &str, metrics: Value) {
+        let m = Manifest {
+            recipe: "r".into(),
+            start: "s".into(),
+            stage: stage.into(),
+            kind,
+            from: from.into(),
+            level: None,
+            status: crate::manifest::Status::Completed,
+            fingerprint: "f".into(),
+            inputs: vec![],
+            config: Value::Null,
+            metrics: Some(metrics),
+            executor: "local".into(),
+            started_at: 0.0,
+            finished_at: None,
+            duration_s: None,
+            resumed_from: None,
+            error: None,
+            slurm_job_id: None,
+        };
+        m.write(dir).unwrap();
+    }
+
+    /// A seeded run folder as `ladder run` leaves it: starts `generalist` and `specialist`,
+    /// each evaluated untuned (never a JSON page) and after SFT, on seeds 1 and 2. After SFT the
+    /// specialist copies every page; the generalist gets the text wrong and loops on a quarter
+    /// (seed 1) or a half (seed 2) of the pages.
+    fn seeded_run(root: &Path) -> PathBuf {
+        let run = root.join("r");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("run.json"), json!({"recipe": "r", "seeds": [1, 2]}).to_string()).unwrap();
+        let stages = json!([
+            {"name": "eval-untuned", "kind": "eval", "from": "start", "level": null},
+            {"name": "sft", "kind": "sft", "from": "start", "level": 3},
+            {"name": "eval-sft", "kind": "eval", "from": "sft", "level": null},
+        ]);
+        for seed in [1u64, 2] {
+            let dir = run.join(seeds::folder(seed));
+            let starts = json!([{"name": "generalist", "level": 1, "stages": stages}, {"name": "specialist", "level": 2, "stages": stages}]);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("run.json"), json!({"recipe": "r", "starts": starts}).to_string()).unwrap();
+            for start in ["generalist", "specialist"] {
+                let s = dir.join(start);
+                manifest(&s.join("eval-untuned"), "eval-untuned", StageKind::Eval, "start", eval(&s.join("eval-untuned"), &|_| ("lorem ipsum".into(), FinishReason::Eos)));
+                manifest(&s.join("sft"), "sft", StageKind::Sft, "start", json!({"summary": {"seconds": 10.0 * seed as f64, "tokens": 1000}}));
+                let specialist = start == "specialist";
+                let looping = if seed == 1 { 5 } else { 10 };
+                let metrics = eval(&s.join("eval-sft"), &|i| {
+                    if specialist {
+                        (page(&format!("o gato subiu no telhado da casa número {i}")), FinishReason::Eos)
+                    } else if i < looping {
+                        (format!("{{\"header\": \"\", \"text\": \"{}", "o gato o gato ".repeat(20)), FinishReason::Length)
+                    } else {
+                        (page(&format!("um cão desceu do muro {i}")), FinishReason::Eos)
+                    }
+                });
+                manifest(&s.join("eval-sft"), "eval-sft", StageKind::Eval, "sft", metrics);
+            }
+        }
+        run
+    }
+
+    #[test]
+    fn compare_gives_untuned_then_sft_per_start_with_the_spread_over_seeds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = seeded_run(tmp.path());
+        let c = compare(std::slice::from_ref(&run)).unwrap();
+        assert_eq!(c.seeds, [1, 2]);
+        let labels: Vec<(&str, &str)> = c.rows.iter().map(|r| (r.start.as_str(), r.stage_label())).collect();
+        assert_eq!(labels, [("generalist", "untuned"), ("generalist", "sft"), ("specialist", "untuned"), ("specialist", "sft")]);
+        let (untuned, gen, spec) = (&c.rows[0], &c.rows[1], &c.rows[3]);
+        assert_eq!(untuned.level, Some(1), "the untuned row stands on the start's level");
+        // The untuned outputs never parse as JSON: every row is scored on its raw output, so
+        // that the untuned row has a score comparable with the others.
+        assert_eq!(c.score_of, ScoreOf::RawOutput);
+        assert!(c.legend().contains("some model's output never parsed"));
+        assert!(untuned.score.as_ref().unwrap().mean < 0.1 && spec.score.as_ref().unwrap().mean > 0.99);
+        assert_eq!(untuned.json_valid_rate.as_ref().unwrap().max, 0.0);
+        assert_eq!(gen.parent.as_deref(), Some("start"));
+        let d = gen.degeneration_rate.as_ref().unwrap();
+        assert_eq!((d.mean, d.min, d.max, d.seeds), (0.375, 0.25, 0.5, 2));
+        let [lo, hi] = d.interval.unwrap();
+        assert!(lo < 0.375 && hi > 0.375, "{lo} {hi}");
+        assert_eq!(gen.train_seconds, 15.0, "mean of 10 s and 20 s");
+        let md = c.markdown();
+        assert!(md.contains("| generalist | 3 | sft | eval-sft | 2 |"), "{md}");
+        assert!(md.contains("37.5% (25.0%–50.0%)"), "{md}");
+        let beyond: Vec<&str> = c.findings.iter().filter(|f| f.beyond_noise()).map(|f| f.text.as_str()).collect();
+        let text = beyond.join("\n");
+        assert!(text.contains("After sft, the specialist's score is higher than the generalist's on 2 of 2 seeds by"), "{text}");
+        assert!(text.contains("After sft, the specialist's degeneration is lower than the generalist's on 2 of 2 seeds by 37.5 points ± 17.7 points (95% interval −"), "{text}");
+        assert!(text.contains("The specialist's JSON validity after sft is higher than untuned on 2 of 2 seeds by 100.0 points"), "{text}");
+        let same = c.findings.iter().find(|f| f.a == "r/specialist/untuned" && f.metric == Metric::JsonValid).unwrap();
+        assert!(same.text.contains("is the same as the generalist's on every seed (0.0%)") && !same.beyond_noise(), "{}", same.text);
+    }
+
+    #[test]
+    fn compare_writes_a_self_contained_report_and_compares_several_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = seeded_run(&tmp.path().join("a"));
+        let b = seeded_run(&tmp.path().join("b"));
+        let c = compare(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(c.rows.len(), 8);
+        assert_eq!((c.rows[0].run.as_str(), c.rows[4].run.clone()), ("r", b.display().to_string()), "a second run of one recipe is named by its folder");
+        let across = c.findings.iter().find(|f| f.a.starts_with(&b.display().to_string()) && f.b.starts_with("r/")).unwrap();
+        assert!(across.text.contains("is the same as") && across.text.contains("on every seed"), "{}", across.text);
+        let out = tmp.path().join("cmp");
+        let html = c.write(&out).unwrap();
+        assert_eq!(html, out.join("report.html"));
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(page.contains("<svg") && page.contains("Differences larger than the spread"), "{page}");
+        assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="), "self-contained");
+        for f in ["report.md", "report.json", "chart.svg"] {
+            assert!(out.join(f).is_file(), "{f}");
+        }
+        let err = compare(&[tmp.path().join("nope")]).unwrap_err().to_string();
+        assert!(err.contains("nope/run.json") && err.contains("not a run folder"), "{err}");
     }
 }

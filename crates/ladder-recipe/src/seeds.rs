@@ -74,6 +74,14 @@ pub fn plans(src: &RecipeSource, output: Option<&Path>, seeds: &[u64]) -> Result
         .collect()
 }
 
+/// `ladder plan`'s text: the plan of each seed's run, or the single run's plan.
+pub fn describe(src: &RecipeSource, output: Option<&Path>) -> Result<String> {
+    match requested(src, None)? {
+        None => Ok(plan::plan(src, output)?.describe()),
+        Some(seeds) => Ok(plans(src, output, &seeds)?.iter().map(|(seed, p)| format!("seed {seed}: {}", p.describe())).collect()),
+    }
+}
+
 /// Runs (or submits) every seed's plan in turn. A seed whose stages fail does not stop the
 /// others; the failures are reported together at the end.
 pub fn run(src: &RecipeSource, opts: &RunOptions, seeds: &[u64]) -> Result<Vec<Outcome>> {
