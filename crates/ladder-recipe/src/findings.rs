@@ -82,9 +82,9 @@ fn capitalised(s: &str) -> String {
     c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
-/// A value of `metric` as the sentences print it: scores with 3 decimals, rates as points.
+/// A value of `metric` without its unit: scores with 3 decimals, rates as points.
 fn amount(metric: Metric, v: f64) -> String {
-    if metric.is_rate() { format!("{:.1} points", v * 100.0) } else { format!("{v:.3}") }
+    if metric.is_rate() { format!("{:.1}", v * 100.0) } else { format!("{v:.3}") }
 }
 
 /// A signed number without its unit: `+12.5`, `−0.012`.
@@ -131,10 +131,15 @@ pub fn between(rows: &[CompareRow]) -> Vec<Finding> {
                 format!("{who_a} is the same as {} on every seed ({shown}).", p.who_b)
             } else if d.beyond_noise {
                 let dir = if d.mean > 0.0 { "higher" } else { "lower" };
-                format!("{who_a} is {dir} than {} on {seeds} by {}{pm} ({interval}): larger than the spread.", p.who_b, amount(metric, d.mean.abs()))
+                format!(
+                    "{who_a} is {dir} than {} on {seeds} by {}{pm}{} ({interval}): larger than the spread.",
+                    p.who_b,
+                    amount(metric, d.mean.abs()),
+                    unit(metric)
+                )
             } else {
                 format!(
-                    "{who_a} against {}: within noise ({}{}{pm}, higher on {} of {n}, {interval}).",
+                    "{who_a} against {}: within noise ({}{pm}{}, higher on {} of {n}, {interval}).",
                     p.who_b,
                     signed(metric, d.mean),
                     unit(metric),

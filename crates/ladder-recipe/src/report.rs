@@ -731,8 +731,8 @@ mod tests {
         let beyond: Vec<&str> = c.findings.iter().filter(|f| f.beyond_noise()).map(|f| f.text.as_str()).collect();
         let text = beyond.join("\n");
         assert!(text.contains("After sft, the specialist's score is higher than the generalist's on 2 of 2 seeds by"), "{text}");
-        assert!(text.contains("After sft, the specialist's degeneration is lower than the generalist's on 2 of 2 seeds by 37.5 points ± 17.7 points (95% interval −"), "{text}");
-        assert!(text.contains("The specialist's JSON validity after sft is higher than untuned on 2 of 2 seeds by 100.0 points"), "{text}");
+        assert!(text.contains("After sft, the specialist's degeneration is lower than the generalist's on 2 of 2 seeds by 37.5 ± 17.7 points (95% interval −"), "{text}");
+        assert!(text.contains("The specialist's JSON validity after sft is higher than untuned on 2 of 2 seeds by 100.0 ± 0.0 points"), "{text}");
         let same = c.findings.iter().find(|f| f.a == "r/specialist/untuned" && f.metric == Metric::JsonValid).unwrap();
         assert!(same.text.contains("is the same as the generalist's on every seed (0.0%)") && !same.beyond_noise(), "{}", same.text);
     }
