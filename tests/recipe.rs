@@ -41,6 +41,26 @@ fn shipped_recipes_validate_and_plan() {
     }
 }
 
+/// A recipe with `seeds` plans one run folder per seed; a repeated seed is refused with its
+/// line, by `validate` as by `run`.
+#[test]
+fn seeded_recipe_plans_each_seed_and_refuses_a_repeated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, plan, stderr) = ladder_at_root(&["plan", "recipes/demo.toml", "--output", dir.path().to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    for seed in 1..=3 {
+        assert!(plan.contains(&format!("seed {seed}: recipe demo → {}", dir.path().join(format!("demo/seed-{seed}")).display())), "{plan}");
+    }
+    let text = std::fs::read_to_string(root().join("recipes/demo.toml")).unwrap().replace("seeds = [1, 2, 3]", "seeds = [1, 2, 2]");
+    let recipe = dir.path().join("demo.toml");
+    std::fs::write(&recipe, text).unwrap();
+    for cmd in ["validate", "run"] {
+        let (ok, _, stderr) = ladder_at_root(&[cmd, recipe.to_str().unwrap(), "--output", dir.path().to_str().unwrap()][..if cmd == "run" { 4 } else { 2 }]);
+        assert!(!ok && stderr.contains(&format!("{}:16:1: seeds lists seed 2 twice", recipe.display())), "{cmd}: {stderr}");
+    }
+    assert!(!dir.path().join("demo").exists(), "nothing runs");
+}
+
 /// sft → dpo → merge on qwen2-tiny, a few steps each.
 fn three_stage(dpo_lr: &str, save_every: usize, sft_steps: usize) -> String {
     format!(
