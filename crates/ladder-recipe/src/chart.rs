@@ -356,24 +356,24 @@ fn scatter(c: &mut Canvas, rows: &[ChartRow], colour: &dyn Fn(&ChartRow) -> &'st
             sx(xa), sx(xb), sx(xa), y - 4.0, sx(xb), y - 4.0, sy(ya), sy(yb), x - 4.0, sy(ya), x - 4.0, sy(yb)
         );
     }
-    let mut arrows: Vec<(f64, f64, f64, f64)> = Vec::new();
+    // Each arrow's course, sampled, for the labels to keep clear of.
+    let mut courses: Vec<Vec<(f64, f64)>> = Vec::new();
     for &(i, ..) in &pts {
         let Some(p) = rows[i].parent else { continue };
-        let (Some((xa, ya)), Some((xb, yb))) = (pos(p), pos(i)) else { continue };
-        let (dx, dy) = (xb - xa, yb - ya);
-        let len = (dx * dx + dy * dy).sqrt();
-        let gap = MARKER_R + 3.0;
-        if len < 2.0 * gap + 6.0 {
-            continue; // the two models sit on top of each other: no direction to show
-        }
-        let (ux, uy) = (dx / len, dy / len);
-        let (sx0, sy0, ex, ey) = (xa + ux * gap, ya + uy * gap, xb - ux * gap, yb - uy * gap);
-        arrows.push((sx0, sy0, ex, ey));
+        let (Some(a), Some(b)) = (pos(p), pos(i)) else { continue };
         let col = colour(&rows[i]);
         let dash = if rows[i].kind == Some(StageKind::Dpo) { "" } else { " stroke-dasharray=\"5 4\"" };
-        // The shaft stops at the head's base; the head is a filled triangle.
+        let (course, head) = arrow_course(a, b, &plot);
+        let d: String = match course.len() {
+            2 => format!("M{:.1},{:.1}L{:.1},{:.1}", course[0].0, course[0].1, course[1].0, course[1].1),
+            _ => format!(
+                "M{:.1},{:.1}C{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}",
+                course[0].0, course[0].1, course[1].0, course[1].1, course[2].0, course[2].1, course[3].0, course[3].1
+            ),
+        };
+        let _ = writeln!(c.svg, "<path id=\"arrow-{i}\" d=\"{d}\" fill=\"none\" stroke=\"{col}\" stroke-width=\"1.8\"{dash}/>");
+        let ((ex, ey), (ux, uy)) = head;
         let (hx, hy) = (ex - ux * 9.0, ey - uy * 9.0);
-        let _ = writeln!(c.svg, "<line id=\"arrow-{i}\" x1=\"{sx0:.1}\" y1=\"{sy0:.1}\" x2=\"{hx:.1}\" y2=\"{hy:.1}\" stroke=\"{col}\" stroke-width=\"1.8\"{dash}/>");
         let _ = writeln!(
             c.svg,
             "<polygon id=\"arrowhead-{i}\" points=\"{ex:.1},{ey:.1} {:.1},{:.1} {:.1},{:.1}\" fill=\"{col}\"/>",
@@ -382,6 +382,7 @@ fn scatter(c: &mut Canvas, rows: &[ChartRow], colour: &dyn Fn(&ChartRow) -> &'st
             hx + uy * 4.5,
             hy - ux * 4.5
         );
+        courses.push(sample(&course));
     }
     // Labels keep clear of every marker and every error bar.
     let mut taken: Vec<Rect> = pts.iter().map(|&(i, ..)| { let (x, y) = pos(i).unwrap_or_default(); Rect::around(x, y, MARKER_R + 2.0) }).collect();
@@ -392,10 +393,7 @@ fn scatter(c: &mut Canvas, rows: &[ChartRow], colour: &dyn Fn(&ChartRow) -> &'st
         taken.push(Rect { x0: x - 5.0, y0: sy(yb) - 1.0, x1: x + 5.0, y1: sy(ya) + 1.0 });
     }
     // And of the arrows, as small boxes every few pixels along them.
-    for (ax, ay, bx, by) in arrows {
-        let n = ((bx - ax).hypot(by - ay) / 4.0).ceil() as usize;
-        taken.extend((0..=n).map(|k| k as f64 / n.max(1) as f64).map(|t| Rect::around(ax + (bx - ax) * t, ay + (by - ay) * t, 1.5)));
-    }
+    taken.extend(courses.iter().flatten().map(|&(x, y)| Rect::around(x, y, 1.5)));
     let mut placer = Placer { area: plot, taken };
     for &(i, ..) in &pts {
         let (x, y) = pos(i).unwrap_or_default();
@@ -422,6 +420,53 @@ fn scatter(c: &mut Canvas, rows: &[ChartRow], colour: &dyn Fn(&ChartRow) -> &'st
             }
         }
     }
+}
+
+/// The course of the arrow from the marker at `a` to the one at `b`: a straight line between
+/// the markers' edges, or, when the markers (nearly) touch, a cubic arc bowing out of them
+/// (away from the plot's top edge), so that every step of the ladder keeps its arrow. Returns
+/// the course's points (2 for a line, 4 for a cubic) and the head's tip and direction; the
+/// course ends at the head's base.
+fn arrow_course(a: (f64, f64), b: (f64, f64), plot: &Rect) -> (Vec<(f64, f64)>, ((f64, f64), (f64, f64))) {
+    let gap = MARKER_R + 3.0;
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len = dx.hypot(dy);
+    let unit = |x: f64, y: f64| {
+        let l = x.hypot(y).max(1e-9);
+        (x / l, y / l)
+    };
+    let head = |tip: (f64, f64), u: (f64, f64)| (tip.0 - u.0 * 9.0, tip.1 - u.1 * 9.0);
+    if len >= 2.0 * gap + 14.0 {
+        let u = unit(dx, dy);
+        let tip = (b.0 - u.0 * gap, b.1 - u.1 * gap);
+        return (vec![(a.0 + u.0 * gap, a.1 + u.1 * gap), head(tip, u)], (tip, u));
+    }
+    let u = if len > 1e-6 { unit(dx, dy) } else { (1.0, 0.0) };
+    // The normal pointing up, unless that leaves the plot.
+    let mut n = if u.0 >= 0.0 { (u.1, -u.0) } else { (-u.1, u.0) };
+    if a.1.min(b.1) - 40.0 < plot.y0 {
+        n = (-n.0, -n.1);
+    }
+    let (c1, c2) = ((a.0 + n.0 * 34.0 - u.0 * 10.0, a.1 + n.1 * 34.0 - u.1 * 10.0), (b.0 + n.0 * 34.0 + u.0 * 10.0, b.1 + n.1 * 34.0 + u.1 * 10.0));
+    let start = { let v = unit(c1.0 - a.0, c1.1 - a.1); (a.0 + v.0 * gap, a.1 + v.1 * gap) };
+    let into = unit(b.0 - c2.0, b.1 - c2.1);
+    let tip = (b.0 - into.0 * gap, b.1 - into.1 * gap);
+    (vec![start, c1, c2, head(tip, into)], (tip, into))
+}
+
+/// Points every few pixels along a course from [`arrow_course`].
+fn sample(course: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let at = |t: f64| -> (f64, f64) {
+        if course.len() == 2 {
+            return (course[0].0 + (course[1].0 - course[0].0) * t, course[0].1 + (course[1].1 - course[0].1) * t);
+        }
+        let m = 1.0 - t;
+        let w = [m * m * m, 3.0 * m * m * t, 3.0 * m * t * t, t * t * t];
+        (0..4).fold((0.0, 0.0), |acc, k| (acc.0 + w[k] * course[k].0, acc.1 + w[k] * course[k].1))
+    };
+    let len: f64 = course.windows(2).map(|w| (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1)).sum();
+    let n = (len / 4.0).ceil().max(1.0) as usize;
+    (0..=n).map(|k| at(k as f64 / n as f64)).collect()
 }
 
 /// Frame, grid lines and tick labels of a panel.
@@ -640,8 +685,11 @@ mod tests {
         }
         // The arrows: SFT → DPO for the generalist (they differ); none where the two coincide.
         assert!(svg.contains("id=\"arrow-2\"") && svg.contains("id=\"arrowhead-2\""), "generalist sft → dpo");
-        assert!(!svg.contains("id=\"arrow-5\""), "the specialist's sft and dpo sit on one spot");
+        assert!(svg.contains("<path id=\"arrow-5\" d=\"M") && svg.split("id=\"arrow-5\"").nth(1).unwrap().split('>').next().unwrap().contains('C'), "the specialist's sft and dpo sit on one spot: an arc");
         assert!(svg.contains("id=\"arrow-1\"") && svg.contains("stroke-dasharray"), "untuned → sft, dashed");
+        for id in ["arrow-1", "arrow-2", "arrow-4", "arrow-5", "arrowhead-5"] {
+            assert!(inside(&shape(id), &scatter), "{id} leaves the axes");
+        }
         // Render, and find each filled marker's colour at its centre.
         let size = tree.size().to_int_size();
         let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height()).unwrap();
