@@ -422,12 +422,15 @@ fn scatter(c: &mut Canvas, rows: &[ChartRow], colour: &dyn Fn(&ChartRow) -> &'st
     }
 }
 
+/// An arrowhead: its tip and its direction.
+type Head = ((f64, f64), (f64, f64));
+
 /// The course of the arrow from the marker at `a` to the one at `b`: a straight line between
 /// the markers' edges, or, when the markers (nearly) touch, a cubic arc bowing out of them
 /// (away from the plot's top edge), so that every step of the ladder keeps its arrow. Returns
 /// the course's points (2 for a line, 4 for a cubic) and the head's tip and direction; the
 /// course ends at the head's base.
-fn arrow_course(a: (f64, f64), b: (f64, f64), plot: &Rect) -> (Vec<(f64, f64)>, ((f64, f64), (f64, f64))) {
+fn arrow_course(a: (f64, f64), b: (f64, f64), plot: &Rect) -> (Vec<(f64, f64)>, Head) {
     let gap = MARKER_R + 3.0;
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let len = dx.hypot(dy);
@@ -614,7 +617,7 @@ mod tests {
     fn parse(svg: &str) -> resvg::usvg::Tree {
         let mut db = resvg::usvg::fontdb::Database::new();
         db.load_system_fonts();
-        assert!(db.len() > 0, "no system fonts to render the chart's text with (Debian: fonts-dejavu-core)");
+        assert!(!db.is_empty(), "no system fonts to render the chart's text with (Debian: fonts-dejavu-core)");
         let opts = resvg::usvg::Options { fontdb: std::sync::Arc::new(db), ..Default::default() };
         resvg::usvg::Tree::from_str(svg, &opts).expect("the chart is valid SVG")
     }

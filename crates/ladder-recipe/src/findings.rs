@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::report::{CompareRow, Metric};
-use crate::stats::{Difference, Pages};
+use crate::stats::{Difference, SeedValues};
 
 /// One difference between two rows.
 #[derive(Clone, Debug, Serialize)]
@@ -113,9 +113,7 @@ pub fn between(rows: &[CompareRow]) -> Vec<Finding> {
     for p in pairs(rows) {
         for &metric in &informative {
             let (va, vb) = (p.a.seed_values(metric), p.b.seed_values(metric));
-            let shared: Vec<(&(f64, Pages), &(f64, Pages))> = va.iter().filter_map(|(s, x)| Some((x, vb.get(s)?))).collect();
-            let a: Vec<(f64, Pages)> = shared.iter().map(|(x, _)| (*x).clone()).collect();
-            let b: Vec<(f64, Pages)> = shared.iter().map(|(_, y)| (*y).clone()).collect();
+            let (a, b): (SeedValues, SeedValues) = va.iter().filter_map(|(s, x)| Some((x.clone(), vb.get(s)?.clone()))).unzip();
             let Some(d) = Difference::of(&a, &b) else { continue };
             let who_a = capitalised(&p.who_a.replace("{metric}", metric.name()));
             let n = d.per_seed.len();

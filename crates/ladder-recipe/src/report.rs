@@ -283,6 +283,9 @@ pub struct Comparison {
 /// What identifies a row across seeds.
 type RowKey = (String, Option<u32>, String, Option<String>);
 
+/// A row's key, kind, evaluated parent and per-seed results, before the spreads.
+type Merged = (RowKey, Option<StageKind>, Option<String>, Vec<SeedResult>);
+
 /// One row of one seed's run, before the seeds are merged.
 struct SeedRow {
     key: RowKey,
@@ -305,7 +308,7 @@ pub fn compare(run_dirs: &[PathBuf]) -> Result<Comparison> {
             label = run_dir.display().to_string();
         }
         labels.push(label.clone());
-        let mut merged: Vec<(RowKey, Option<StageKind>, Option<String>, Vec<SeedResult>)> = Vec::new();
+        let mut merged: Vec<Merged> = Vec::new();
         for (seed, dir) in seeds::runs_in(run_dir)? {
             all_seeds.extend(seed);
             for r in seed_rows(&dir, seed)? {
