@@ -139,7 +139,8 @@ fn ticks(min: f64, max: f64, step: f64) -> Vec<(f64, String)> {
     (0..=n).map(|i| min + i as f64 * step).map(|v| (v, format!("{:.decimals$}", v + 0.0))).collect()
 }
 
-fn escape(s: &str) -> String {
+/// Text for SVG and HTML: `&`, `<`, `>` and `"` as entities.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

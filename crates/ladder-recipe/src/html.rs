@@ -3,11 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::chart::escape;
 use crate::report::{format_spread, Comparison};
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 const STYLE: &str = "body{font-family:DejaVu Sans,Verdana,sans-serif;margin:24px;color:#222;max-width:1200px}\
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}p,li{line-height:1.45}\
