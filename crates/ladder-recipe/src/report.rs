@@ -740,6 +740,28 @@ mod tests {
         assert!(same.text.contains("is the same as the generalist's on every seed (0.0%)") && !same.beyond_noise(), "{}", same.text);
     }
 
+    /// Without the untuned evaluations every model parsed on some page: the benchmark's score
+    /// of the `text` field, for every row.
+    #[test]
+    fn the_text_field_is_scored_when_every_model_parses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = seeded_run(tmp.path());
+        for seed in ["seed-1", "seed-2"] {
+            for start in ["generalist", "specialist"] {
+                std::fs::remove_dir_all(run.join(seed).join(start).join("eval-untuned")).unwrap();
+            }
+        }
+        let c = compare(std::slice::from_ref(&run)).unwrap();
+        assert_eq!(c.score_of, ScoreOf::TextField);
+        assert!(c.legend().contains("composite score of the JSON `text` field"));
+        let labels: Vec<&str> = c.rows.iter().map(|r| r.stage_label()).collect();
+        assert_eq!(labels, ["sft", "sft"]);
+        // The generalist's parsed pages say "um cão desceu do muro", not the reference's text.
+        let (gen, spec) = (c.rows[0].score.as_ref().unwrap(), c.rows[1].score.as_ref().unwrap());
+        assert!(gen.mean < 0.5 && spec.mean == 1.0, "{gen:?} {spec:?}");
+        assert_eq!(c.rows[0].parent, None, "no evaluated model before it");
+    }
+
     #[test]
     fn compare_writes_a_self_contained_report_and_compares_several_runs() {
         let tmp = tempfile::tempdir().unwrap();
