@@ -9,7 +9,7 @@
 //! never overlaps: every label's box is estimated from DejaVu Sans/Verdana advance widths,
 //! which are wider than most sans-serif faces, and point labels are placed greedily in the
 //! first free spot around their point ([`Placer`]). The tests render the SVG with resvg and
-//! check the real text boxes.
+//! check the real text boxes (about 200 of this file's 700 lines).
 
 use std::fmt::Write as _;
 
