@@ -135,9 +135,12 @@ pub enum Command {
     Run(RunArgs),
     /// Report each stage of a run folder from its manifests (and squeue/sacct for Slurm runs).
     Status(StatusArgs),
-    /// Compare the starts of a run side by side; writes report.md, report.json and pareto.svg
-    /// into the run folder and prints the table.
-    Compare(StatusArgs),
+    /// Compare the starts of one or more runs side by side, with the spread over seeds; writes
+    /// report.html (tables and charts), report.md, report.json and chart.svg, prints the table
+    /// and the report's path.
+    ///
+    /// Example: ladder compare runs/demo runs/demo-lora --out runs/comparison
+    Compare(CompareArgs),
     /// Training speed and peak memory of the real training loop on a standard model shape.
     ///
     /// Set up as shared/bench/torch_anchor.py sets up PyTorch + PEFT (random weights and tokens,
@@ -198,9 +201,24 @@ pub struct RunArgs {
     /// Output root instead of the recipe's `output`.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Run every start × stage once per seed, seed N into <output>/<recipe>/seed-N/ (instead
+    /// of the recipe's `seeds`).
+    #[arg(long, value_name = "N,N,..", value_delimiter = ',', num_args = 1..)]
+    pub seeds: Option<Vec<u64>>,
 }
 
-/// `ladder status` / `ladder compare` options.
+/// `ladder compare` options.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run folders (<output>/<recipe name>), e.g. two recipes over the same starts.
+    #[arg(required = true, num_args = 1..)]
+    pub run_dirs: Vec<PathBuf>,
+    /// Where the report goes [default: the first run folder].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `ladder status` options.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// A run folder: <output>/<recipe name>.

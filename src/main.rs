@@ -131,6 +131,7 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
         Command::Generate(args) => generate(args),
         Command::Validate(args) => {
             let src = ladder_recipe::load(&args.recipe)?;
+            ladder_recipe::seeds::requested(&src, None)?;
             let plan = ladder_recipe::plan(&src, None)?;
             let stages: usize = plan.starts.iter().map(|s| s.stages.len()).sum();
             println!("{}: ok ({} start(s), {stages} stage run(s))", args.recipe.display(), plan.starts.len());
@@ -138,7 +139,7 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
         }
         Command::Plan(args) => {
             let src = ladder_recipe::load(&args.recipe)?;
-            print!("{}", ladder_recipe::plan(&src, args.output.as_deref())?.describe());
+            print!("{}", ladder_recipe::seeds::describe(&src, args.output.as_deref())?);
             Ok(())
         }
         Command::Run(args) => run_recipe(args),
@@ -148,10 +149,10 @@ fn run(cli: Cli, signals: &signals::Signals) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Compare(args) => {
-            let comparison = ladder_recipe::report::compare(&args.run_dir)?;
-            comparison.write()?;
+            let comparison = ladder_recipe::report::compare(&args.run_dirs)?;
+            let out = args.out.unwrap_or_else(|| args.run_dirs[0].clone());
             print!("{}", comparison.markdown());
-            eprintln!("wrote report.md, report.json and pareto.svg in {}", args.run_dir.display());
+            println!("report: {}", comparison.write(&out)?.display());
             Ok(())
         }
     }
@@ -165,7 +166,7 @@ fn reports() -> bool {
 fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
     let executor = args.executor;
     let src = ladder_recipe::load(&args.recipe)?;
-    let opts = ladder_recipe::RunOptions { executor, force: args.force, from: args.from, only: args.only, output: args.output };
+    let opts = ladder_recipe::RunOptions { executor, force: args.force, from: args.from, only: args.only, output: args.output, seeds: args.seeds };
     let local = matches!(opts.executor, ladder_recipe::Executor::Local);
     let run_dir = ladder_recipe::plan::run_dir(&src, opts.output.as_deref());
     let outcomes = ladder_recipe::run(&src, &opts)?;
@@ -173,16 +174,16 @@ fn run_recipe(args: RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     for o in outcomes {
-        println!("{}/{}: {}{}", o.start, o.stage, o.action, o.detail.map(|d| format!(" {d}")).unwrap_or_default());
+        let seed = o.seed.map(|s| format!("{}/", ladder_recipe::seeds::folder(s))).unwrap_or_default();
+        println!("{seed}{}/{}: {}{}", o.start, o.stage, o.action, o.detail.map(|d| format!(" {d}")).unwrap_or_default());
     }
     // A local run has finished every stage: end with the comparison, as `ladder compare` would.
     // (A Slurm run has only submitted them; `ladder compare` comes after the jobs.)
     if local {
-        let comparison = ladder_recipe::report::compare(&run_dir)?;
+        let comparison = ladder_recipe::report::compare(std::slice::from_ref(&run_dir))?;
         if comparison.rows.iter().any(|r| r.eval_stage.is_some()) {
-            comparison.write()?;
             print!("\n{}", comparison.markdown());
-            println!("report: {}", run_dir.join("report.md").display());
+            println!("report: {}", comparison.write(&run_dir)?.display());
         }
     }
     Ok(())

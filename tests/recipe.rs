@@ -41,6 +41,26 @@ fn shipped_recipes_validate_and_plan() {
     }
 }
 
+/// A recipe with `seeds` plans one run folder per seed; a repeated seed is refused with its
+/// line, by `validate` as by `run`.
+#[test]
+fn seeded_recipe_plans_each_seed_and_refuses_a_repeated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, plan, stderr) = ladder_at_root(&["plan", "recipes/demo.toml", "--output", dir.path().to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    for seed in 1..=3 {
+        assert!(plan.contains(&format!("seed {seed}: recipe demo → {}", dir.path().join(format!("demo/seed-{seed}")).display())), "{plan}");
+    }
+    let text = std::fs::read_to_string(root().join("recipes/demo.toml")).unwrap().replace("seeds = [1, 2, 3]", "seeds = [1, 2, 2]");
+    let recipe = dir.path().join("demo.toml");
+    std::fs::write(&recipe, text).unwrap();
+    for cmd in ["validate", "run"] {
+        let (ok, _, stderr) = ladder_at_root(&[cmd, recipe.to_str().unwrap(), "--output", dir.path().to_str().unwrap()][..if cmd == "run" { 4 } else { 2 }]);
+        assert!(!ok && stderr.contains(&format!("{}:16:1: seeds lists seed 2 twice", recipe.display())), "{cmd}: {stderr}");
+    }
+    assert!(!dir.path().join("demo").exists(), "nothing runs");
+}
+
 /// sft → dpo → merge on qwen2-tiny, a few steps each.
 fn three_stage(dpo_lr: &str, save_every: usize, sft_steps: usize) -> String {
     format!(
@@ -144,7 +164,7 @@ fn three_stage_recipe_runs_skips_and_reruns_only_what_changed() {
     assert_eq!(status.matches("completed").count(), 3, "{status}");
     let compare = String::from_utf8_lossy(&ladder(&["compare", out.join("tiny").to_str().unwrap()]).stdout).into_owned();
     assert!(compare.contains("| qwen | 2 | dpo |"), "{compare}");
-    for f in ["report.md", "report.json", "pareto.svg"] {
+    for f in ["report.html", "report.md", "report.json", "chart.svg"] {
         assert!(out.join("tiny").join(f).exists(), "{f}");
     }
 }
@@ -280,9 +300,10 @@ fn slurm_executor_matches_local() {
 }
 
 /// A committed demo recipe (`recipes/<name>.toml`) with every step count and generation length
-/// cut short, run from the repository root as a user would (relative model and data paths) into
-/// `out`; checks that every stage of both starts ran and that `ladder compare` shows both
-/// evaluations of each start. Returns the run folder.
+/// cut short (and two seeds where it has `seeds`), run from the repository root as a user would
+/// (relative model and data paths) into `out`; checks that every stage of both starts ran on
+/// every seed and that `ladder compare` shows each start untuned (where the recipe evaluates
+/// it), after SFT and after DPO. Returns the run folder.
 fn run_demo_shortened(name: &str, out: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut text = String::new();
@@ -291,39 +312,60 @@ fn run_demo_shortened(name: &str, out: &Path) -> PathBuf {
         text.push_str(match key {
             "max_steps" => "max_steps = 2",
             "max_new_tokens" => "max_new_tokens = 24",
+            "seeds" => "seeds = [1, 2]",
             _ => line,
         });
         text.push('\n');
     }
     std::fs::create_dir_all(out).unwrap();
     let recipe = out.join(format!("{name}.toml"));
-    std::fs::write(&recipe, text).unwrap();
+    std::fs::write(&recipe, &text).unwrap();
     let runs = out.join("runs");
     let log = String::from_utf8_lossy(&ladder_in(root, &["run", recipe.to_str().unwrap(), "--output", runs.to_str().unwrap()]).stdout).into_owned();
-    for start in ["generalist", "ocr-specialist"] {
-        for stage in ["sft", "eval-sft", "pairs", "dpo", "eval-dpo"] {
-            assert!(log.contains(&format!("{start}/{stage}: ran")), "{log}");
+    let seeds: &[&str] = if text.contains("\nseeds = ") { &["seed-1/", "seed-2/"] } else { &[""] };
+    let untuned = text.contains("name = \"eval-untuned\"");
+    for seed in seeds {
+        for start in ["generalist", "ocr-specialist"] {
+            for stage in ["eval-untuned", "sft", "eval-sft", "pairs", "dpo", "eval-dpo"].into_iter().filter(|s| untuned || *s != "eval-untuned") {
+                assert!(log.contains(&format!("{seed}{start}/{stage}: ran")), "{seed}{start}/{stage}:\n{log}");
+            }
         }
     }
     // A local run ends with the comparison and where its report is.
     let run = runs.join(name);
-    assert!(log.contains(&format!("report: {}", run.join("report.md").display())), "{log}");
+    assert!(log.contains(&format!("report: {}", run.join("report.html").display())), "{log}");
     let compare = String::from_utf8_lossy(&ladder(&["compare", run.to_str().unwrap()]).stdout).into_owned();
-    // Both evaluations of each start, after SFT and after DPO, side by side.
-    for start in ["generalist", "ocr-specialist"] {
-        for (stage, eval) in [("sft", "eval-sft"), ("dpo", "eval-dpo")] {
-            assert!(compare.contains(&format!("| {start} | 3 | {stage} | {eval} |")), "{compare}");
+    // Each start untuned, after SFT and after DPO, with the number of seeds.
+    let n = seeds.len();
+    for (start, level) in [("generalist", 1), ("ocr-specialist", 2)] {
+        let mut rows = vec![format!("| {start} | 3 | sft | eval-sft | {n} |"), format!("| {start} | 3 | dpo | eval-dpo | {n} |")];
+        if untuned {
+            rows.insert(0, format!("| {start} | {level} | untuned | eval-untuned | {n} |"));
         }
+        let at: Vec<usize> = rows.iter().map(|r| compare.find(r.as_str()).unwrap_or_else(|| panic!("no row {r}:\n{compare}"))).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{start}: rows out of ladder order:\n{compare}");
     }
-    assert!(run.join("pareto.svg").exists());
+    for f in ["report.html", "chart.svg", "report.md", "report.json"] {
+        assert!(run.join(f).exists(), "{f}");
+    }
     run
 }
 
-/// `recipes/demo.toml`, shortened, runs end to end from the committed demo models and datasets.
+/// `recipes/demo.toml`, shortened, runs end to end from the committed demo models and datasets,
+/// on two seeds; `ladder compare` then compares it with itself (two run folders) into `--out`.
 #[test]
 fn demo_recipe_runs_shortened() {
     let dir = tempfile::tempdir().unwrap();
-    run_demo_shortened("demo", dir.path());
+    let run = run_demo_shortened("demo", dir.path());
+    assert!(run.join("seed-1/generalist/dpo/manifest.json").is_file() && run.join("seed-2/ocr-specialist/dpo/manifest.json").is_file());
+    let status = String::from_utf8_lossy(&ladder(&["status", run.to_str().unwrap()]).stdout).into_owned();
+    assert_eq!(status.matches("completed").count(), 2 * 2 * 6, "{status}");
+    let out = dir.path().join("cmp");
+    let run = run.to_str().unwrap();
+    let compare = String::from_utf8_lossy(&ladder(&["compare", run, run, "--out", out.to_str().unwrap()]).stdout).into_owned();
+    assert!(compare.contains("| run | start |") && compare.contains(&format!("| {run} | generalist | 3 | dpo |")), "{compare}");
+    assert!(compare.contains(&format!("report: {}", out.join("report.html").display())), "{compare}");
+    assert!(out.join("chart.svg").is_file());
 }
 
 /// `recipes/demo-vlm.toml`, shortened, runs end to end on the rendered pages from the committed

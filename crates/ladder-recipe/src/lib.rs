@@ -8,7 +8,10 @@
 //! `eval`, `merge`), deserialised into the same structs and resolved by the same code
 //! ([`ladder_train::options`]), so a key means what the flag means, with the same default.
 
+pub mod chart;
 pub mod error;
+pub mod findings;
+pub mod html;
 pub mod fingerprint;
 pub mod manifest;
 pub mod plan;
@@ -16,7 +19,9 @@ pub mod report;
 pub mod run;
 pub mod schema;
 pub mod select;
+pub mod seeds;
 pub mod slurm;
+pub mod stats;
 
 pub use error::{Problem, RecipeError, Result};
 pub use plan::{plan, Plan, State};

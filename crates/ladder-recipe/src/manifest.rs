@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{io, RecipeError, Result};
+use crate::schema::StageKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,7 +23,7 @@ pub struct Manifest {
     pub recipe: String,
     pub start: String,
     pub stage: String,
-    pub kind: String,
+    pub kind: StageKind,
     pub from: String,
     pub level: Option<u32>,
     pub status: Status,

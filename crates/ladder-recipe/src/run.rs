@@ -16,16 +16,24 @@ use crate::plan::{self, Plan, PlannedStage, StartPlan, State, Work};
 use crate::select::{check_selectors, selection, Executor, Outcome, RunOptions};
 use crate::schema::RecipeSource;
 
-/// Plans and runs (or submits) a recipe.
+/// Plans and runs (or submits) a recipe, once per seed when it has `seeds`.
 pub fn run(src: &RecipeSource, opts: &RunOptions) -> Result<Vec<Outcome>> {
-    let plan = plan::plan(src, opts.output.as_deref())?;
-    for selectors in [&opts.force, &opts.from, &opts.only] {
-        check_selectors(&plan, selectors)?;
+    if let Some(seeds) = crate::seeds::requested(src, opts.seeds.as_deref())? {
+        return crate::seeds::run(src, opts, &seeds);
     }
-    write_run_json(&plan)?;
+    let plan = plan::plan(src, opts.output.as_deref())?;
+    run_plan(&plan, src, opts)
+}
+
+/// Runs (or submits) one planned run folder.
+pub(crate) fn run_plan(plan: &Plan, src: &RecipeSource, opts: &RunOptions) -> Result<Vec<Outcome>> {
+    for selectors in [&opts.force, &opts.from, &opts.only] {
+        check_selectors(plan, selectors)?;
+    }
+    write_run_json(plan)?;
     match opts.executor {
-        Executor::Local => run_local(&plan, opts),
-        Executor::Slurm => crate::slurm::submit(&plan, src, opts),
+        Executor::Local => run_local(plan, opts),
+        Executor::Slurm => crate::slurm::submit(plan, src, opts),
     }
 }
 
@@ -37,6 +45,7 @@ fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Vec<Outcome>> {
         let mut failed: HashSet<String> = HashSet::new();
         for st in &start.stages {
             let outcome = |action: &str, detail: Option<String>| Outcome {
+                seed: None,
                 start: start.name.clone(),
                 stage: st.name.clone(),
                 action: action.into(),
@@ -72,7 +81,7 @@ fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Vec<Outcome>> {
             // A stage on several processes: this process launches them (`mpirun`) and waits;
             // inside, every rank runs the stage (see `execute`).
             let result = if st.launch.ranks() > 1 && ladder_train::dist::world().size() == 1 {
-                launch_local(plan, start, st, force)
+                launch_local(plan, start, st, force, opts.seeds.as_deref())
             } else {
                 execute(plan, start, st, resume.clone())
             };
@@ -94,7 +103,7 @@ fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Vec<Outcome>> {
 /// that one stage (`run RECIPE --only START/STAGE`) and waits. `LADDER_MPIRUN_ARGS` adds
 /// arguments (e.g. `--mca btl tcp,self` on a machine without shared memory); as root,
 /// `--allow-run-as-root` is added. Exit 75 is the stage's resumable interruption.
-fn launch_local(plan: &Plan, start: &StartPlan, st: &PlannedStage, force: bool) -> Result<Value> {
+fn launch_local(plan: &Plan, start: &StartPlan, st: &PlannedStage, force: bool, seeds: Option<&[u64]>) -> Result<Value> {
     use std::os::unix::fs::MetadataExt;
     let failed = |message: String| RecipeError::Train {
         start: start.name.clone(),
@@ -118,6 +127,10 @@ fn launch_local(plan: &Plan, start: &StartPlan, st: &PlannedStage, force: bool) 
     cmd.args(["--only", &selector, "--executor", "local"]);
     if force {
         cmd.args(["--force", &selector]);
+    }
+    // One seed's run of a seeded recipe: that seed's folder.
+    if let Some([seed]) = seeds {
+        cmd.args(["--seeds", &seed.to_string()]);
     }
     eprintln!("[{selector}] {} on {} processes (mpirun)", st.kind().as_str(), st.launch.ranks());
     let status = cmd.status().map_err(|e| failed(format!("mpirun: {e}")))?;
@@ -145,7 +158,7 @@ pub fn execute(plan: &Plan, start: &StartPlan, st: &PlannedStage, resume: Option
         recipe: plan.name.clone(),
         start: start.name.clone(),
         stage: st.name.clone(),
-        kind: st.kind().as_str().into(),
+        kind: st.kind(),
         from: st.from.clone(),
         level: st.level,
         status: Status::Running,

@@ -24,6 +24,10 @@ pub struct Recipe {
     /// Seed every stage inherits unless it sets its own.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Run the whole recipe once per seed, seed N into `<output>/<name>/seed-N/` (see
+    /// [`crate::seeds`]); `ladder compare` then reports the spread over seeds.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
     /// Output root; relative paths are relative to the current directory.
     #[serde(default = "default_output")]
     pub output: PathBuf,

@@ -31,11 +31,15 @@ pub struct RunOptions {
     pub only: Vec<String>,
     /// Output root instead of the recipe's `output`.
     pub output: Option<PathBuf>,
+    /// Run once per seed (`--seeds`), instead of the recipe's `seeds`.
+    pub seeds: Option<Vec<u64>>,
 }
 
 /// What happened to each stage.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Outcome {
+    /// The seed's run, when the run covers several ([`crate::seeds`]).
+    pub seed: Option<u64>,
     pub start: String,
     pub stage: String,
     /// ran, resumed, skipped (up to date), not-selected, submitted (slurm job id), failed.

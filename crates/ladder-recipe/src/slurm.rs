@@ -23,15 +23,15 @@ pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }
 
-/// The batch script of one stage.
-pub fn script(plan: &Plan, recipe: &Path, start: &str, st: &PlannedStage) -> String {
+/// The batch script of one stage; `seed` is the seed's run it belongs to ([`crate::seeds`]).
+pub fn script(plan: &Plan, recipe: &Path, start: &str, st: &PlannedStage, seed: Option<u64>) -> String {
     let exe = std::env::current_exe().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "ladder".into());
     let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| ".".into());
     let logs = absolute(&plan.run_dir.join("slurm"));
     let s = &plan.slurm;
     let mut lines = vec![
         "#!/bin/bash".to_string(),
-        format!("#SBATCH --job-name=ladder-{}-{}-{}", plan.name, start, st.name),
+        format!("#SBATCH --job-name=ladder-{}-{}{}-{}", plan.name, seed.map(|s| format!("seed-{s}-")).unwrap_or_default(), start, st.name),
         format!("#SBATCH --output={}/{}.{}-%j.out", logs.display(), start, st.name),
         "#SBATCH --open-mode=append".into(),
         "#SBATCH --signal=B:USR1@120".into(),
@@ -73,12 +73,13 @@ pub fn script(plan: &Plan, recipe: &Path, start: &str, st: &PlannedStage) -> Str
             .into(),
     );
     lines.push(format!(
-        "{}{} run {} --output {} --only {} --executor local &",
+        "{}{} run {} --output {} --only {}{} --executor local &",
         if parallel { "srun --mpi=pmix " } else { "" },
         sh(&exe),
         sh(&absolute(recipe).to_string_lossy()),
         sh(&absolute(&plan.output).to_string_lossy()),
         sh(&format!("{start}/{}", st.name)),
+        seed.map(|s| format!(" --seeds {s}")).unwrap_or_default(),
     ));
     lines.push("child=$!".into());
     lines.push("wait \"$child\"".into());
@@ -96,6 +97,11 @@ pub fn submit(plan: &Plan, src: &RecipeSource, opts: &RunOptions) -> Result<Vec<
     }
     let dir = plan.run_dir.join("slurm");
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    // A seed's run (crate::seeds) is planned with that one seed; its jobs run that seed only.
+    let seed = match opts.seeds.as_deref() {
+        Some([one]) => Some(*one),
+        _ => None,
+    };
     let mut outcomes = Vec::new();
     let mut jobs = Vec::new();
     for start in &plan.starts {
@@ -103,6 +109,7 @@ pub fn submit(plan: &Plan, src: &RecipeSource, opts: &RunOptions) -> Result<Vec<
         let mut ids: HashMap<&str, String> = HashMap::new();
         for st in &start.stages {
             let outcome = |action: &str, detail: Option<String>| Outcome {
+                seed: None,
                 start: start.name.clone(),
                 stage: st.name.clone(),
                 action: action.into(),
@@ -121,7 +128,7 @@ pub fn submit(plan: &Plan, src: &RecipeSource, opts: &RunOptions) -> Result<Vec<
                 std::fs::remove_dir_all(&st.dir).map_err(io(&st.dir))?;
             }
             let path = dir.join(format!("{}.{}.sh", start.name, st.name));
-            std::fs::write(&path, script(plan, &src.file, &start.name, st)).map_err(io(&path))?;
+            std::fs::write(&path, script(plan, &src.file, &start.name, st, seed)).map_err(io(&path))?;
             let deps: Vec<&str> = st.parents.iter().filter_map(|p| ids.get(p.as_str()).map(String::as_str)).collect();
             let mut cmd = Command::new("sbatch");
             cmd.arg("--parsable");

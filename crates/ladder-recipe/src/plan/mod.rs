@@ -147,9 +147,13 @@ pub fn run_dir(src: &RecipeSource, output: Option<&Path>) -> PathBuf {
 
 /// Checks the recipe and plans it; `output` overrides the recipe's output root.
 pub fn plan(src: &RecipeSource, output: Option<&Path>) -> Result<Plan> {
+    plan_in(src, output, run_dir(src, output))
+}
+
+/// [`plan`] into another run folder (one seed's folder, [`crate::seeds`]).
+pub fn plan_in(src: &RecipeSource, output: Option<&Path>, run_dir: PathBuf) -> Result<Plan> {
     let r = &src.recipe;
     let mut c = Checker { src, problems: Vec::new() };
-    let run_dir = run_dir(src, output);
     let output = output.map(Path::to_path_buf).unwrap_or_else(|| r.output.clone());
     let index = checks::check_structure(&mut c);
     if !c.problems.is_empty() {

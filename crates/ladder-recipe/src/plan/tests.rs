@@ -238,10 +238,10 @@ fn data_parallel_stages_are_checked_and_launched() {
     fails(&parallel.replace("processes = 2", "processes = 2\nnodes = 2"), 14, "give one or the other");
     fails(&parallel.replace("processes = 2", "processes = 0"), 14, "`processes` must be at least 1");
     let slurm = check(&recipe(|t| t.replacen("from = \"start\"\n", "from = \"start\"\nnodes = 2\ntasks_per_node = 2\ngpus_per_node = 1\n", 1))).unwrap();
-    let script = crate::slurm::script(&slurm, Path::new("r.toml"), "a", &slurm.starts[0].stages[0]);
+    let script = crate::slurm::script(&slurm, Path::new("r.toml"), "a", &slurm.starts[0].stages[0], None);
     for line in ["#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --gpus-per-node=1", "srun --mpi=pmix "] {
         assert!(script.contains(line), "{line:?} missing from:\n{script}");
     }
-    let single = crate::slurm::script(&one, Path::new("r.toml"), "a", &one.starts[0].stages[0]);
+    let single = crate::slurm::script(&one, Path::new("r.toml"), "a", &one.starts[0].stages[0], None);
     assert!(!single.contains("srun") && !single.contains("--nodes"), "{single}");
 }
