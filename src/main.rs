@@ -328,7 +328,7 @@ fn logprobs(args: LogprobsArgs) -> anyhow::Result<()> {
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let job = options::resolve_merge(args)?;
-    ladder_train::setup::merge(&job.model, &job.adapter, &job.out, job.overwrite)
+    ladder_train::merge::run(&job.model, &job.adapter, &job.out, job.overwrite)
         .with_context(|| format!("merging {} into {}", job.adapter.display(), job.model))?;
     eprintln!("merged {} into {}", job.adapter.display(), job.out.display());
     Ok(())

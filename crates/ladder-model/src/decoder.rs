@@ -3,7 +3,9 @@
 //! `rotate_half` RoPE, SwiGLU MLP, optional tied embeddings. The architectures differ only in
 //! flags resolved by [`crate::config`] (q/k/v bias, tied head, sliding window).
 //!
-//! Reading order: `RmsNorm`, `Mlp`, `Attention`, `DecoderLayer`, `Decoder`.
+//! Reading order: `RmsNorm`, `Mlp`, `Attention`, `DecoderLayer`, `Decoder`. Over 600 lines on
+//! purpose: a model reads top to bottom in one file (candle's `qwen2.rs` is the model), with its
+//! shape and numeric tests beside it.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};

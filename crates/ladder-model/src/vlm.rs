@@ -12,8 +12,11 @@
 //! `lm_head.weight`. The in-memory layout (`model.language_model.*`, `model.visual.*`) is
 //! accepted too. PEFT adapter keys follow the module tree:
 //! `base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight`.
+//!
+//! Over 600 lines for the same reason as `decoder.rs`: one model, read top to bottom, with its
+//! tests (positions against transformers' `get_rope_index`, gradients through the tower).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
@@ -554,6 +557,21 @@ pub fn save_adapter(model: &mut VisionLanguageModel, lora: &VlmLora, base_model:
     let mut config = AdapterConfig::new(&lora.settings, base_model);
     config.target_modules = serde_json::Value::String(lora.peft_target_modules());
     peft::write_adapter(model.linears_mut().into_iter().map(|(p, l)| (p, &*l)), &config, dir)
+}
+
+/// Whether a model folder holds a Qwen2.5-VL model (its `config.json`'s `model_type` or
+/// `architectures`). Every command that loads a model asks this first.
+pub fn is_vlm(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return false };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+    json["model_type"] == "qwen2_5_vl" || json["architectures"].as_array().is_some_and(|a| a.iter().any(|n| n == HF_NAME))
+}
+
+/// Resolves a `--model` value to its folder and tells whether it is a vision-language model.
+pub fn detect(model: &str) -> Result<(PathBuf, bool)> {
+    let dir = crate::ModelSource::parse(model)?.resolve()?;
+    let is = is_vlm(&dir);
+    Ok((dir, is))
 }
 
 #[cfg(test)]

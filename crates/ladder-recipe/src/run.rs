@@ -218,7 +218,7 @@ impl Work {
                 Ok(serde_json::to_value(report).expect("serialisable"))
             }
             Work::Merge(job) => {
-                ladder_train::setup::merge(&job.model, &job.adapter, &job.out, job.overwrite).map_err(train)?;
+                ladder_train::merge::run(&job.model, &job.adapter, &job.out, job.overwrite).map_err(train)?;
                 Ok(json!({"out": job.out, "merged_adapter": job.adapter}))
             }
             Work::Pairs(job) => {

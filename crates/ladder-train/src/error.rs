@@ -20,7 +20,7 @@ pub enum TrainError {
     Invalid(String),
     /// An option out of range or inconsistent, naming its key.
     #[error(transparent)]
-    Option(#[from] crate::options::OptionError),
+    Option(#[from] crate::option_error::OptionError),
     #[error(
         "tokenizer in {path} has {tokenizer} tokens but the model's vocab_size is {model}: they do not belong together"
     )]

@@ -12,7 +12,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{io, Result, TrainError};
-use crate::stage::StageJob;
 
 /// The inputs a run's result depends on, each as a sha256 (hex).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,9 +46,9 @@ const NOT_RESULT_CHANGING: [&str; 14] = [
 ];
 
 impl Fingerprint {
-    /// The fingerprint of `job`'s inputs.
-    pub fn of(job: &StageJob) -> Result<Fingerprint> {
-        let dir = ladder_model::ModelSource::parse(&job.model)?.resolve()?;
+    /// The fingerprint of a stage's inputs: its model, starting adapter and data files.
+    pub fn of(model_spec: &str, adapter: Option<&Path>, data_files: &[PathBuf]) -> Result<Fingerprint> {
+        let dir = ladder_model::ModelSource::parse(model_spec)?.resolve()?;
         let mut model = Sha256::new();
         for name in ["config.json", "tokenizer.json"] {
             hash_file(&mut model, &dir.join(name), None)?;
@@ -57,7 +56,7 @@ impl Fingerprint {
         for file in weight_files(&dir)? {
             hash_file(&mut model, &file, Some(1 << 20))?;
         }
-        let adapter = match &job.adapter {
+        let adapter = match adapter {
             Some(a) => {
                 let mut h = Sha256::new();
                 for name in ["adapter_config.json", "adapter_model.safetensors"] {
@@ -68,7 +67,7 @@ impl Fingerprint {
             None => None,
         };
         let mut data = Sha256::new();
-        for file in &job.data {
+        for file in data_files {
             hash_file(&mut data, file, None)?;
         }
         Ok(Fingerprint { model: hex(model), adapter, data: hex(data) })

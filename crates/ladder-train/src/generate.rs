@@ -44,7 +44,7 @@ impl Generator {
     pub fn load(model: &str, adapter: Option<&Path>, device: DeviceSpec, config: &GenerateConfig) -> Result<Self> {
         config.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
         let device = device.device()?;
-        let (dir, vision) = crate::vlm::detect(model)?;
+        let (dir, vision) = ladder_model::vlm::detect(model)?;
         if vision {
             let (model, tokenizer, images, eos) = crate::vlm::load_for_generation(&dir, adapter, &device)?;
             return Ok(Generator { model: Model::Vision(model), tokenizer, images: Some(images), eos });

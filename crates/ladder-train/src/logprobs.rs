@@ -35,7 +35,7 @@ pub struct LogprobsJob {
 /// Loads the model, scores every row and writes one JSON line per row to `job.out`
 /// atomically; returns the number of rows.
 pub fn run_job(job: &LogprobsJob) -> Result<usize> {
-    if crate::vlm::detect(&job.model)?.1 {
+    if ladder_model::vlm::detect(&job.model)?.1 {
         return Err(TrainError::Invalid(format!(
             "{} is a Qwen2.5-VL model: `ladder logprobs` scores text models only so far (DPO computes image rows' log-probs itself, `--reference precomputed`)",
             job.model

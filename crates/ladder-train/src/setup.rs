@@ -8,7 +8,6 @@ use ladder_data::Tokenizer;
 use ladder_model::{peft, Decoder, LoraSettings, ModelSource, StorageDtype};
 
 use crate::error::{io, Result, TrainError};
-use crate::outputs::write_dir_atomically;
 
 /// A model ready for a job.
 pub struct Loaded {
@@ -76,22 +75,6 @@ pub fn save_full(model: &Decoder, source_dir: &Path, out: &Path, dtype: StorageD
     ladder_model::weights::write_safetensors(&out.join("model.safetensors"), &tensors, dtype)?;
     copy_companions(source_dir, out, &COMPANIONS)?;
     Ok(())
-}
-
-/// `ladder merge` and a recipe's merge stage: folds `adapter` into `model` and writes a full
-/// checkpoint in the source's dtype, for text models and Qwen2.5-VL alike. `out` must be new or
-/// empty unless `overwrite`, and never the model's or the adapter's own folder.
-pub fn merge(model: &str, adapter: &Path, out: &Path, overwrite: bool) -> Result<()> {
-    let device = crate::device::parse_device("cpu")?;
-    let (dir, is_vlm) = crate::vlm::detect(model)?;
-    crate::outputs::check_not_input(&[("--out", out)], &[("--model", &dir), ("--adapter", adapter)])?;
-    crate::outputs::check_out_dir(out, overwrite)?;
-    if is_vlm {
-        return write_dir_atomically(out, overwrite, |staging| crate::vlm::merge(&dir, adapter, staging, &device));
-    }
-    let mut loaded = load(model, Some(adapter), &device)?;
-    peft::merge(&mut loaded.model);
-    write_dir_atomically(out, overwrite, |staging| save_full(&loaded.model, &loaded.dir, staging, loaded.dtype))
 }
 
 /// Writes the model's adapter as a PEFT folder, with the tokenizer files beside it.

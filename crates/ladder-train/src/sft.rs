@@ -109,7 +109,7 @@ pub fn prepare(job: &SftJob, tokenizer: &ladder_data::Tokenizer, images: Option<
 /// Runs the job: load, tokenise, train, save. Bad input fails before anything is written.
 /// A Qwen2.5-VL model folder trains through the same loop, with the rows' images.
 pub fn run(job: &SftJob) -> Result<SftReport> {
-    let (_, vision) = crate::vlm::detect(&job.stage.model)?;
+    let (_, vision) = ladder_model::vlm::detect(&job.stage.model)?;
     if !job.stage.lora_vision.is_empty() && !vision {
         return Err(TrainError::Invalid("--lora-vision needs a vision-language model (Qwen2.5-VL)".into()));
     }

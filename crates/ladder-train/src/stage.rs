@@ -209,7 +209,7 @@ pub fn run_with<M: LanguageModel, O: Objective<M>>(
     inputs.extend(job.data.iter().map(|d| ("--data", d.as_path())));
     crate::outputs::check_not_input(&[("--out", &job.out)], &inputs)?;
     let mut config = config;
-    config[crate::fingerprint::KEY] = serde_json::to_value(crate::fingerprint::Fingerprint::of(job)?).expect("serialisable");
+    config[crate::fingerprint::KEY] = serde_json::to_value(crate::fingerprint::Fingerprint::of(&job.model, job.adapter.as_deref(), &job.data)?).expect("serialisable");
     let resume = match resume_dir {
         Some(dir) => {
             let resume = checkpoint::load(dir, AdamW::new(job.train.adamw), device)?;

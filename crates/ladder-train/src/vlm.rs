@@ -17,23 +17,6 @@ use crate::error::{Result, TrainError};
 use crate::setup;
 use crate::stage::{Method, StageJob};
 
-/// Whether a model folder holds a vision-language model: `config.json`'s `model_type` or
-/// `architectures` names Qwen2.5-VL. A folder without a readable config is not one (the text
-/// loader reports what is wrong with it).
-pub fn is_vlm(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return false };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
-    json["model_type"] == "qwen2_5_vl"
-        || json["architectures"].as_array().is_some_and(|a| a.iter().any(|n| n == vlm::HF_NAME))
-}
-
-/// Resolves a `--model` value to its folder and tells whether it is a vision-language model.
-pub fn detect(model: &str) -> Result<(PathBuf, bool)> {
-    let dir = ModelSource::parse(model)?.resolve()?;
-    let is = is_vlm(&dir);
-    Ok((dir, is))
-}
-
 /// `--lora-vision`: vision block linears, comma-separated, or `all-linear`.
 pub fn parse_vision_targets(spec: &str) -> std::result::Result<Vec<String>, String> {
     if spec.trim() == "all-linear" {

@@ -264,7 +264,7 @@ fn check_model(c: &mut Checker, i: usize, spec: &str) -> Option<StartModel> {
         c.at("start", i, "model", format!("model folder {} does not exist", dir.display()));
         return None;
     }
-    let vlm = ladder_train::vlm::is_vlm(&dir);
+    let vlm = ladder_model::vlm::is_vlm(&dir);
     if vlm {
         if let Err(e) = ladder_train::vlm::check_folder(&dir) {
             c.at("start", i, "model", format!("model {}: {e}", dir.display()));

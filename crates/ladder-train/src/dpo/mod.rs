@@ -126,7 +126,7 @@ fn starting_model(job: &DpoJob, device: &Device) -> Result<Decoder> {
 /// anything is written. A Qwen2.5-VL model folder trains through the same loop, each pair's
 /// images going through the vision tower once (the prompt is shared by both completions).
 pub fn run(job: &DpoJob) -> Result<DpoReport> {
-    let (_, vision) = crate::vlm::detect(&job.stage.model)?;
+    let (_, vision) = ladder_model::vlm::detect(&job.stage.model)?;
     if !job.stage.lora_vision.is_empty() && !vision {
         return Err(TrainError::Invalid("--lora-vision needs a vision-language model (Qwen2.5-VL)".into()));
     }

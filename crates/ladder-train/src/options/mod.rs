@@ -10,12 +10,11 @@
 //! kind, which returns the library job or an [`OptionError`] naming the key. So a stage key
 //! means exactly what the flag means, with the same default, wherever it is written.
 
-mod error;
 mod file;
 mod generation;
 mod train;
 
-pub use error::OptionError;
+pub use crate::option_error::OptionError;
 pub use file::{closest, line_col, line_of_key, merge_config, unknown_key, valid_keys, ConfigFile};
 pub use generation::*;
 pub use train::*;
