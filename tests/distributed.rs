@@ -353,3 +353,56 @@ fn a_recipe_stage_runs_on_two_processes() {
     let again = ok(None, &["run", &two, "--output", &out], &loopback, &dir.path().join("again"));
     assert!(again.contains("a/sft: skipped"), "{again}");
 }
+
+/// On the single-node test Slurm (`scripts/slurm-test-cluster.sh`, started by `.ci/run`), a
+/// stage with `tasks_per_node = 2` runs as a job of two tasks through `srun --mpi=pmix`, and
+/// trains what one process trains with the same global batch. Skipped without a Slurm.
+#[test]
+fn a_slurm_stage_runs_two_tasks_through_srun() {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| o.status.success() && ["idle", "mixed", "alloc"].iter().any(|s| String::from_utf8_lossy(&o.stdout).contains(s)));
+    if !up {
+        println!("no running Slurm (sinfo finds no node up): skipping (scripts/slurm-test-cluster.sh start provides one)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = |name: &str, keys: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "name = \"{name}\"\nseed = 3\n[[start]]\nname = \"a\"\nmodel = \"{}\"\n\n[[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\n\
+             data = \"{}\"\nlora_r = 4\nlora_dropout = 0.1\nbatch_size = 2\nmax_steps = 2\n{keys}\n",
+            fixture("qwen2-tiny"),
+            fixture("data/sft.jsonl")
+        );
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let (two, one) = (recipe("two", "nodes = 1\ntasks_per_node = 2"), recipe("one", "grad_accum = 2"));
+    let out = dir.path().join("runs").to_string_lossy().into_owned();
+    // The job inherits this environment (sbatch exports it): TCP on loopback, as the other tests.
+    let loopback = [("OMPI_MCA_btl", "tcp,self"), ("OMPI_MCA_btl_tcp_if_include", "lo")];
+    let submitted = ok(None, &["run", &two, "--output", &out, "--executor", "slurm"], &loopback, &dir.path().join("two"));
+    assert!(submitted.contains("submitted"), "{submitted}");
+    ok(None, &["run", &one, "--output", &out], &[], &dir.path().join("one"));
+    let manifest = dir.path().join("runs/two/a/sft/manifest.json");
+    let t0 = Instant::now();
+    while !(manifest.exists() && read_json(&manifest)["status"] != "running") {
+        if t0.elapsed() > Duration::from_secs(300) {
+            let logs: Vec<String> = std::fs::read_dir(dir.path().join("runs/two/slurm"))
+                .map(|d| d.filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok()).collect())
+                .unwrap_or_default();
+            panic!("the Slurm job did not finish in 5 minutes; logs:\n{}", logs.join("\n---\n"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join("runs/two/slurm")).unwrap().filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok()).collect();
+    assert_eq!(read_json(&manifest)["status"], "completed", "{}", logs.join("\n---\n"));
+    let script = std::fs::read_dir(dir.path().join("runs/two/slurm")).unwrap().filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok()).find(|t| t.starts_with("#!/bin/bash"));
+    if let Some(script) = script {
+        assert!(script.contains("#SBATCH --ntasks-per-node=2") && script.contains("srun --mpi=pmix "), "{script}");
+    }
+    let adapter = |name: &str| dir.path().join("runs").join(name).join("a/sft/adapter_model.safetensors");
+    assert_same_tensors(&adapter("two"), &adapter("one"));
+}
