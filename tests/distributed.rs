@@ -323,22 +323,26 @@ fn pairs_generate_and_eval_on_two_ranks_write_what_one_rank_writes() {
     assert_eq!(rows("one"), rows("two"));
 }
 
+/// A one-stage LoRA SFT recipe (batch 2, 2 steps, dropout on) with `keys` added, written as
+/// `DIR/NAME.toml`; returns its path.
+fn sft_recipe(dir: &Path, name: &str, keys: &str) -> String {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\nseed = 3\n[[start]]\nname = \"a\"\nmodel = \"{}\"\n\n[[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\n\
+         data = \"{}\"\nlora_r = 4\nlora_dropout = 0.1\nbatch_size = 2\nmax_steps = 2\n{keys}\n",
+        fixture("qwen2-tiny"),
+        fixture("data/sft.jsonl")
+    );
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
 /// A recipe stage with `processes = 2` runs through `mpirun` from `ladder run` (the local
 /// executor), and trains what one process trains with the same global batch.
 #[test]
 fn a_recipe_stage_runs_on_two_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let recipe = |name: &str, keys: &str| {
-        let path = dir.path().join(format!("{name}.toml"));
-        let text = format!(
-            "name = \"{name}\"\nseed = 3\n[[start]]\nname = \"a\"\nmodel = \"{}\"\n\n[[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\n\
-             data = \"{}\"\nlora_r = 4\nlora_dropout = 0.1\nbatch_size = 2\nmax_steps = 2\n{keys}\n",
-            fixture("qwen2-tiny"),
-            fixture("data/sft.jsonl")
-        );
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    };
+    let recipe = |name: &str, keys: &str| sft_recipe(dir.path(), name, keys);
     let (two, one) = (recipe("two", "processes = 2"), recipe("one", "grad_accum = 2"));
     let out = dir.path().join("runs").to_string_lossy().into_owned();
     let loopback = [("LADDER_MPIRUN_ARGS", "--oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo")];
@@ -368,17 +372,7 @@ fn a_slurm_stage_runs_two_tasks_through_srun() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let recipe = |name: &str, keys: &str| {
-        let path = dir.path().join(format!("{name}.toml"));
-        let text = format!(
-            "name = \"{name}\"\nseed = 3\n[[start]]\nname = \"a\"\nmodel = \"{}\"\n\n[[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\n\
-             data = \"{}\"\nlora_r = 4\nlora_dropout = 0.1\nbatch_size = 2\nmax_steps = 2\n{keys}\n",
-            fixture("qwen2-tiny"),
-            fixture("data/sft.jsonl")
-        );
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    };
+    let recipe = |name: &str, keys: &str| sft_recipe(dir.path(), name, keys);
     let (two, one) = (recipe("two", "nodes = 1\ntasks_per_node = 2"), recipe("one", "grad_accum = 2"));
     let out = dir.path().join("runs").to_string_lossy().into_owned();
     // The job inherits this environment (sbatch exports it): TCP on loopback, as the other tests.
