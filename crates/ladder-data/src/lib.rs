@@ -21,7 +21,7 @@ pub use degeneration::{Detector, Details, FinishReason, Rule, Verdict};
 pub use error::{DataError, Result};
 pub use self::image::{image_tokens, preprocess, smart_resize, Fit, FitCounts, ImageConfig, ImageSource, Preprocessed, RgbImage};
 pub use packing::{pack, Packed};
-pub use rows::{parse_prompt_row, parse_row, read_json_lines, read_rows, Dataset, Located, Origin, Prompt, ReadOptions, Row};
+pub use rows::{head_json_lines, parse_prompt_row, parse_row, read_json_lines, read_rows, Dataset, Located, Origin, Prompt, ReadOptions, Row};
 pub use sft::{completion_ids, completion_tail, preference_ids, tokenize_sft, Example, SftOptions, Tokenized};
 pub use tokenizer::Tokenizer;
 pub use placeholders::{IMAGE_BLOCK, IMAGE_PAD};

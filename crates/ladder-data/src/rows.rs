@@ -178,6 +178,12 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// lines are ignored. The one JSONL reader: rows, prompts and recipe checks all use it, so a
 /// bad line reads the same wherever it is found.
 pub fn read_json_lines(path: &Path) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
+    head_json_lines(path, usize::MAX)
+}
+
+/// The first `rows` non-blank lines of a JSONL file, as [`read_json_lines`] gives them; the
+/// rest is not parsed (a recipe check looks at the head of files that may hold millions).
+pub fn head_json_lines(path: &Path, rows: usize) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
     let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of row 1.
     let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
@@ -198,6 +204,9 @@ pub fn read_json_lines(path: &Path) -> Result<Vec<(usize, std::result::Result<Va
             Ok(text) => serde_json::from_str::<Value>(text).map_err(|e| format!("malformed JSON at column {}: {e}", e.column())),
         };
         out.push((i + 1, parsed));
+        if out.len() == rows {
+            break;
+        }
     }
     Ok(out)
 }

@@ -313,7 +313,7 @@ fn head_rows(path: &Path) -> std::result::Result<Vec<(usize, Value)>, String> {
         return Ok(ds.rows.into_iter().take(HEAD_ROWS).map(|r| (r.origin.line, row_json(&r.value))).collect());
     }
     let mut out = Vec::new();
-    for (line, value) in ladder_data::read_json_lines(path).map_err(|e| e.to_string())?.into_iter().take(HEAD_ROWS) {
+    for (line, value) in ladder_data::head_json_lines(path, HEAD_ROWS).map_err(|e| e.to_string())? {
         out.push((line, value.map_err(|e| format!("line {line}: {e}"))?));
     }
     Ok(out)
