@@ -152,6 +152,15 @@ struct Canvas {
 
 impl Canvas {
     #[allow(clippy::too_many_arguments)]
+    /// A y-axis title, rotated to read bottom to top, centred on `plot` at `x`.
+    fn y_title(&mut self, id: &str, text: &str, x: f64, plot: &Rect) {
+        let ymid = (plot.y0 + plot.y1) / 2.0;
+        let _ = writeln!(
+            self.svg,
+            "<text id=\"{id}\" x=\"{x:.1}\" y=\"{ymid:.1}\" font-size=\"12\" text-anchor=\"middle\" fill=\"#222\" transform=\"rotate(-90 {x:.1} {ymid:.1})\">{text}</text>"
+        );
+    }
+
     fn text(&mut self, id: &str, text: &str, x: f64, y: f64, size: f64, bold: bool, anchor: &str, fill: &str) -> Rect {
         let weight = if bold { " font-weight=\"bold\"" } else { "" };
         let _ = writeln!(
@@ -330,15 +339,9 @@ fn scatter(c: &mut Canvas, rows: &[ChartRow], colour: &dyn Fn(&ChartRow) -> &'st
     let sy = |v: f64| plot.y1 - (v - ymin) / (ymax - ymin) * (plot.y1 - plot.y0);
     axes(c, "scatter", &plot, &ticks(xmin, xmax, xstep), &ticks(ymin, ymax, ystep), &sx, &sy);
     c.text("scatter-x-title", "cost per million pages (in price_per_hour's currency)", (plot.x0 + plot.x1) / 2.0, plot.y1 + 40.0, 12.0, false, "middle", "#222");
-    let ymid = (plot.y0 + plot.y1) / 2.0;
-    let _ = writeln!(
-        c.svg,
-        "<text id=\"scatter-y-title\" x=\"{:.1}\" y=\"{ymid:.1}\" font-size=\"12\" text-anchor=\"middle\" fill=\"#222\" transform=\"rotate(-90 {:.1} {ymid:.1})\">score (composite, 0–1)</text>",
-        x0 + 14.0,
-        x0 + 14.0
-    );
+    c.y_title("scatter-y-title", "score (composite, 0–1)", x0 + 14.0, &plot);
     if pts.is_empty() {
-        c.text("scatter-empty", "no model has both a score and a cost yet", (plot.x0 + plot.x1) / 2.0, ymid, 12.0, false, "middle", "#666");
+        c.text("scatter-empty", "no model has both a score and a cost yet", (plot.x0 + plot.x1) / 2.0, (plot.y0 + plot.y1) / 2.0, 12.0, false, "middle", "#666");
         return;
     }
     let pos = |i: usize| -> Option<(f64, f64)> { pts.iter().find(|p| p.0 == i).map(|p| (sx(p.1.mean), sy(p.2.mean))) };
@@ -527,13 +530,7 @@ fn bars(c: &mut Canvas, rows: &[ChartRow], series: &[String], colour: &dyn Fn(&C
     let sy = |v: f64| plot.y1 - v / ymax * (plot.y1 - plot.y0);
     let yt: Vec<(f64, String)> = ticks(0.0, ymax, step).into_iter().map(|(v, _)| (v, format!("{:.0}%", v * 100.0))).collect();
     axes(c, "bars", &plot, &[], &yt, &|x| x, &sy);
-    let ymid = (plot.y0 + plot.y1) / 2.0;
-    let _ = writeln!(
-        c.svg,
-        "<text id=\"bars-y-title\" x=\"{:.1}\" y=\"{ymid:.1}\" font-size=\"12\" text-anchor=\"middle\" fill=\"#222\" transform=\"rotate(-90 {:.1} {ymid:.1})\">pages degenerate (%)</text>",
-        x0 + 14.0,
-        x0 + 14.0
-    );
+    c.y_title("bars-y-title", "pages degenerate (%)", x0 + 14.0, &plot);
     let mut gx = plot.x0 + 8.0;
     for (g, s) in series.iter().enumerate() {
         let gw = group_width(rows, s);
