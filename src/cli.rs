@@ -342,7 +342,9 @@ pub struct BenchArgs {
     /// What to train.
     #[arg(long, value_enum, default_value = "lora")]
     pub mode: ladder_train::bench::BenchMode,
-    /// bench-30m (the PyTorch anchor's shape), tiny, or qwen2-0.5b.
+    /// A model shape, as `shared/bench/torch_anchor.py --shape` names them: bench-30m (Qwen2,
+    /// 8 × 512, vocab 8192), smollm2-135m (Llama, 30 × 576, vocab 49152), qwen2.5-0.5b (Qwen2,
+    /// 24 × 896, vocab 151936), or tiny.
     #[arg(long, default_value = "bench-30m")]
     pub shape: String,
     /// Tokens per row.
@@ -357,6 +359,9 @@ pub struct BenchArgs {
     /// cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: ladder_train::device::DeviceSpec,
+    /// Compute dtype, as `ladder sft --precision` [default: bf16 on cuda, f32 elsewhere].
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    pub precision: Option<ladder_train::precision::Precision>,
     /// Measure with gradient checkpointing, as `ladder sft --gradient-checkpointing`.
     #[arg(long)]
     pub gradient_checkpointing: bool,

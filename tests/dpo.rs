@@ -36,7 +36,7 @@ fn dpo(out: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
 
 /// Each metric of each of the first three steps within 1e-4 of PyTorch (relative for the
 /// summed log-probs, whose magnitude is ~50).
-fn check(key: &str, extra: &[&str]) {
+pub(crate) fn check(key: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let (_, got) = dpo(&dir.path().join("out"), extra);
     let want = expected("dpo.json")[key].as_array().unwrap().clone();
@@ -49,12 +49,12 @@ fn check(key: &str, extra: &[&str]) {
     }
 }
 
-fn lora_init() -> String {
+pub(crate) fn lora_init() -> String {
     fixture("qwen2-tiny-lora-init")
 }
 
-const LORA: [&str; 6] = ["--lr", "1e-3", "--max-steps", "3", "--reference", "frozen"];
-const FULL: [&str; 7] = ["--lr", "1e-3", "--max-steps", "3", "--full", "--reference", "frozen"];
+pub(crate) const LORA: [&str; 6] = ["--lr", "1e-3", "--max-steps", "3", "--reference", "frozen"];
+pub(crate) const FULL: [&str; 7] = ["--lr", "1e-3", "--max-steps", "3", "--full", "--reference", "frozen"];
 
 #[test]
 fn sigmoid_lora_and_full_match_pytorch() {

@@ -12,7 +12,12 @@ use crate::util::*;
 /// The fixture prompts, run as ONE left-padded batch, must give transformers' per-prompt
 /// greedy tokens row for row.
 fn check_greedy(model: &str, adapter: Option<&str>, key: &str, repetition_penalty: f64) {
-    let device = ladder_train::device::parse_device("cpu").unwrap();
+    check_greedy_on("cpu", model, adapter, key, repetition_penalty);
+}
+
+/// [`check_greedy`] on `device`.
+pub(crate) fn check_greedy_on(device: &str, model: &str, adapter: Option<&str>, key: &str, repetition_penalty: f64) {
+    let device = ladder_train::device::parse_device(device).unwrap();
     let adapter_dir = adapter.map(fixture);
     let loaded = ladder_train::setup::load(&fixture(model), adapter_dir.as_deref().map(Path::new), &device).unwrap();
     let expected = expected("generate.json");

@@ -12,6 +12,8 @@ mod eval;
 mod fuzz_cli;
 mod fuzz_smoke;
 mod generation;
+#[cfg(feature = "wgpu")]
+mod gpu;
 mod options;
 mod image;
 mod pairs;

@@ -37,7 +37,12 @@ fn case(name: &str) -> Case {
 
 /// `adapter`: the fixture folder and the targets it must be read with (language, vision).
 fn check(name: &str, adapter: Option<(&str, &[&str], &[&str])>) {
-    let device = ladder_train::device::parse_device("cpu").unwrap();
+    check_on("cpu", name, adapter);
+}
+
+/// [`check`] on `device`.
+pub(crate) fn check_on(device: &str, name: &str, adapter: Option<(&str, &[&str], &[&str])>) {
+    let device = ladder_train::device::parse_device(device).unwrap();
     let mut loaded = load_vlm(&fixtures().join("qwen2_5-vl-tiny"), &device).unwrap();
     if let Some((dir, language, vision)) = adapter {
         let lora = vlm::load_adapter(&mut loaded.model, &fixtures().join(dir), &device).unwrap();

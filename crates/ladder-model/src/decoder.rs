@@ -8,7 +8,7 @@
 //! shape and numeric tests beside it.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::config::DecoderConfig;
 use crate::kernels;
@@ -311,6 +311,11 @@ pub struct Decoder {
     pub config: DecoderConfig,
     #[module(skip)]
     pub rope: Rope,
+    /// The dtype activations are computed in: f32, or bf16/f16 for mixed precision (set by
+    /// [`crate::precision::set_compute_dtype`]). Weights are cast to it where they are used,
+    /// so trainable weights keep f32 master copies; logits come back in f32.
+    #[module(skip)]
+    pub compute: DType,
 }
 
 impl Decoder {
@@ -361,10 +366,18 @@ impl Decoder {
             None => self.rope.cos_sin(positions, b, t, &device),
         };
         let bias = attention_bias(tokens, positions, self.config.sliding_window, &device);
+        let (x0, cos, sin, bias) = self.in_compute_dtype(x, cos, sin, bias);
+        x = x0;
         for layer in &self.layers {
             x = layer.forward(x, cos.clone(), sin.clone(), bias.clone(), mode);
         }
         self.norm.forward(x)
+    }
+
+    /// The layers' inputs in [`Decoder::compute`]'s dtype (a no-op in f32).
+    fn in_compute_dtype(&self, x: Tensor<3>, cos: Tensor<4>, sin: Tensor<4>, bias: Tensor<4>) -> (Tensor<3>, Tensor<4>, Tensor<4>, Tensor<4>) {
+        let d = self.compute;
+        (x.cast(d), cos.cast(d), sin.cast(d), bias.cast(d))
     }
 
     /// The LM head as one `[hidden, vocab]` matrix (the transposed embedding when tied), or
@@ -377,20 +390,22 @@ impl Decoder {
         }
     }
 
-    /// Vocabulary logits for hidden states.
+    /// Vocabulary logits for hidden states, in f32 whatever the compute dtype (softmax and
+    /// losses over a vocabulary need its range and precision).
     ///
     /// # Shapes
     /// - hidden: `[batch, seq, hidden]`, output: `[batch, seq, vocab]`
     pub fn logits(&self, hidden: Tensor<3>, mode: ForwardMode) -> Tensor<3> {
-        match &self.lm_head {
+        let logits = match &self.lm_head {
             Some(head) => head.forward(hidden, mode),
             None => {
                 let [b, t, h] = hidden.dims();
-                let w = self.embed_tokens.val();
+                let w = self.embed_tokens.val().cast(hidden.dtype());
                 let v = w.dims()[0];
                 hidden.reshape([b * t, h]).matmul(w.transpose()).reshape([b, t, v])
             }
-        }
+        };
+        logits.cast(DType::F32)
     }
 
     /// `logits(hidden(tokens))`.
@@ -448,6 +463,8 @@ impl Decoder {
         };
         let keys = cache.len();
         let bias = bias_over_keys(b, t, keys - t, &cache.positions, &cache.segments, false, self.config.sliding_window, &device);
+        let (x0, cos, sin, bias) = self.in_compute_dtype(x, cos, sin, bias);
+        x = x0;
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = layer.forward_cached(x, cos.clone(), sin.clone(), bias.clone(), layer_cache, mode);
         }

@@ -118,12 +118,16 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
     }
 }
 
+/// In f32 for any input dtype, then cast back before the weight multiplies it, as
+/// `LlamaRMSNorm` does under bf16.
 pub fn rms_norm_reference<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    let dtype = x.dtype();
+    let x = x.cast(DType::F32);
     let variance = x.clone().square().mean_dim(D - 1);
-    let normed = x * (variance + eps).sqrt().recip();
+    let normed = (x * (variance + eps).sqrt().recip()).cast(dtype);
     let mut shape = [1usize; D];
     shape[D - 1] = weight.dims()[0];
-    normed * weight.reshape(shape)
+    normed * weight.cast(dtype).reshape(shape)
 }
 
 /// Softmax attention with grouped-query heads: query head `i` reads key/value head
@@ -154,8 +158,10 @@ pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tenso
     let h = q.dims()[1];
     let kv = k.dims()[1];
     let (k, v) = (repeat_kv(k, h / kv), repeat_kv(v, h / kv));
+    let dtype = q.dtype();
     let scores = q.matmul(k.swap_dims(2, 3)) * scale + bias;
-    softmax(scores, 3).matmul(v)
+    // The softmax in f32 under mixed precision, as transformers' eager attention.
+    softmax(scores.cast(DType::F32), 3).cast(dtype).matmul(v)
 }
 
 fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
@@ -227,7 +233,7 @@ pub fn lora_linear(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale
 
 pub fn lora_linear_reference(x: Tensor<2>, w: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scale: f64, dropout: Option<Dropout>) -> Tensor<2> {
     let input = match dropout {
-        Some(d) => x.clone() * d.mask(&x),
+        Some(d) => x.clone() * d.mask(&x).cast(x.dtype()),
         None => x.clone(),
     };
     x.matmul(w) + input.matmul(a).matmul(b) * scale
@@ -317,18 +323,71 @@ pub fn token_logprobs(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, I
         ));
         let logprobs = both.clone().slice([0..n, 0..1]).reshape([n]);
         (logprobs, both.detach().slice([0..n, 1..2]).reshape([n]))
+    } else if n > 0 && !weight.is_tracked() {
+        let rows = block_rows(weight.dims()[1]);
+        token_logprobs_blocked(hidden, weight, targets, rows)
     } else {
         token_logprobs_reference(hidden, weight, targets)
     }
 }
 
 pub fn token_logprobs_reference(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let weight = weight.cast(hidden.dtype());
     logprobs_of_logits(hidden.matmul(weight), targets)
 }
 
+/// Rows per block in [`token_logprobs_blocked`]: a block's f32 logits stay within 256 MiB
+/// (441 rows at Qwen2.5's 151,936-entry vocabulary, where 8k rows at once would be 4.9 GB).
+fn block_rows(vocab: usize) -> usize {
+    ((256 << 20) / (4 * vocab.max(1))).max(1)
+}
+
+/// [`token_logprobs`] for a frozen head (LoRA, a DPO reference, inference) on any device,
+/// holding `[rows, vocab]` logits for one block of rows at a time, never for all of them.
+///
+/// Each block's logits are computed outside the autodiff graph, and reduced right away to
+/// each row's log-sum-exp, mean, and softmax-weighted head column `E_p[w] = softmax·wᵀ`, which
+/// is the log-sum-exp's gradient in the hidden state. The result is `h·w_target − lse` with the
+/// log-sum-exp's term written as `h·E_p[w]` minus its own detached value: equal in the forward
+/// pass, and with the exact gradient `w_target − E_p[w]` in the backward pass, which so never
+/// needs the logits. A head that trains (full fine-tuning) would need `hᵀ·softmax`, the full
+/// `[rows, vocab]` softmax, so it takes [`token_logprobs_reference`].
+///
+/// # Shapes
+/// - as [`token_logprobs`]
+pub fn token_logprobs_blocked(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>, rows: usize) -> (Tensor<1>, Tensor<1>) {
+    let [n, h] = hidden.dims();
+    let weight = weight.detach().cast(hidden.dtype());
+    let inputs = hidden.clone().detach();
+    let (mut lse, mut mean, mut expected) = (Vec::new(), Vec::new(), Vec::new());
+    for start in (0..n).step_by(rows.max(1)) {
+        let block = inputs.clone().slice([start..(start + rows).min(n), 0..h]);
+        let logits = block.matmul(weight.clone()).cast(DType::F32);
+        let max = logits.clone().max_dim(1);
+        let shifted = logits.clone() - max.clone();
+        let block_lse = shifted.clone().exp().sum_dim(1).log() + max;
+        let probs = (logits.clone() - block_lse.clone()).exp();
+        expected.push(probs.cast(weight.dtype()).matmul(weight.clone().transpose()).cast(DType::F32));
+        mean.push(logits.mean_dim(1));
+        lse.push(block_lse);
+    }
+    let (lse, mean, expected) = (Tensor::cat(lse, 0).reshape([n]), Tensor::cat(mean, 0).reshape([n]), Tensor::cat(expected, 0));
+    let hidden = hidden.cast(DType::F32);
+    let target_columns = weight.transpose().select(0, targets).cast(DType::F32);
+    let target_logits = (hidden.clone() * target_columns).sum_dim(1).reshape([n]);
+    let logprobs = if hidden.is_tracked() {
+        let surrogate = (hidden * expected).sum_dim(1).reshape([n]);
+        target_logits - lse - surrogate.clone() + surrogate.detach()
+    } else {
+        target_logits - lse
+    };
+    (logprobs, mean)
+}
+
 /// [`token_logprobs`] from given `[rows, vocab]` logits (an LM head that is more than a
-/// matrix, e.g. with a LoRA adapter, computes them itself).
+/// matrix, e.g. with a LoRA adapter, computes them itself), in f32.
 pub fn logprobs_of_logits(logits: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+    let logits = logits.cast(DType::F32);
     let n = logits.dims()[0];
     let mean = logits.clone().detach().mean_dim(1).reshape([n]);
     (log_softmax(logits, 1).gather(1, targets.reshape([n, 1])).reshape([n]), mean)
@@ -446,6 +505,29 @@ mod tests {
         }
     }
 
+
+    /// The GPU path's blocked log-probabilities (a frozen head, blocks of 5 rows, the last one
+    /// short) equal the reference composition, gradient included, and so does the untracked
+    /// case (a DPO reference).
+    #[test]
+    fn blocked_token_logprobs_match_the_reference() {
+        let device = Device::flex().autodiff();
+        let (n, h, v) = (23, 16, 50);
+        let hidden = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weight = Tensor::<2>::random([h, v], Distribution::Normal(0.0, 1.0), &device);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i * 7 % v as i64).collect(), [n]), &device);
+        let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+        let run = |f: &dyn Fn(Tensor<2>, Tensor<2>, Tensor<1, Int>) -> (Tensor<1>, Tensor<1>)| {
+            let (lp, mean) = f(hidden.clone(), weight.clone(), targets.clone());
+            let grads = (lp.clone() * g.clone()).sum().backward();
+            vec![lp.detach().reshape([1, 1, 1, n]), mean.reshape([1, 1, 1, n]), hidden.grad(&grads).unwrap().reshape([1, 1, n, h])]
+        };
+        let blocked = |h: Tensor<2>, w: Tensor<2>, t: Tensor<1, Int>| token_logprobs_blocked(h, w, t, 5);
+        close_each(run(&blocked), run(&token_logprobs_reference), &["logprobs", "mean logits", "dhidden"]);
+        let (untracked, _) = token_logprobs_blocked(hidden.clone().detach(), weight.clone(), targets.clone(), 4);
+        let (reference, _) = token_logprobs_reference(hidden.detach(), weight, targets);
+        close(untracked.reshape([1, 1, 1, n]), reference.reshape([1, 1, 1, n]), 1e-5, "untracked logprobs");
+    }
     #[test]
     fn fused_linear_layers_match_the_reference() {
         // Trained base weights (full fine-tuning), frozen ones (LoRA), LoRA with dropout; a

@@ -10,6 +10,7 @@ mod io;
 pub mod kernels;
 pub mod linear;
 pub mod peft;
+pub mod precision;
 pub mod rope;
 pub mod source;
 pub mod vision;

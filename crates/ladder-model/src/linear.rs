@@ -54,19 +54,25 @@ impl Linear {
     /// # Shapes
     /// - input: `[batch, seq, d_in]`
     /// - output: `[batch, seq, d_out]`
+    ///
+    /// Weights are cast to `x`'s dtype where they are used (a no-op in f32): under mixed
+    /// precision an f32 weight that trains is a master copy, and autodiff carries its gradient
+    /// back through the cast in f32, as PyTorch's autocast does.
     pub fn forward(&self, x: Tensor<3>, mode: ForwardMode) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
+        let dtype = x.dtype();
         let x = x.reshape([b * t, d_in]);
+        let weight = self.weight.val().cast(dtype);
         let mut y = match (&self.lora, mode.adapters) {
             (Some(lora), true) => {
                 // Dropout reaches the adapter's input only.
                 let dropout = (mode.train && lora.dropout > 0.0).then(|| kernels::Dropout::draw(1.0 - lora.dropout, &x.device()));
-                kernels::lora_linear(x, self.weight.val(), lora.a.val(), lora.b.val(), lora.scale, dropout)
+                kernels::lora_linear(x, weight, lora.a.val().cast(dtype), lora.b.val().cast(dtype), lora.scale, dropout)
             }
-            _ => kernels::linear(x, self.weight.val()),
+            _ => kernels::linear(x, weight),
         };
         if let Some(bias) = &self.bias {
-            y = y + bias.val().unsqueeze_dim(0);
+            y = y + bias.val().cast(dtype).unsqueeze_dim(0);
         }
         let d_out = y.dims()[1];
         y.reshape([b, t, d_out])

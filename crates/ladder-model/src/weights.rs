@@ -402,6 +402,7 @@ pub(crate) fn build(c: &DecoderConfig, device: &Device, f: &mut Fetch) -> Result
         lm_head,
         config: c.clone(),
         rope: Rope::new(c),
+        compute: burn::tensor::DType::F32,
     })
 }
 

@@ -39,9 +39,11 @@ pub enum BenchMode {
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub mode: BenchMode,
-    /// A named shape: `bench-30m` (the anchor's) or `tiny`.
+    /// A named shape ([`SHAPES`]).
     pub shape: String,
     pub device: crate::device::DeviceSpec,
+    /// The compute dtype, as `--precision` in training.
+    pub precision: crate::precision::Precision,
     /// Burn's gradient checkpointing, as `--gradient-checkpointing` in training.
     pub gradient_checkpointing: bool,
     pub batch_size: usize,
@@ -55,6 +57,8 @@ pub struct BenchConfig {
 pub struct BenchResult {
     pub mode: BenchMode,
     pub shape: String,
+    pub device: crate::device::DeviceSpec,
+    pub precision: crate::precision::Precision,
     pub params: usize,
     pub trainable_params: usize,
     pub batch_size: usize,
@@ -83,20 +87,26 @@ struct Timing {
 
 /// The model shapes the bench knows, as Qwen2 configs.
 pub fn shape(name: &str, seq_len: usize) -> Result<DecoderConfig> {
-    let (vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads) = match name {
-        // shared/bench/torch_anchor.py's bench-30m.
-        "bench-30m" => (8192, 512, 1536, 8, 8, 2),
-        "tiny" => (512, 64, 128, 2, 4, 2),
-        // The 0.5B Qwen2 shape of the GPU issue.
-        "qwen2-0.5b" => (151936, 896, 4864, 24, 14, 2),
-        _ => return Err(TrainError::Invalid(format!("unknown shape {name:?}; expected bench-30m, tiny or qwen2-0.5b"))),
+    // The shapes of shared/bench/torch_anchor.py's `--shape`, with its architectures and RoPE bases.
+    let (architecture, vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, rope_theta) = match name {
+        "bench-30m" => (Architecture::Qwen2, 8192, 512, 1536, 8, 8, 2, 1e4),
+        "tiny" => (Architecture::Qwen2, 512, 64, 128, 2, 4, 2, 1e4),
+        // SmolLM2-135M.
+        "smollm2-135m" => (Architecture::Llama, 49152, 576, 1536, 30, 9, 3, 1e5),
+        // Qwen2.5-0.5B.
+        "qwen2.5-0.5b" => (Architecture::Qwen2, 151936, 896, 4864, 24, 14, 2, 1e6),
+        _ => return Err(TrainError::Invalid(format!("--shape: unknown shape {name:?}; expected {}", SHAPES.join(", ")))),
     };
     Ok(DecoderConfig {
         max_position_embeddings: seq_len.max(1024),
         tie_word_embeddings: true,
-        ..DecoderConfig::new(Architecture::Qwen2, vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads)
+        rope_theta,
+        ..DecoderConfig::new(architecture, vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads)
     })
 }
+
+/// The names [`shape`] knows.
+pub const SHAPES: [&str; 4] = ["bench-30m", "tiny", "smollm2-135m", "qwen2.5-0.5b"];
 
 struct NoSave;
 
@@ -182,6 +192,9 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         };
         peft::attach_new(&mut model, &lora, 0, &device);
     }
+    if !cfg.precision.is_f32() {
+        model = ladder_model::precision::set_compute_dtype(model, cfg.precision.dtype());
+    }
     let trainable = trainable_params(&model);
     let (b, t) = (cfg.batch_size, cfg.seq_len);
     // One batch per process: each step of N processes trains on N × batch rows.
@@ -226,6 +239,8 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     Ok(BenchResult {
         mode: cfg.mode,
         shape: cfg.shape.clone(),
+        device: cfg.device,
+        precision: cfg.precision,
         params,
         trainable_params: trainable,
         batch_size: b,

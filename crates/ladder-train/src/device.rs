@@ -90,7 +90,11 @@ impl DeviceSpec {
             DeviceSpec::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
             // Under mpirun/srun each rank of a node takes its own GPU.
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(index) => Ok(Device::cuda(index.unwrap_or_else(|| crate::dist::world().local_rank()))),
+            DeviceSpec::Cuda(index) => {
+                let index = index.unwrap_or_else(|| crate::dist::world().local_rank());
+                crate::cuda_probe::check(index).map_err(|e| TrainError::Invalid(format!("--device {self}: {e}")))?;
+                Ok(Device::cuda(index))
+            }
             #[allow(unreachable_patterns)]
             _ => unreachable!("check_built refused {self}"),
         }

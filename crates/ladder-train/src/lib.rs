@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cuda_probe;
 pub mod device;
 pub mod dist;
 pub mod dpo;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod objective;
 pub mod optim;
 pub mod pairs;
+pub mod precision;
 pub mod option_error;
 pub mod options;
 pub mod outputs;

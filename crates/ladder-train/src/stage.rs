@@ -36,6 +36,10 @@ pub struct StageJob {
     pub data: Vec<PathBuf>,
     pub out: PathBuf,
     pub device: crate::device::DeviceSpec,
+    /// The compute dtype (`--precision`). Left out of the serialised job in f32, so earlier
+    /// runs' fingerprints stay the same.
+    #[serde(skip_serializing_if = "crate::precision::Precision::is_f32")]
+    pub precision: crate::precision::Precision,
     /// Burn's gradient checkpointing on the training device (`--gradient-checkpointing`).
     /// Left out of the serialised job when off, so earlier runs' fingerprints stay the same.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -131,6 +135,10 @@ pub fn load(job: &StageJob) -> Result<StageModel> {
             }
         }
     };
+    // After the trainable parameters are set: what does not train is stored in the compute dtype.
+    if !job.precision.is_f32() {
+        model = ladder_model::precision::set_compute_dtype(model, job.precision.dtype());
+    }
     Ok(StageModel {
         model,
         tokenizer: loaded.tokenizer,

@@ -68,6 +68,10 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
             lora
         }
     };
+    // The language model computes in `--precision`; the vision tower stays f32.
+    if !job.precision.is_f32() {
+        model.language_model = ladder_model::precision::set_compute_dtype(model.language_model, job.precision.dtype());
+    }
     Ok(VlmStage { model, tokenizer, images, source_dir, lora, resume_dir, device, pad_id })
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::file::{merge_config, valid_keys, ConfigFile};
 use super::OptionError;
 use crate::device::DeviceSpec;
+use crate::precision::Precision;
 use crate::dpo::{DpoJob, DpoLoss, DpoSettings, ReferenceKind};
 use crate::error::Result;
 use crate::sft::SftJob;
@@ -44,6 +45,11 @@ pub struct TrainArgs {
     /// [default: cpu].
     #[arg(long, value_name = "DEVICE", help_heading = "Inputs")]
     pub device: Option<DeviceSpec>,
+    /// Compute dtype: bf16 or f16 keep activations and frozen weights in 16 bits and what
+    /// trains in f32 (master weights, AdamW moments), with norms, softmax and losses in f32
+    /// [default: bf16 on cuda, f32 elsewhere].
+    #[arg(long, value_enum, value_name = "DTYPE", help_heading = "Inputs")]
+    pub precision: Option<Precision>,
 
     /// Full fine-tuning: every weight trains (default: LoRA).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", help_heading = "Method")]
@@ -366,6 +372,7 @@ pub fn resolve_stage(a: TrainArgs, inherited: Option<&LoraSettings>) -> std::res
         data,
         out,
         device,
+        precision: Precision::resolve(a.precision, device),
         gradient_checkpointing: a.gradient_checkpointing.unwrap_or(false),
         method,
         lora_vision,

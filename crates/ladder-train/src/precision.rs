@@ -1,0 +1,52 @@
+//! `--precision f32|bf16|f16` (recipe key `precision`): the dtype a training stage computes in.
+//! What each choice keeps in which dtype is [`ladder_model::precision`]'s to say; this is the
+//! option and its default, bf16 on CUDA (tensor cores, f32's range) and f32 elsewhere (the CPU's
+//! fused kernels are f32, and Vulkan drivers rarely have bf16).
+
+use burn::tensor::DType;
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceSpec;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    F32,
+    /// bf16 activations and frozen weights; f32 master weights, moments, norms and losses.
+    Bf16,
+    /// As bf16 with f16 (more mantissa, less range: for GPUs without bf16, e.g. Vulkan).
+    F16,
+}
+
+impl Precision {
+    /// The option as given, else the device's default.
+    pub fn resolve(option: Option<Precision>, device: DeviceSpec) -> Precision {
+        option.unwrap_or(match device {
+            DeviceSpec::Cuda(_) => Precision::Bf16,
+            DeviceSpec::Cpu | DeviceSpec::Wgpu => Precision::F32,
+        })
+    }
+
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+            Precision::F16 => DType::F16,
+        }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        })
+    }
+}
