@@ -149,9 +149,29 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, scal
             bias.into_dispatch(),
             scale as f32,
         ))
+    } else if fits && on_gpu(&q.device()) && ![&q, &k, &v].iter().any(|t| t.is_tracked()) && scale == 1.0 / (q.dims()[3] as f64).sqrt() {
+        flash_attention(q, k, v, bias)
     } else {
         attention_reference(q, k, v, bias, scale)
     }
+}
+
+/// Whether `device` is a GPU backend (anything but flex, Burn's CPU backend).
+fn on_gpu(device: &Device) -> bool {
+    device.clone().inner() != Device::flex()
+}
+
+/// Attention through Burn's `module::attention`, which on its GPU backends autotunes between
+/// flash-attention kernels and its own composition. Without autodiff only (inference, DPO's
+/// reference pass): under autodiff Burn falls back to the composition, as the training path
+/// does. Its flash kernels take a boolean mask and the default scale, not an additive bias, so
+/// the −∞ entries of `bias` become the mask, and key/value heads are repeated per query head.
+fn flash_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
+    let [b, h, tq, _] = q.dims();
+    let [_, kv, tk, _] = k.dims();
+    let (k, v) = (repeat_kv(k, h / kv), repeat_kv(v, h / kv));
+    let mask = bias.lower_elem(f32::MIN).expand([b, h, tq, tk]);
+    burn::tensor::module::attention(q, k, v, Some(mask), None, Default::default())
 }
 
 pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
