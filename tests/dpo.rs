@@ -37,12 +37,25 @@ fn dpo(out: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
 /// Each metric of each of the first three steps within 1e-4 of PyTorch (relative for the
 /// summed log-probs, whose magnitude is ~50).
 pub(crate) fn check(key: &str, extra: &[&str]) {
+    check_ties(key, extra, false);
+}
+
+/// [`check`]; with `ties_are_noise`, the reward accuracy of a step where PyTorch's policy
+/// equals its reference exactly (every reward 0, a tie) is not compared: which side of a tie
+/// wins is then float rounding, which on a GPU differs between the trained policy's pass and the
+/// reference's (flash attention and blocked log-probs serve only the latter). The rewards and
+/// margins themselves are still compared.
+pub(crate) fn check_ties(key: &str, extra: &[&str], ties_are_noise: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (_, got) = dpo(&dir.path().join("out"), extra);
     let want = expected("dpo.json")[key].as_array().unwrap().clone();
     assert!(got.len() >= 3);
     for (step, w) in want.iter().enumerate() {
+        let tie = ["rewards/chosen", "rewards/rejected"].iter().all(|m| w[*m].as_f64() == Some(0.0));
         for name in METRICS {
+            if ties_are_noise && tie && name == "rewards/accuracies" {
+                continue;
+            }
             let (g, e) = (got[step][name].as_f64().unwrap(), w[name].as_f64().unwrap());
             assert!((g - e).abs() <= 1e-4 * e.abs().max(1.0), "{key} step {}: {name} {g} vs PyTorch {e}", step + 1);
         }
