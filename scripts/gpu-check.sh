@@ -64,7 +64,7 @@ for case in "qwen2-tiny::" "llama-tiny::" "qwen2-tiny:qwen2-tiny-lora-peft:qwen2
     IFS=: read -r model adapter key <<< "$case"
     key=${key:-$model}
     step "logprobs-$key" 120 "$bin" logprobs --model "$F/$model" ${adapter:+--adapter "$F/$adapter"} \
-        --data "$F/data/sft.jsonl" --out "$OUT/logprobs-$key.jsonl" --device cuda
+        --data "$F/data/sft.jsonl" --out "$OUT/logprobs-$key.jsonl" --device cuda --precision f32
     python3 - "$OUT/logprobs-$key.jsonl" "$key" <<'PY' | tee -a "$OUT/steps.log"
 import json, sys
 got = [json.loads(l) for l in open(sys.argv[1])]

@@ -246,11 +246,18 @@ fn sigkill_at_random_moments_then_resume_equals_uninterrupted() {
     let mut kills = 0;
     for attempt in 0..40 {
         // Resume once a checkpoint is complete (a kill can land while `checkpoints/` holds only
-        // the temporary folder of the first one).
+        // the temporary folder of the first one); before that, a killed attempt has left a
+        // started run with nothing to resume, which a new attempt must be told to replace (on
+        // a loaded machine the first kills often land there).
         let complete = std::fs::read_dir(out.join("checkpoints"))
             .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-")))
             .unwrap_or(false);
-        let resume: Vec<&str> = if complete { vec!["--resume", &o] } else { vec![] };
+        let started = std::fs::read_dir(&out).map(|mut d| d.next().is_some()).unwrap_or(false);
+        let resume: Vec<&str> = match (complete, started) {
+            (true, _) => vec!["--resume", &o],
+            (false, true) => vec!["--overwrite"],
+            (false, false) => vec![],
+        };
         let (mut child, log) = spawn_sft(&out, &[&steps[..], &resume].concat(), &[]);
         rng ^= rng << 13;
         rng ^= rng >> 7;

@@ -192,9 +192,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         };
         peft::attach_new(&mut model, &lora, 0, &device);
     }
-    if !cfg.precision.is_f32() {
-        model = ladder_model::precision::set_compute_dtype(model, cfg.precision.dtype());
-    }
+    let model = cfg.precision.apply(model);
     let trainable = trainable_params(&model);
     let (b, t) = (cfg.batch_size, cfg.seq_len);
     // One batch per process: each step of N processes trains on N × batch rows.

@@ -41,6 +41,9 @@ pub enum EvalSource {
         adapter: Option<PathBuf>,
         data: Vec<PathBuf>,
         device: DeviceSpec,
+        /// The compute dtype (`--precision`); left out of the serialised job in f32.
+        #[serde(skip_serializing_if = "crate::precision::Precision::is_f32")]
+        precision: crate::precision::Precision,
         generate: GenerateConfig,
         batch_size: usize,
     },
@@ -75,8 +78,8 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
             };
             ladder_eval::score_predictions(file, &opts)?
         }
-        EvalSource::Model { model, adapter, data, device, generate, batch_size } => {
-            let (predictions, lines, throughput) = predict(model, adapter.as_deref(), data, *device, generate, *batch_size)?;
+        EvalSource::Model { model, adapter, data, device, precision, generate, batch_size } => {
+            let (predictions, lines, throughput) = predict(model, adapter.as_deref(), data, (*device, *precision), generate, *batch_size)?;
             // Every rank has every generation (see `Generator::generate`); rank 0 writes.
             if crate::dist::world().is_root() {
                 write_output(&predictions_file, lines.as_bytes())?;
@@ -96,11 +99,11 @@ fn predict(
     model: &str,
     adapter: Option<&std::path::Path>,
     data: &[PathBuf],
-    device: DeviceSpec,
+    (device, precision): (DeviceSpec, crate::precision::Precision),
     generate: &GenerateConfig,
     batch_size: usize,
 ) -> Result<(Vec<Prediction>, String, Throughput)> {
-    let generator = Generator::load(model, adapter, device, generate)?;
+    let generator = Generator::load(model, adapter, device, precision, generate)?;
     let prompts = read_prompted(data, generator.tokenizer(), generator.image_config())?;
     let requests: Vec<Request> = prompts
         .iter()

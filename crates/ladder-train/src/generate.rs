@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::device::DeviceSpec;
+use crate::precision::Precision;
 use crate::error::{Result, TrainError};
 use crate::setup;
 
@@ -40,16 +41,19 @@ pub struct Generator {
 pub type PromptImages = Vec<Arc<Preprocessed>>;
 
 impl Generator {
-    /// Checks `config` and loads `model` (+ `adapter`) on `device` (no autodiff).
-    pub fn load(model: &str, adapter: Option<&Path>, device: DeviceSpec, config: &GenerateConfig) -> Result<Self> {
+    /// Checks `config` and loads `model` (+ `adapter`) on `device` (no autodiff), its language
+    /// model computing in `precision` (the vision tower stays f32).
+    pub fn load(model: &str, adapter: Option<&Path>, device: DeviceSpec, precision: Precision, config: &GenerateConfig) -> Result<Self> {
         config.validate().map_err(|e| TrainError::Invalid(format!("generation options: {e}")))?;
         let device = device.device()?;
         let (dir, vision) = ladder_model::vlm::detect(model)?;
         if vision {
-            let (model, tokenizer, images, eos) = crate::vlm::load_for_generation(&dir, adapter, &device)?;
+            let (mut model, tokenizer, images, eos) = crate::vlm::load_for_generation(&dir, adapter, &device)?;
+            model.language_model = precision.apply(model.language_model);
             return Ok(Generator { model: Model::Vision(model), tokenizer, images: Some(images), eos });
         }
-        let loaded = setup::load(model, adapter, &device)?;
+        let mut loaded = setup::load(model, adapter, &device)?;
+        loaded.model = precision.apply(loaded.model);
         let positions = loaded.model.config.max_position_embeddings;
         if config.max_new_tokens >= positions {
             tracing::warn!(
@@ -132,6 +136,9 @@ pub struct GenerateJob {
     pub data: PathBuf,
     pub out: PathBuf,
     pub device: DeviceSpec,
+    /// The compute dtype (`--precision`); left out of the serialised job in f32.
+    #[serde(skip_serializing_if = "crate::precision::Precision::is_f32")]
+    pub precision: crate::precision::Precision,
     /// Prompts decoded together.
     pub batch_size: usize,
     pub config: GenerateConfig,
@@ -206,7 +213,7 @@ pub fn run(job: &GenerateJob) -> Result<GenerateReport> {
         return Err(TrainError::Invalid("--batch-size must be at least 1".into()));
     }
     crate::outputs::check_not_input(&[("--out", &job.out)], &[("--data", &job.data)])?;
-    let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, &job.config)?;
+    let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, job.precision, &job.config)?;
     let rows = read_prompts(&job.data, generator.tokenizer(), generator.image_config())?;
     // Similar lengths together waste less on padding; seeds follow the row index, so the
     // output does not depend on the batching.

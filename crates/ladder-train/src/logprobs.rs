@@ -28,6 +28,9 @@ pub struct LogprobsJob {
     pub model: String,
     pub adapter: Option<PathBuf>,
     pub device: DeviceSpec,
+    /// The compute dtype (`--precision`); left out of the serialised job in f32.
+    #[serde(skip_serializing_if = "crate::precision::Precision::is_f32")]
+    pub precision: crate::precision::Precision,
     pub data: PathBuf,
     pub out: PathBuf,
 }
@@ -42,7 +45,8 @@ pub fn run_job(job: &LogprobsJob) -> Result<usize> {
         )));
     }
     crate::outputs::check_not_input(&[("--out", &job.out)], &[("--data", &job.data)])?;
-    let loaded = crate::setup::load(&job.model, job.adapter.as_deref(), &job.device.device()?)?;
+    let mut loaded = crate::setup::load(&job.model, job.adapter.as_deref(), &job.device.device()?)?;
+    loaded.model = job.precision.apply(loaded.model);
     let records = run(&loaded.model, &loaded.tokenizer, &job.data)?;
     let mut text = String::new();
     for r in &records {

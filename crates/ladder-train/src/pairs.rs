@@ -31,6 +31,9 @@ pub struct PairsJob {
     pub data: Vec<PathBuf>,
     pub out: PathBuf,
     pub device: DeviceSpec,
+    /// The compute dtype (`--precision`); left out of the serialised job in f32.
+    #[serde(skip_serializing_if = "crate::precision::Precision::is_f32")]
+    pub precision: crate::precision::Precision,
     /// Samples drawn per prompt (K).
     pub samples: usize,
     pub generate: GenerateConfig,
@@ -165,7 +168,7 @@ pub fn run(job: &PairsJob) -> Result<PairsSummary> {
     let summary_file = summary_path(&job.out);
     let inputs: Vec<(&str, &Path)> = job.data.iter().map(|d| ("--data", d.as_path())).collect();
     crate::outputs::check_not_input(&[("--out", &job.out), ("the summary beside --out", &summary_file)], &inputs)?;
-    let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, &job.generate)?;
+    let generator = Generator::load(&job.model, job.adapter.as_deref(), job.device, job.precision, &job.generate)?;
     let prompts = read_prompted(&job.data, generator.tokenizer(), generator.image_config())?;
     let k = job.samples;
     // Sample s of prompt i is request i·K + s, seeded by that index: independent of batching.

@@ -39,6 +39,16 @@ impl Precision {
     pub fn is_f32(&self) -> bool {
         *self == Precision::F32
     }
+
+    /// `model` computing in this precision (see [`ladder_model::precision::set_compute_dtype`]:
+    /// call it once the trainable parameters are set); unchanged in f32.
+    pub fn apply(self, model: ladder_model::Decoder) -> ladder_model::Decoder {
+        if self.is_f32() {
+            model
+        } else {
+            ladder_model::precision::set_compute_dtype(model, self.dtype())
+        }
+    }
 }
 
 impl std::fmt::Display for Precision {

@@ -136,9 +136,7 @@ pub fn load(job: &StageJob) -> Result<StageModel> {
         }
     };
     // After the trainable parameters are set: what does not train is stored in the compute dtype.
-    if !job.precision.is_f32() {
-        model = ladder_model::precision::set_compute_dtype(model, job.precision.dtype());
-    }
+    let model = job.precision.apply(model);
     Ok(StageModel {
         model,
         tokenizer: loaded.tokenizer,

@@ -69,9 +69,7 @@ pub fn load(job: &StageJob) -> Result<VlmStage> {
         }
     };
     // The language model computes in `--precision`; the vision tower stays f32.
-    if !job.precision.is_f32() {
-        model.language_model = ladder_model::precision::set_compute_dtype(model.language_model, job.precision.dtype());
-    }
+    model.language_model = job.precision.apply(model.language_model);
     Ok(VlmStage { model, tokenizer, images, source_dir, lora, resume_dir, device, pad_id })
 }
 

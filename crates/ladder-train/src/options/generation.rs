@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::train::{check, finite_at_least};
 use super::OptionError;
 use crate::device::DeviceSpec;
+use crate::precision::Precision;
 use crate::evaluate::{EvalJob, EvalSource};
 use crate::generate::GenerateJob;
 use crate::logprobs::LogprobsJob;
@@ -31,14 +32,18 @@ pub struct ModelArgs {
     /// cpu, cuda, cuda:N or wgpu [default: cpu].
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<DeviceSpec>,
+    /// Compute dtype: bf16 or f16 hold the weights and activations in 16 bits, with the
+    /// logits in f32 [default: bf16 on cuda, f32 elsewhere].
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    pub precision: Option<Precision>,
 }
 
 impl ModelArgs {
-    fn resolve(self) -> Resolved<(String, Option<PathBuf>, DeviceSpec)> {
+    fn resolve(self) -> Resolved<(String, Option<PathBuf>, DeviceSpec, Precision)> {
         let Some(model) = self.model else { return Err(OptionError::new("model", "is required (a model folder or hf://ORG/NAME)")) };
         let device = self.device.unwrap_or_default();
         device.check_built().map_err(|e| OptionError::new("device", e))?;
-        Ok((model, self.adapter, device))
+        Ok((model, self.adapter, device, Precision::resolve(self.precision, device)))
     }
 }
 
@@ -162,7 +167,7 @@ pub struct GenerateArgs {
 
 /// [`GenerateArgs`] → [`GenerateJob`].
 pub fn resolve_generate(a: GenerateArgs) -> Resolved<GenerateJob> {
-    let (model, adapter, device) = a.model.resolve()?;
+    let (model, adapter, device, precision) = a.model.resolve()?;
     let (config, batch_size) = a.sampling.resolve(&GENERATE_DEFAULTS)?;
     Ok(GenerateJob {
         model,
@@ -170,6 +175,7 @@ pub fn resolve_generate(a: GenerateArgs) -> Resolved<GenerateJob> {
         data: a.data.ok_or_else(|| OptionError::new("data", "is required (a .jsonl file of prompts)"))?,
         out: a.out.ok_or_else(|| OptionError::new("out", "is required (the output .jsonl file)"))?,
         device,
+        precision,
         batch_size,
         config,
     })
@@ -213,7 +219,7 @@ pub struct PairsArgs {
 
 /// [`PairsArgs`] → [`PairsJob`].
 pub fn resolve_pairs(a: PairsArgs) -> Resolved<PairsJob> {
-    let (model, adapter, device) = a.model.resolve()?;
+    let (model, adapter, device, precision) = a.model.resolve()?;
     let (generate, batch_size) = a.sampling.resolve(&PAIRS_DEFAULTS)?;
     let data = a.data.unwrap_or_default();
     if data.is_empty() {
@@ -230,6 +236,7 @@ pub fn resolve_pairs(a: PairsArgs) -> Resolved<PairsJob> {
         data,
         out: a.out.ok_or_else(|| OptionError::new("out", "is required (the output .jsonl file)"))?,
         device,
+        precision,
         samples,
         generate,
         batch_size,
@@ -313,9 +320,9 @@ pub fn resolve_eval(a: EvalArgs) -> Resolved<EvalJob> {
             if a.pages_per_s.is_some() {
                 return Err(OptionError::new("pages_per_s", "applies to `predictions`: with a model the throughput is measured"));
             }
-            let (model, adapter, device) = a.model.resolve()?;
+            let (model, adapter, device, precision) = a.model.resolve()?;
             let (generate, batch_size) = a.sampling.resolve(&EVAL_DEFAULTS)?;
-            EvalSource::Model { model, adapter, data, device, generate, batch_size }
+            EvalSource::Model { model, adapter, data, device, precision, generate, batch_size }
         }
     };
     Ok(EvalJob {
@@ -343,11 +350,12 @@ pub struct LogprobsArgs {
 
 /// [`LogprobsArgs`] → [`LogprobsJob`].
 pub fn resolve_logprobs(a: LogprobsArgs) -> Resolved<LogprobsJob> {
-    let (model, adapter, device) = a.model.resolve()?;
+    let (model, adapter, device, precision) = a.model.resolve()?;
     Ok(LogprobsJob {
         model,
         adapter,
         device,
+        precision,
         data: a.data.ok_or_else(|| OptionError::new("data", "is required (rows to score)"))?,
         out: a.out.ok_or_else(|| OptionError::new("out", "is required (the output .jsonl file)"))?,
     })
