@@ -270,7 +270,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         mode: args.mode,
         shape: args.shape,
         device: args.device,
-        precision: ladder_train::precision::Precision::resolve(args.precision, args.device),
+        precision: ladder_train::precision::Precision::resolve(args.precision, args.device).map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
         gradient_checkpointing: args.gradient_checkpointing,
         batch_size: args.batch_size,
         seq_len: args.seq_len,

@@ -92,3 +92,14 @@ fn gpu_f16_training_follows_f32() {
     let init = fixture("qwen2-tiny-lora-init");
     parity::check_sft_within("qwen2-tiny", "qwen2-tiny/lora", &["--adapter", &init, "--device", "wgpu", "--precision", "f16"], 0.01);
 }
+
+/// bf16 on wgpu is refused before anything runs, naming the option (WGSL has no bf16: cubecl
+/// panicked in its device thread at the first kernel before this check).
+#[test]
+fn gpu_bf16_on_wgpu_is_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, d, o) = (fixture("qwen2-tiny"), fixture("data/sft.jsonl"), dir.path().join("out").to_string_lossy().into_owned());
+    let err = ladder_fails(&["sft", "--model", &m, "--data", &d, "--out", &o, "--device", "wgpu", "--precision", "bf16"]);
+    assert!(err.contains("--precision") && err.contains("WGSL") && !err.contains("panicked"), "{err}");
+    assert!(!dir.path().join("out").exists(), "nothing is written");
+}

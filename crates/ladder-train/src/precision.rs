@@ -20,12 +20,18 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// The option as given, else the device's default.
-    pub fn resolve(option: Option<Precision>, device: DeviceSpec) -> Precision {
-        option.unwrap_or(match device {
-            DeviceSpec::Cuda(_) => Precision::Bf16,
-            DeviceSpec::Cpu | DeviceSpec::Wgpu => Precision::F32,
-        })
+    /// The option as given, else the device's default. Refuses bf16 on `wgpu`: its kernels are
+    /// compiled to WGSL, which has no bf16 type (cubecl would panic in its device thread with
+    /// `UnsupportedType("cube.bf16")` at the first kernel).
+    pub fn resolve(option: Option<Precision>, device: DeviceSpec) -> Result<Precision, String> {
+        match (option, device) {
+            (Some(Precision::Bf16), DeviceSpec::Wgpu) => {
+                Err("bf16 on --device wgpu: its kernels are compiled to WGSL, which has no bf16 type; use f16 (GPUs with 16-bit floats) or f32".into())
+            }
+            (Some(p), _) => Ok(p),
+            (None, DeviceSpec::Cuda(_)) => Ok(Precision::Bf16),
+            (None, DeviceSpec::Cpu | DeviceSpec::Wgpu) => Ok(Precision::F32),
+        }
     }
 
     pub fn dtype(self) -> DType {
@@ -58,5 +64,19 @@ impl std::fmt::Display for Precision {
             Precision::Bf16 => "bf16",
             Precision::F16 => "f16",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_per_device_and_no_bf16_on_wgpu() {
+        assert_eq!(Precision::resolve(None, DeviceSpec::Cuda(None)), Ok(Precision::Bf16));
+        assert_eq!(Precision::resolve(None, DeviceSpec::Cpu), Ok(Precision::F32));
+        assert_eq!(Precision::resolve(None, DeviceSpec::Wgpu), Ok(Precision::F32));
+        assert_eq!(Precision::resolve(Some(Precision::F16), DeviceSpec::Wgpu), Ok(Precision::F16));
+        assert!(Precision::resolve(Some(Precision::Bf16), DeviceSpec::Wgpu).unwrap_err().contains("WGSL"));
     }
 }

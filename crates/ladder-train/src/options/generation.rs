@@ -43,7 +43,8 @@ impl ModelArgs {
         let Some(model) = self.model else { return Err(OptionError::new("model", "is required (a model folder or hf://ORG/NAME)")) };
         let device = self.device.unwrap_or_default();
         device.check_built().map_err(|e| OptionError::new("device", e))?;
-        Ok((model, self.adapter, device, Precision::resolve(self.precision, device)))
+        let precision = Precision::resolve(self.precision, device).map_err(|e| OptionError::new("precision", e))?;
+        Ok((model, self.adapter, device, precision))
     }
 }
 

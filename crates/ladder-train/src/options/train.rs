@@ -372,7 +372,7 @@ pub fn resolve_stage(a: TrainArgs, inherited: Option<&LoraSettings>) -> std::res
         data,
         out,
         device,
-        precision: Precision::resolve(a.precision, device),
+        precision: Precision::resolve(a.precision, device).map_err(|e| OptionError::new("precision", e))?,
         gradient_checkpointing: a.gradient_checkpointing.unwrap_or(false),
         method,
         lora_vision,
