@@ -379,24 +379,27 @@ pub fn token_logprobs_blocked(hidden: Tensor<2>, weight: Tensor<2>, targets: Ten
     let [n, h] = hidden.dims();
     let weight = weight.detach().cast(hidden.dtype());
     let inputs = hidden.clone().detach();
+    // Without a gradient to carry (a reference pass, inference) E_p[w] is not needed.
+    let tracked = hidden.is_tracked();
     let (mut lse, mut mean, mut expected) = (Vec::new(), Vec::new(), Vec::new());
     for start in (0..n).step_by(rows.max(1)) {
         let block = inputs.clone().slice([start..(start + rows).min(n), 0..h]);
         let logits = block.matmul(weight.clone()).cast(DType::F32);
         let max = logits.clone().max_dim(1);
-        let shifted = logits.clone() - max.clone();
-        let block_lse = shifted.clone().exp().sum_dim(1).log() + max;
-        let probs = (logits.clone() - block_lse.clone()).exp();
-        expected.push(probs.cast(weight.dtype()).matmul(weight.clone().transpose()).cast(DType::F32));
+        let block_lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+        if tracked {
+            let probs = (logits.clone() - block_lse.clone()).exp();
+            expected.push(probs.cast(weight.dtype()).matmul(weight.clone().transpose()).cast(DType::F32));
+        }
         mean.push(logits.mean_dim(1));
         lse.push(block_lse);
     }
-    let (lse, mean, expected) = (Tensor::cat(lse, 0).reshape([n]), Tensor::cat(mean, 0).reshape([n]), Tensor::cat(expected, 0));
+    let (lse, mean) = (Tensor::cat(lse, 0).reshape([n]), Tensor::cat(mean, 0).reshape([n]));
     let hidden = hidden.cast(DType::F32);
     let target_columns = weight.transpose().select(0, targets).cast(DType::F32);
     let target_logits = (hidden.clone() * target_columns).sum_dim(1).reshape([n]);
-    let logprobs = if hidden.is_tracked() {
-        let surrogate = (hidden * expected).sum_dim(1).reshape([n]);
+    let logprobs = if tracked {
+        let surrogate = (hidden * Tensor::cat(expected, 0)).sum_dim(1).reshape([n]);
         target_logits - lse - surrogate.clone() + surrogate.detach()
     } else {
         target_logits - lse
