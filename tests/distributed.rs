@@ -363,12 +363,7 @@ fn a_recipe_stage_runs_on_two_processes() {
 /// trains what one process trains with the same global batch. Skipped without a Slurm.
 #[test]
 fn a_slurm_stage_runs_two_tasks_through_srun() {
-    let up = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .is_ok_and(|o| o.status.success() && ["idle", "mixed", "alloc"].iter().any(|s| String::from_utf8_lossy(&o.stdout).contains(s)));
-    if !up {
-        println!("no running Slurm (sinfo finds no node up): skipping (scripts/slurm-test-cluster.sh start provides one)");
+    if !slurm_up() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

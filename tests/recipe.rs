@@ -252,13 +252,7 @@ fn normalised(m: &Value, root: &Path) -> Value {
 
 #[test]
 fn slurm_executor_matches_local() {
-    // A cluster is usable when sinfo reaches a controller with a node up.
-    let up = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .is_ok_and(|o| o.status.success() && ["idle", "mixed", "alloc"].iter().any(|s| String::from_utf8_lossy(&o.stdout).contains(s)));
-    if !up {
-        println!("no running Slurm (sinfo finds no node up): skipping the Slurm test (scripts/slurm-test-cluster.sh start provides one)");
+    if !slurm_up() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

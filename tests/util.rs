@@ -91,3 +91,16 @@ pub fn assert_same_tensors(a: &Path, b: &Path) {
         assert!(same, "{key} differs between {} and {} (max diff {})", a.display(), b.display(), max_abs_diff(&x, &y));
     }
 }
+
+/// Whether a Slurm is usable: `sinfo` reaches a controller with a node up. When not, prints why
+/// the calling test skips (`.ci/run` starts one with scripts/slurm-test-cluster.sh).
+pub fn slurm_up() -> bool {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| o.status.success() && ["idle", "mixed", "alloc"].iter().any(|s| String::from_utf8_lossy(&o.stdout).contains(s)));
+    if !up {
+        println!("no running Slurm (sinfo finds no node up): skipping (scripts/slurm-test-cluster.sh start provides one)");
+    }
+    up
+}
