@@ -352,7 +352,6 @@ impl Decoder {
     pub fn hidden_from_embeddings(&self, embeddings: Tensor<3>, tokens: &Tokens, mode: ForwardMode) -> Tensor<3> {
         let device = self.device();
         let (b, t) = (tokens.batch, tokens.seq);
-        let mut x = embeddings;
         let default_positions: Vec<u32>;
         let positions = match tokens.positions {
             Some(p) => p,
@@ -366,8 +365,7 @@ impl Decoder {
             None => self.rope.cos_sin(positions, b, t, &device),
         };
         let bias = attention_bias(tokens, positions, self.config.sliding_window, &device);
-        let (x0, cos, sin, bias) = self.in_compute_dtype(x, cos, sin, bias);
-        x = x0;
+        let (mut x, cos, sin, bias) = self.in_compute_dtype(embeddings, cos, sin, bias);
         for layer in &self.layers {
             x = layer.forward(x, cos.clone(), sin.clone(), bias.clone(), mode);
         }
@@ -441,7 +439,6 @@ impl Decoder {
         let device = self.device();
         let (b, t) = (tokens.batch, tokens.seq);
         assert_eq!(b, cache.batch, "tokens and cache disagree on the batch size");
-        let mut x = embeddings;
         let positions: Vec<u32> = match (tokens.positions, tokens.mrope_positions) {
             (Some(p), _) => p.to_vec(),
             (None, Some(m)) => (0..b * t).map(|i| m[i].max(m[b * t + i]).max(m[2 * b * t + i])).collect(),
@@ -463,8 +460,7 @@ impl Decoder {
         };
         let keys = cache.len();
         let bias = bias_over_keys(b, t, keys - t, &cache.positions, &cache.segments, false, self.config.sliding_window, &device);
-        let (x0, cos, sin, bias) = self.in_compute_dtype(x, cos, sin, bias);
-        x = x0;
+        let (mut x, cos, sin, bias) = self.in_compute_dtype(embeddings, cos, sin, bias);
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = layer.forward_cached(x, cos.clone(), sin.clone(), bias.clone(), layer_cache, mode);
         }

@@ -377,12 +377,13 @@ fn block_rows(vocab: usize) -> usize {
 /// - as [`token_logprobs`]
 pub fn token_logprobs_blocked(hidden: Tensor<2>, weight: Tensor<2>, targets: Tensor<1, Int>, rows: usize) -> (Tensor<1>, Tensor<1>) {
     let [n, h] = hidden.dims();
+    let rows = rows.max(1);
     let weight = weight.detach().cast(hidden.dtype());
     let inputs = hidden.clone().detach();
     // Without a gradient to carry (a reference pass, inference) E_p[w] is not needed.
     let tracked = hidden.is_tracked();
     let (mut lse, mut mean, mut expected) = (Vec::new(), Vec::new(), Vec::new());
-    for start in (0..n).step_by(rows.max(1)) {
+    for start in (0..n).step_by(rows) {
         let block = inputs.clone().slice([start..(start + rows).min(n), 0..h]);
         let logits = block.matmul(weight.clone()).cast(DType::F32);
         let max = logits.clone().max_dim(1);

@@ -79,7 +79,8 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
             ladder_eval::score_predictions(file, &opts)?
         }
         EvalSource::Model { model, adapter, data, device, precision, generate, batch_size } => {
-            let (predictions, lines, throughput) = predict(model, adapter.as_deref(), data, (*device, *precision), generate, *batch_size)?;
+            let generator = Generator::load(model, adapter.as_deref(), *device, *precision, generate)?;
+            let (predictions, lines, throughput) = predict(&generator, data, generate, *batch_size)?;
             // Every rank has every generation (see `Generator::generate`); rank 0 writes.
             if crate::dist::world().is_root() {
                 write_output(&predictions_file, lines.as_bytes())?;
@@ -95,15 +96,7 @@ pub fn run(job: &EvalJob) -> Result<EvalReport> {
 }
 
 /// Generates for every test row, timed: the predictions, their JSONL, and the throughput.
-fn predict(
-    model: &str,
-    adapter: Option<&std::path::Path>,
-    data: &[PathBuf],
-    (device, precision): (DeviceSpec, crate::precision::Precision),
-    generate: &GenerateConfig,
-    batch_size: usize,
-) -> Result<(Vec<Prediction>, String, Throughput)> {
-    let generator = Generator::load(model, adapter, device, precision, generate)?;
+fn predict(generator: &Generator, data: &[PathBuf], generate: &GenerateConfig, batch_size: usize) -> Result<(Vec<Prediction>, String, Throughput)> {
     let prompts = read_prompted(data, generator.tokenizer(), generator.image_config())?;
     let requests: Vec<Request> = prompts
         .iter()
