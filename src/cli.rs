@@ -365,6 +365,10 @@ pub struct BenchArgs {
     /// Measure with gradient checkpointing, as `ladder sft --gradient-checkpointing`.
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Also print where a step's time goes: each fused CPU kernel, each matrix product by
+    /// shape with its GFLOP/s in the step and on its own, page faults, and the rest.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[cfg(test)]

@@ -276,10 +276,14 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         seq_len: args.seq_len,
         warmup_steps: 2,
         timed_steps: args.steps,
+        profile: args.profile,
     };
     let result = ladder_train::bench::run(&cfg)?;
     if !reports() {
         return Ok(());
+    }
+    if let Some(profile) = &result.profile {
+        println!("{}", profile.markdown());
     }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

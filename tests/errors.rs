@@ -254,6 +254,33 @@ fn bench_runs_one_row_and_refuses_a_dpo_batch_without_a_pair() {
 }
 
 #[test]
+fn bench_profile_splits_a_step_into_kernels_and_products() {
+    let out = ladder(&["bench", "--shape", "tiny", "--mode", "full", "--seq-len", "16", "--steps", "1", "--threads", "1", "--profile"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // A Markdown table for people, then the JSON line (the last) for scripts.
+    assert!(stdout.contains("| kernel / product | calls | ms | share |"), "{stdout}");
+    let line: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let profile = &line["profile"];
+    assert_eq!(profile["steps"], 3, "two warm-up steps and one timed");
+    let rows = profile["rows"].as_array().unwrap();
+    let kernels: Vec<&serde_json::Value> = rows.iter().filter(|r| r.get("gemm").is_none()).collect();
+    for name in ["linear forward", "linear backward", "attention forward", "attention backward", "rms_norm forward", "adamw", "lm head log-probs forward", "lm head log-probs backward"] {
+        assert!(kernels.iter().any(|r| r["kernel"] == name), "no {name} row: {stdout}");
+    }
+    // The kernels run one after another inside the step, so their times fit in it.
+    let kernel_ms: f64 = kernels.iter().map(|r| r["ms_per_step"].as_f64().unwrap()).sum();
+    let step_ms = profile["step_s"].as_f64().unwrap() * 1e3;
+    assert!(kernel_ms > 0.0 && kernel_ms <= step_ms * 1.01, "kernels {kernel_ms} ms in a {step_ms} ms step");
+    // Every product is filed under a kernel, with its speed in the step and alone.
+    let products: Vec<&serde_json::Value> = rows.iter().filter(|r| r.get("gemm").is_some()).collect();
+    assert!(!products.is_empty());
+    for p in products {
+        assert!(kernels.iter().any(|k| k["kernel"] == p["kernel"]), "{p}");
+        assert!(p["gflops"].as_f64().unwrap() > 0.0 && p["standalone_gflops"].as_f64().unwrap() > 0.0, "{p}");
+    }
+}
+
+#[test]
 fn bench_trains_with_gradient_checkpointing_past_the_first_update() {
     // Three optimizer steps: the update must keep each parameter's checkpointing strategy,
     // or the next forward mixes two strategies and Burn panics.

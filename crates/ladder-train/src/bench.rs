@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use ladder_data::Packed;
+use ladder_model::kernels::profile;
 use ladder_model::{peft, Architecture, Decoder, DecoderConfig, LoraSettings};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -50,6 +51,8 @@ pub struct BenchConfig {
     pub seq_len: usize,
     pub warmup_steps: usize,
     pub timed_steps: usize,
+    /// Time every fused kernel and matrix product ([`Profile`]).
+    pub profile: bool,
 }
 
 /// One JSON line of results.
@@ -75,12 +78,112 @@ pub struct BenchResult {
     pub allreduce_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allreduce_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+}
+
+/// Where a step's time goes (`ladder bench --profile`): per step, averaged over every step run
+/// (the warm-up included, since the timers cannot tell steps apart).
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    pub steps: usize,
+    /// Mean wall time of a step.
+    pub step_s: f64,
+    /// Page faults (minor) and kernel time of the whole process, per step: memory the allocator
+    /// handed back and faulted in again shows here.
+    pub minor_faults_per_step: f64,
+    pub system_s_per_step: f64,
+    pub rows: Vec<ProfileRow>,
+}
+
+/// A fused kernel (inclusive of its products), or one product shape inside one.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileRow {
+    pub kernel: &'static str,
+    /// `[m×k]·[k×n]`, `ᵀ` where an operand is read transposed, `B ×` for B products at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gemm: Option<String>,
+    pub calls_per_step: f64,
+    pub ms_per_step: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    /// The same product on its own, on fresh buffers ([`ladder_model::kernels::profile::replay`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standalone_gflops: Option<f64>,
+}
+
+impl Profile {
+    fn new(rows: Vec<profile::Row>, steps: usize, step_s: f64, faults: f64, system_s: f64) -> Profile {
+        let per_step = |x: f64| x / steps.max(1) as f64;
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let flops = r.key.gemm.map(|g| g.flops() * r.calls as f64);
+                ProfileRow {
+                    kernel: r.key.kernel,
+                    gemm: r.key.gemm.map(|g| g.to_string()),
+                    calls_per_step: per_step(r.calls as f64),
+                    ms_per_step: per_step(r.seconds) * 1e3,
+                    gflops: flops.map(|f| f / r.seconds / 1e9),
+                    standalone_gflops: r.key.gemm.map(|g| g.flops() / profile::replay(&g) / 1e9),
+                }
+            })
+            .collect();
+        Profile { steps, step_s, minor_faults_per_step: per_step(faults), system_s_per_step: per_step(system_s), rows }
+    }
+
+    /// The breakdown as a Markdown table: kernels with their share of the step, each followed by
+    /// its products' speed in the step and on their own.
+    pub fn markdown(&self) -> String {
+        let ms = self.step_s * 1e3;
+        let kernels: f64 = self.rows.iter().filter(|r| r.gemm.is_none()).map(|r| r.ms_per_step).sum();
+        let mut out = format!(
+            "Per step, mean of {} steps: {:.0} ms; {:.0} minor page faults and {:.0} ms of kernel (system) time.\n\n\
+             | kernel / product | calls | ms | share | GFLOP/s in the step | GFLOP/s alone |\n|---|---|---|---|---|---|\n",
+            self.steps, ms, self.minor_faults_per_step, self.system_s_per_step * 1e3
+        );
+        let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.0}"));
+        for r in &self.rows {
+            let name = match &r.gemm {
+                Some(g) => format!("  ↳ {g}"),
+                None => r.kernel.to_string(),
+            };
+            out += &format!(
+                "| {name} | {:.0} | {:.1} | {:.1}% | {} | {} |\n",
+                r.calls_per_step,
+                r.ms_per_step,
+                100.0 * r.ms_per_step / ms,
+                f(r.gflops),
+                f(r.standalone_gflops)
+            );
+        }
+        out += &format!(
+            "| everything else (Burn's own operations, autodiff, allocation) | | {:.1} | {:.1}% | | |\n",
+            ms - kernels,
+            100.0 * (ms - kernels) / ms
+        );
+        out
+    }
+}
+
+/// This process's minor page faults and system CPU seconds so far (Linux `/proc/self/stat`;
+/// zeros elsewhere). Clock ticks are taken as 100 per second, Linux's `USER_HZ`.
+fn faults_and_system_s() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces, so split after its closing paren):
+    // state is field 3; minflt is field 10 and stime field 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(10), field(15) / 100.0)
 }
 
 /// Mean step time and, with several processes, mean all-reduce time and bytes, over the timed
 /// steps (rank 0's `metrics.jsonl`; other ranks write none and get NaN).
 struct Timing {
     step_s: f64,
+    /// Every step's, the warm-up included.
+    all_steps: usize,
+    all_step_s: f64,
     allreduce_s: Option<f64>,
     allreduce_bytes: Option<u64>,
 }
@@ -153,16 +256,20 @@ fn timed<O: Objective>(cfg: &BenchConfig, model: Decoder, objective: &O, items: 
     let steps = cfg.warmup_steps + cfg.timed_steps;
     train(&loop_config(batch, steps), model, objective, items, dir.path(), &NoSave, None, serde_json::Value::Null)?;
     if !crate::dist::world().is_root() {
-        return Ok(Timing { step_s: f64::NAN, allreduce_s: None, allreduce_bytes: None });
+        return Ok(Timing { step_s: f64::NAN, all_steps: steps, all_step_s: f64::NAN, allreduce_s: None, allreduce_bytes: None });
     }
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).map_err(io(dir.path()))?;
-    let records: Vec<serde_json::Value> = metrics.lines().skip(cfg.warmup_steps).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let all: Vec<serde_json::Value> = metrics.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let all_step_s = all.iter().filter_map(|r| r["step_s"].as_f64()).sum::<f64>() / all.len().max(1) as f64;
+    let records = &all[cfg.warmup_steps.min(all.len())..];
     let mean = |key: &str| {
         let values: Vec<f64> = records.iter().filter_map(|r| r[key].as_f64()).collect();
         (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     };
     Ok(Timing {
         step_s: mean("step_s").unwrap_or(f64::NAN),
+        all_steps: all.len(),
+        all_step_s,
         allreduce_s: mean("allreduce_s"),
         allreduce_bytes: records.first().and_then(|r| r["allreduce_bytes"].as_u64()),
     })
@@ -200,6 +307,10 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let rows: Vec<Vec<u32>> = (0..b * processes).map(|_| (0..t).map(|_| rng.random_range(0..config.vocab_size as u32)).collect()).collect();
     let half = t / 2;
+    if cfg.profile {
+        profile::enable();
+    }
+    let (faults_before, system_before) = faults_and_system_s();
     let timing = match cfg.mode {
         BenchMode::Full | BenchMode::Lora => {
             let items: Vec<Packed> = rows
@@ -234,6 +345,10 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
             timed(cfg, model, &objective, &pairs, b / 2)?
         }
     };
+    let (faults_after, system_after) = faults_and_system_s();
+    let profile = cfg.profile.then(|| {
+        Profile::new(profile::take(), timing.all_steps, timing.all_step_s, faults_after - faults_before, system_after - system_before)
+    });
     Ok(BenchResult {
         mode: cfg.mode,
         shape: cfg.shape.clone(),
@@ -250,6 +365,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         processes,
         allreduce_ms: timing.allreduce_s.map(|s| s * 1e3),
         allreduce_bytes: timing.allreduce_bytes,
+        profile,
     })
 }
 

@@ -10,6 +10,7 @@ use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
 use super::gemm::{self, View};
+use super::profile;
 use super::{AdamWStep, FusedOps};
 
 /// Elements handed to one rayon task: enough work to amortise the task, small enough to
@@ -95,6 +96,7 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 pub fn swiglu_forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
+    let _timer = profile::kernel("swiglu forward");
     let (g, u) = (values(gate), values(up));
     let mut out = vec![0.0f32; g.len()];
     out.par_chunks_mut(TASK_ELEMENTS).enumerate().for_each(|(c, o)| {
@@ -110,6 +112,7 @@ pub fn swiglu_forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
 
 /// Gradients of `silu(gate) * up` for the output gradient `dout`: `(dgate, dup)`.
 pub fn swiglu_backward(gate: &FlexTensor, up: &FlexTensor, dout: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let _timer = profile::kernel("swiglu backward");
     let (g, u, d) = (values(gate), values(up), values(dout));
     let mut dg = vec![0.0f32; g.len()];
     let mut du = vec![0.0f32; g.len()];
@@ -131,6 +134,7 @@ pub fn swiglu_backward(gate: &FlexTensor, up: &FlexTensor, dout: &FlexTensor) ->
 
 /// RMSNorm of each row; also returns each row's `1 / rms` for the backward pass.
 pub fn rms_norm_forward(x: &FlexTensor, weight: &FlexTensor, eps: f32) -> (FlexTensor, Vec<f32>) {
+    let _timer = profile::kernel("rms_norm forward");
     let (xs, w) = (values(x), values(weight));
     let d = w.len();
     let rows = xs.len() / d;
@@ -152,6 +156,7 @@ pub fn rms_norm_forward(x: &FlexTensor, weight: &FlexTensor, eps: f32) -> (FlexT
 
 /// Gradients of RMSNorm: `(dx, dweight)`.
 pub fn rms_norm_backward(x: &FlexTensor, weight: &FlexTensor, inv: &[f32], dout: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let _timer = profile::kernel("rms_norm backward");
     let (xs, w, dy) = (values(x), values(weight), values(dout));
     let d = w.len();
     let rows = xs.len() / d;
@@ -373,6 +378,7 @@ fn join_queries(parts: Vec<FlexTensor>, tiles: &[Tile], dims: &Dims) -> FlexTens
 
 /// Attention output `[batch, heads, queries, head_dim]` and each query's log-sum-exp.
 pub fn attention_forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor, scale: f32) -> (FlexTensor, Vec<f32>) {
+    let _timer = profile::kernel("attention forward");
     let dims = Dims::of(q, k);
     let bias = values(bias);
     let tiles = Tile::all(&dims, &last_visible(&bias, dims.keys));
@@ -396,6 +402,7 @@ pub fn attention_forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &
 /// from the saved log-sum-exp.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor, scale: f32, lse: &[f32], dout: &FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let _timer = profile::kernel("attention backward");
     let dims = Dims::of(q, k);
     let bias = values(bias);
     let tiles = Tile::all(&dims, &last_visible(&bias, dims.keys));
@@ -442,6 +449,7 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
 /// `x·cos + rotate_half(x)·sin` (`inverse`: its transpose, `x·cos + rotate_halfᵀ(x·sin)`, the
 /// backward pass) for `x` `[batch, heads, seq, d]` and tables `[batch, 1, seq, d]`.
 pub fn rope(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -> FlexTensor {
+    let _timer = profile::kernel(if inverse { "rope backward" } else { "rope forward" });
     let shape = x.layout().shape().clone();
     let (h, t, d) = (shape[1], shape[2], shape[3]);
     let (xs, c, s) = (values(x), values(cos), values(sin));
@@ -467,9 +475,24 @@ pub fn rope(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -
     tensor(out, shape)
 }
 
-/// Rows per block of the token log-prob kernel: one block's logits stay within about 8 MiB.
+/// Rows per block of the token log-prob kernels. Each block's product streams the head's whole
+/// weight (`hidden × vocab`: 113 MB at SmolLM2's 49152 × 576) through gemm's packing, so tall
+/// blocks are what makes it fast: at that shape, one thread, 42-row blocks (8 MiB of logits)
+/// ran at 57 GFLOP/s and 341-row blocks (64 MiB) at 84, against 100 for the layers' products.
+/// A block's logits stay within 64 MiB, and the rows split evenly (no thin last block, whose
+/// product would run at a tenth of the speed).
 fn logit_rows(rows: usize, vocab: usize) -> usize {
-    ((8 << 20) / (4 * vocab.max(1))).clamp(1, rows.max(1))
+    let most = ((64 << 20) / (4 * vocab.max(1))).max(1);
+    rows.div_ceil(rows.div_ceil(most).max(1)).max(1)
+}
+
+/// The blocks of [`logit_rows`] rows over `n` rows, as `(start, rows)`, and one logits buffer
+/// they all reuse (allocated once per call: a buffer this size is mapped and faulted in anew
+/// at each allocation).
+fn logit_blocks(n: usize, vocab: usize) -> (Vec<(usize, usize)>, Vec<f32>) {
+    let block = logit_rows(n, vocab);
+    let blocks = (0..n).step_by(block).map(|start| (start, block.min(n - start))).collect();
+    (blocks, vec![0.0; block.min(n) * vocab])
 }
 
 /// `[rows, 2]`: each row's target log-probability and mean logit, plus each row's log-sum-exp.
@@ -479,16 +502,17 @@ fn logit_rows(rows: usize, vocab: usize) -> usize {
 /// frozen that is all the backward pass needs, so it scales these rows instead of computing the
 /// logits a second time (one of three vocabulary-sized matrix products saved).
 pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets: &[i64], direction: bool) -> (FlexTensor, Vec<f32>, Option<FlexTensor>) {
-    let n = hidden.layout().shape()[0];
-    let vocab = weight.layout().shape()[1];
+    let _timer = profile::kernel("lm head log-probs forward");
+    let (hidden, weight) = (readable(hidden), readable(weight));
+    let (hv, wv) = (view(&hidden), view(&weight));
+    let (n, vocab) = (hv.rows(), wv.cols());
     let mut out = vec![0.0f32; 2 * n];
     let mut lse = vec![0.0f32; n];
-    let mut directions = Vec::new();
-    let block = logit_rows(n, vocab);
-    for start in (0..n).step_by(block) {
-        let rows = block.min(n - start);
-        let mut logits = mm(&hidden.narrow(0, start, rows), weight);
-        let l = logits.storage_mut::<f32>();
+    let mut directions = Vec::with_capacity(if direction { n * hv.cols() } else { 0 });
+    let (blocks, mut buffer) = logit_blocks(n, vocab);
+    for (start, rows) in blocks {
+        let l = &mut buffer[..rows * vocab];
+        gemm::matmul_into(l, hv.rows_range(start, rows), wv, 1.0, false);
         let (out, lse) = (&mut out[2 * start..2 * (start + rows)], &mut lse[start..start + rows]);
         l.par_chunks_mut(vocab).zip(out.par_chunks_mut(2)).zip(lse.par_iter_mut()).enumerate().for_each(|(r, ((row, out), lse))| vectorised(|| {
             let target = targets[start + r] as usize;
@@ -511,15 +535,17 @@ pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets:
             }
         }));
         if direction {
-            directions.push(mm(&logits, &weight.transpose(0, 1)));
+            directions.extend(gemm::matmul(View::new(l, rows, vocab), wv.t(), 1.0));
         }
     }
-    (tensor(out, Shape::from([n, 2])), lse, direction.then(|| cat(directions)))
+    let directions = direction.then(|| tensor(directions, Shape::from([n, hv.cols()])));
+    (tensor(out, Shape::from([n, 2])), lse, directions)
 }
 
 /// [`token_logprobs_backward`] from the directions [`token_logprobs_forward`] kept: each row
 /// times its gradient (`dout`'s first column), scaled in place (the backward pass owns them).
 pub fn token_logprobs_backward_from_directions(directions: FlexTensor, dout: &FlexTensor) -> FlexTensor {
+    let _timer = profile::kernel("lm head log-probs backward");
     let hidden = directions.layout().shape()[1];
     let g = values(dout);
     let mut dh = dense(directions);
@@ -535,33 +561,33 @@ pub fn token_logprobs_backward_from_directions(directions: FlexTensor, dout: &Fl
 /// Gradients of the target log-probabilities (`dout`'s first column) with respect to
 /// `(hidden, weight)`, recomputing each block's logits; `weight`'s is skipped when not needed.
 pub fn token_logprobs_backward(hidden: &FlexTensor, weight: &FlexTensor, targets: &[i64], lse: &[f32], dout: &FlexTensor, weight_grad: bool) -> (FlexTensor, Option<FlexTensor>) {
-    let n = hidden.layout().shape()[0];
-    let vocab = weight.layout().shape()[1];
+    let _timer = profile::kernel("lm head log-probs backward");
+    let (hidden, weight) = (readable(hidden), readable(weight));
+    let (hv, wv) = (view(&hidden), view(&weight));
+    let (n, d, vocab) = (hv.rows(), hv.cols(), wv.cols());
     let g = values(dout);
-    let block = logit_rows(n, vocab);
-    let (mut dh, mut dw) = (Vec::new(), None);
-    for start in (0..n).step_by(block) {
-        let rows = block.min(n - start);
-        let h = hidden.narrow(0, start, rows);
-        let mut logits = mm(&h, weight);
+    let mut dh = Vec::with_capacity(n * d);
+    let mut dw = weight_grad.then(|| vec![0.0f32; d * vocab]);
+    let (blocks, mut buffer) = logit_blocks(n, vocab);
+    for (start, rows) in blocks {
+        let l = &mut buffer[..rows * vocab];
+        let h = hv.rows_range(start, rows);
+        gemm::matmul_into(l, h, wv, 1.0, false);
         // d log p[target] / d logits = onehot(target) − softmax, times the row's gradient.
-        logits.storage_mut::<f32>().par_chunks_mut(vocab).enumerate().for_each(|(r, row)| vectorised(|| {
+        l.par_chunks_mut(vocab).enumerate().for_each(|(r, row)| vectorised(|| {
             let (gr, l) = (g[2 * (start + r)], lse[start + r]);
             for x in row.iter_mut() {
                 *x = -gr * exp(*x - l);
             }
             row[targets[start + r] as usize] += gr;
         }));
-        dh.push(mm(&logits, &weight.transpose(0, 1)));
-        if weight_grad {
-            let part = mm(&h.transpose(0, 1), &logits);
-            dw = Some(match dw {
-                None => part,
-                Some(acc) => Flex::float_add(acc, part),
-            });
+        let dlogits = View::new(l, rows, vocab);
+        dh.extend(gemm::matmul(dlogits, wv.t(), 1.0));
+        if let Some(dw) = dw.as_mut() {
+            gemm::matmul_into(dw, h.t(), dlogits, 1.0, true);
         }
     }
-    (cat(dh), dw)
+    (tensor(dh, Shape::from([n, d])), dw.map(|dw| tensor(dw, Shape::from([d, vocab]))))
 }
 
 /// A 2-D tensor as it lies in memory, copied first only when gemm cannot read its layout.
@@ -575,13 +601,6 @@ fn readable(t: &FlexTensor) -> std::borrow::Cow<'_, FlexTensor> {
 
 fn view(t: &FlexTensor) -> View<'_> {
     View::of(t).expect("a readable layout")
-}
-
-/// `lhs·rhs` of 2-D tensors (any layout) into a new contiguous tensor.
-fn mm(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
-    let (lhs, rhs) = (readable(lhs), readable(rhs));
-    let (l, r) = (view(&lhs), view(&rhs));
-    tensor(gemm::matmul(l, r, 1.0), Shape::from([l.rows(), r.cols()]))
 }
 
 /// The `[rows, cols]` matrices of a 4-D tensor `[b1, b2, rows, cols]` (any non-negative
@@ -655,6 +674,7 @@ fn adapter_input(x: &FlexTensor, dropout: Option<(u64, f32)>) -> Option<Vec<f32>
 /// same output. Returns the output `[n, d_out]` and, with an adapter, the product at the
 /// adapter's rank `[n, r]`, which the backward pass reuses.
 pub fn linear_forward(x: &FlexTensor, w: &FlexTensor, lora: Option<&LoraFactors>) -> (FlexTensor, Option<FlexTensor>) {
+    let _timer = profile::kernel("linear forward");
     let (x, w) = (readable(x), readable(w));
     let (xv, wv) = (view(&x), view(&w));
     let mut y = gemm::matmul(xv, wv, 1.0);
@@ -689,6 +709,7 @@ pub fn linear_backward(
     dy: &FlexTensor,
     needs: LinearNeeds,
 ) -> [Option<FlexTensor>; 4] {
+    let _timer = profile::kernel("linear backward");
     let (x, w, dy) = (readable(x), readable(w), readable(dy));
     let (xv, wv, dyv) = (view(&x), view(&w), view(&dy));
     let (n, d_in, d_out) = (xv.rows(), xv.cols(), wv.cols());
@@ -741,6 +762,7 @@ fn dense(t: FlexTensor) -> FlexTensor {
 /// [`super::adamw`] on slices: one parallel pass that updates `p`, `m` and `v` in place (their
 /// buffers are copied first only if shared), so a step allocates nothing.
 pub fn adamw(p: FlexTensor, g: &FlexTensor, m: FlexTensor, v: FlexTensor, s: AdamWStep) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let _timer = profile::kernel("adamw");
     let f = |x: f64| x as f32;
     let (decay, beta1, beta2, eps, step_size, bias2_sqrt, grad_scale) =
         (f(s.decay), f(s.beta1), f(s.beta2), f(s.eps), f(s.step_size), f(s.bias2_sqrt), f(s.grad_scale));
@@ -819,6 +841,21 @@ pub fn int_values(t: &FlexTensor) -> Vec<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn logit_blocks_are_even_and_within_64_mib() {
+        // SmolLM2's vocabulary: 1024 rows in four blocks of 256 (64 MiB holds 341).
+        assert_eq!(super::logit_rows(1024, 49152), 256);
+        // Qwen2.5's: 110 rows fit, so 1024 rows go in ten blocks of 103 (the last of 97).
+        assert_eq!(super::logit_rows(1024, 151_936), 103);
+        assert_eq!(super::logit_rows(37, 50), 37);
+        assert_eq!(super::logit_rows(5, 100_000_000), 1);
+        for (rows, vocab) in [(1024, 49152), (1024, 151_936), (37, 50), (1000, 7)] {
+            let block = super::logit_rows(rows, vocab);
+            assert!(block * vocab * 4 <= 64 << 20 || block == 1);
+            assert!(rows.div_ceil(block) * block - rows < rows.div_ceil(block), "uneven: {rows} rows in blocks of {block}");
+        }
+    }
+
     #[test]
     fn exp_is_within_two_ulp_of_libm_and_zero_at_minus_infinity() {
         let mut worst = 0.0f32;
