@@ -448,18 +448,28 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
 
 /// `x·cos + rotate_half(x)·sin` (`inverse`: its transpose, `x·cos + rotate_halfᵀ(x·sin)`, the
 /// backward pass) for `x` `[batch, heads, seq, d]` and tables `[batch, 1, seq, d]`.
+///
+/// `x` is read where it lies: in the forward pass it is the projection's output viewed with
+/// heads and positions swapped, and copying it contiguous first took three times as long as
+/// the rotation itself.
 pub fn rope(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -> FlexTensor {
     let _timer = profile::kernel(if inverse { "rope backward" } else { "rope forward" });
     let shape = x.layout().shape().clone();
     let (h, t, d) = (shape[1], shape[2], shape[3]);
-    let (xs, c, s) = (values(x), values(cos), values(sin));
+    let readable = x.layout().strides().iter().all(|&s| s >= 0) && (x.layout().strides()[3] == 1 || d == 1);
+    let x = if readable { std::borrow::Cow::Borrowed(x) } else { std::borrow::Cow::Owned(x.to_contiguous()) };
+    let (layout, xs) = (x.layout(), x.storage::<f32>());
+    let stride = |i: usize| layout.strides()[i] as usize;
+    let (base, s0, s1, s2) = (layout.start_offset(), stride(0), stride(1), stride(2));
+    let (c, s) = (values(cos), values(sin));
     let half = d / 2;
-    let mut out = vec![0.0f32; xs.len()];
+    let mut out = vec![0.0f32; shape.num_elements()];
     out.par_chunks_mut(t * d).enumerate().for_each(|(bh, o)| vectorised(|| {
-        let b = bh / h;
-        let x = &xs[bh * t * d..(bh + 1) * t * d];
+        let (b, head) = (bh / h, bh % h);
         let (c, s) = (&c[b * t * d..(b + 1) * t * d], &s[b * t * d..(b + 1) * t * d]);
-        for ((o, x), (c, s)) in o.chunks_mut(d).zip(x.chunks(d)).zip(c.chunks(d).zip(s.chunks(d))) {
+        for (i, (o, (c, s))) in o.chunks_mut(d).zip(c.chunks(d).zip(s.chunks(d))).enumerate() {
+            let at = base + b * s0 + head * s1 + i * s2;
+            let x = &xs[at..at + d];
             for j in 0..half {
                 let (x1, x2) = (x[j], x[j + half]);
                 if inverse {
@@ -478,11 +488,13 @@ pub fn rope(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -
 /// Rows per block of the token log-prob kernels. Each block's product streams the head's whole
 /// weight (`hidden × vocab`: 113 MB at SmolLM2's 49152 × 576) through gemm's packing, so tall
 /// blocks are what makes it fast: at that shape, one thread, 42-row blocks (8 MiB of logits)
-/// ran at 57 GFLOP/s and 341-row blocks (64 MiB) at 84, against 100 for the layers' products.
-/// A block's logits stay within 64 MiB, and the rows split evenly (no thin last block, whose
-/// product would run at a tenth of the speed).
+/// ran at 57 GFLOP/s and 256-row blocks at 91, against 100 for the layers' products. A block
+/// holds at least 256 rows (155 MB of logits at Qwen2.5's 151 936 vocabulary: a quarter of
+/// what the full logits of a 4 × 256 batch take), more while its logits stay within 64 MiB,
+/// and the rows split evenly (no thin last block, whose product would run at a tenth of the
+/// speed).
 fn logit_rows(rows: usize, vocab: usize) -> usize {
-    let most = ((64 << 20) / (4 * vocab.max(1))).max(1);
+    let most = ((64 << 20) / (4 * vocab.max(1))).max(256);
     rows.div_ceil(rows.div_ceil(most).max(1)).max(1)
 }
 
@@ -677,17 +689,23 @@ pub fn linear_forward(x: &FlexTensor, w: &FlexTensor, lora: Option<&LoraFactors>
     let _timer = profile::kernel("linear forward");
     let (x, w) = (readable(x), readable(w));
     let (xv, wv) = (view(&x), view(&w));
-    let mut y = gemm::matmul(xv, wv, 1.0);
-    let xa = lora.map(|l| {
-        let (a, b) = (readable(l.a), readable(l.b));
-        let av = view(&a);
-        let (n, r) = (xv.rows(), av.cols());
-        let masked = adapter_input(&x, l.dropout);
-        let input = masked.as_deref().map_or(xv, |m| View::new(m, n, xv.cols()));
-        let xa = gemm::matmul(input, av, 1.0);
-        gemm::matmul_into(&mut y, View::new(&xa, n, r), view(&b), l.scale, true);
-        tensor(xa, Shape::from([n, r]))
-    });
+    // With an adapter, its share is written first and the base product added into it: the
+    // big product reads the output tile by tile in cache, where adding the rank-r share after
+    // it would be one more pass over the whole output.
+    let (y, xa) = match lora {
+        None => (gemm::matmul(xv, wv, 1.0), None),
+        Some(l) => {
+            let (a, b) = (readable(l.a), readable(l.b));
+            let av = view(&a);
+            let (n, r) = (xv.rows(), av.cols());
+            let masked = adapter_input(&x, l.dropout);
+            let input = masked.as_deref().map_or(xv, |m| View::new(m, n, xv.cols()));
+            let xa = gemm::matmul(input, av, 1.0);
+            let mut y = gemm::matmul(View::new(&xa, n, r), view(&b), l.scale);
+            gemm::matmul_into(&mut y, xv, wv, 1.0, true);
+            (y, Some(tensor(xa, Shape::from([n, r]))))
+        }
+    };
     (tensor(y, Shape::from([xv.rows(), wv.cols()])), xa)
 }
 
@@ -713,29 +731,22 @@ pub fn linear_backward(
     let (x, w, dy) = (readable(x), readable(w), readable(dy));
     let (xv, wv, dyv) = (view(&x), view(&w), view(&dy));
     let (n, d_in, d_out) = (xv.rows(), xv.cols(), wv.cols());
-    let mut dx = needs.x.then(|| gemm::matmul(dyv, wv.t(), 1.0));
     let dw = needs.w.then(|| tensor(gemm::matmul(xv.t(), dyv, 1.0), Shape::from([d_in, d_out])));
-    let (mut da, mut db) = (None, None);
+    let (mut dx, mut da, mut db) = (None, None, None);
     if let Some((l, xa)) = lora {
         let (a, b, xa) = (readable(l.a), readable(l.b), readable(xa));
         let (av, bv, xav) = (view(&a), view(&b), view(&xa));
         let r = av.cols();
         // The gradient at x·a: scale·dy·bᵀ, `[n, r]`.
         let dxa = (needs.x || needs.a).then(|| gemm::matmul(dyv, bv.t(), l.scale));
-        if let (Some(dx), Some(dxa)) = (dx.as_mut(), &dxa) {
-            match l.dropout {
-                None => gemm::matmul_into(dx, View::new(dxa, n, r), av.t(), 1.0, true),
-                Some((seed, keep)) => {
-                    // The mask, regenerated from its seed, applies to the adapter's share only.
-                    let mut part = gemm::matmul(View::new(dxa, n, r), av.t(), 1.0);
-                    apply_dropout(&mut part, seed, keep);
-                    dx.par_chunks_mut(TASK_ELEMENTS).zip(part.par_chunks(TASK_ELEMENTS)).for_each(|(dx, part)| {
-                        for (dx, p) in dx.iter_mut().zip(part) {
-                            *dx += p;
-                        }
-                    });
-                }
+        if let (true, Some(dxa)) = (needs.x, &dxa) {
+            // The adapter's share of x's gradient first (the mask, regenerated from its seed,
+            // applies to it alone); the base share is added into it below, as in the forward.
+            let mut part = gemm::matmul(View::new(dxa, n, r), av.t(), 1.0);
+            if let Some((seed, keep)) = l.dropout {
+                apply_dropout(&mut part, seed, keep);
             }
+            dx = Some(part);
         }
         if let (true, Some(dxa)) = (needs.a, &dxa) {
             let masked = adapter_input(&x, l.dropout);
@@ -743,6 +754,12 @@ pub fn linear_backward(
             da = Some(tensor(gemm::matmul(input.t(), View::new(dxa, n, r), 1.0), Shape::from([d_in, r])));
         }
         db = needs.b.then(|| tensor(gemm::matmul(xav.t(), dyv, l.scale), Shape::from([r, d_out])));
+    }
+    if needs.x {
+        match dx.as_mut() {
+            Some(dx) => gemm::matmul_into(dx, dyv, wv.t(), 1.0, true),
+            None => dx = Some(gemm::matmul(dyv, wv.t(), 1.0)),
+        }
     }
     [dx.map(|dx| tensor(dx, Shape::from([n, d_in]))), dw, da, db]
 }
@@ -842,17 +859,20 @@ pub fn int_values(t: &FlexTensor) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn logit_blocks_are_even_and_within_64_mib() {
-        // SmolLM2's vocabulary: 1024 rows in four blocks of 256 (64 MiB holds 341).
+    fn logit_blocks_are_tall_even_and_bounded() {
+        // SmolLM2's vocabulary: 1024 rows in four blocks of 256 (64 MiB would hold 341).
         assert_eq!(super::logit_rows(1024, 49152), 256);
-        // Qwen2.5's: 110 rows fit, so 1024 rows go in ten blocks of 103 (the last of 97).
-        assert_eq!(super::logit_rows(1024, 151_936), 103);
+        assert_eq!(super::logit_rows(1025, 49152), 257);
+        // Qwen2.5's: 64 MiB holds 110 rows, so blocks take 256, the least that runs fast.
+        assert_eq!(super::logit_rows(1024, 151_936), 256);
         assert_eq!(super::logit_rows(37, 50), 37);
-        assert_eq!(super::logit_rows(5, 100_000_000), 1);
-        for (rows, vocab) in [(1024, 49152), (1024, 151_936), (37, 50), (1000, 7)] {
+        // A small vocabulary: as many rows as 64 MiB holds (335 544), evenly.
+        assert_eq!(super::logit_rows(1_000_000, 50), 333_334);
+        for (rows, vocab) in [(1024, 49152), (1025, 151_936), (37, 50), (1_000_000, 50), (9000, 1000)] {
             let block = super::logit_rows(rows, vocab);
-            assert!(block * vocab * 4 <= 64 << 20 || block == 1);
-            assert!(rows.div_ceil(block) * block - rows < rows.div_ceil(block), "uneven: {rows} rows in blocks of {block}");
+            assert!(block * vocab * 4 <= 64 << 20 || block <= 256, "{rows} × {vocab}: blocks of {block}");
+            let blocks = rows.div_ceil(block);
+            assert!(blocks * block - rows < blocks, "uneven: {rows} rows in blocks of {block}");
         }
     }
 
