@@ -271,6 +271,8 @@ fn bench_profile_splits_a_step_into_kernels_and_products() {
     let kernel_ms: f64 = kernels.iter().map(|r| r["ms_per_step"].as_f64().unwrap()).sum();
     let step_ms = profile["step_s"].as_f64().unwrap() * 1e3;
     assert!(kernel_ms > 0.0 && kernel_ms <= step_ms * 1.01, "kernels {kernel_ms} ms in a {step_ms} ms step");
+    let bound_ms = profile["gemm_bound_s"].as_f64().unwrap() * 1e3;
+    assert!(bound_ms > 0.0 && bound_ms < step_ms, "GEMM-bound limit {bound_ms} ms of a {step_ms} ms step");
     // Every product is filed under a kernel, with its speed in the step and alone.
     let products: Vec<&serde_json::Value> = rows.iter().filter(|r| r.get("gemm").is_some()).collect();
     assert!(!products.is_empty());

@@ -93,6 +93,9 @@ pub struct Profile {
     /// handed back and faulted in again shows here.
     pub minor_faults_per_step: f64,
     pub system_s_per_step: f64,
+    /// The step's matrix products at their standalone speed: the time a step would take if
+    /// it were nothing but its products, each as fast as on its own (the GEMM-bound limit).
+    pub gemm_bound_s: f64,
     pub rows: Vec<ProfileRow>,
 }
 
@@ -128,8 +131,12 @@ impl Profile {
                     standalone_gflops: r.key.gemm.map(|g| g.flops() / profile::replay(&g) / 1e9),
                 }
             })
-            .collect();
-        Profile { steps, step_s, minor_faults_per_step: per_step(faults), system_s_per_step: per_step(system_s), rows }
+            .collect::<Vec<ProfileRow>>();
+        let gemm_bound_s = rows
+            .iter()
+            .filter_map(|r| Some(r.gflops? * r.ms_per_step / 1e3 / r.standalone_gflops?))
+            .sum();
+        Profile { steps, step_s, minor_faults_per_step: per_step(faults), system_s_per_step: per_step(system_s), gemm_bound_s, rows }
     }
 
     /// The breakdown as a Markdown table: kernels with their share of the step, each followed by
@@ -138,9 +145,16 @@ impl Profile {
         let ms = self.step_s * 1e3;
         let kernels: f64 = self.rows.iter().filter(|r| r.gemm.is_none()).map(|r| r.ms_per_step).sum();
         let mut out = format!(
-            "Per step, mean of {} steps: {:.0} ms; {:.0} minor page faults and {:.0} ms of kernel (system) time.\n\n\
+            "Per step, mean of {} steps: {:.0} ms; {:.0} minor page faults and {:.0} ms of kernel (system) time. \
+             Its matrix products at their standalone speed would take {:.0} ms: the step runs at {:.0}% of that \
+             GEMM-bound limit.\n\n\
              | kernel / product | calls | ms | share | GFLOP/s in the step | GFLOP/s alone |\n|---|---|---|---|---|---|\n",
-            self.steps, ms, self.minor_faults_per_step, self.system_s_per_step * 1e3
+            self.steps,
+            ms,
+            self.minor_faults_per_step,
+            self.system_s_per_step * 1e3,
+            self.gemm_bound_s * 1e3,
+            100.0 * self.gemm_bound_s * 1e3 / ms
         );
         let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.0}"));
         for r in &self.rows {
