@@ -4,18 +4,24 @@
 # (these machines vary ~2× between sessions). Run on a quiet machine:
 #   cargo build --release && scripts/bench_vs_torch.sh [threads]
 # Environment: SHAPES (default "bench-30m smollm2-135m qwen2.5-0.5b"), MODES ("lora full dpo"),
-# BATCH / SEQ (default 8 × 256; the issue's 0.5B row uses BATCH=4), STEPS (timed, default 5),
+# BATCH / SEQ (default 8 × 256, and 4 × 256 for qwen2.5-0.5b, as issue 21's table), STEPS
+# (timed, default 5), MODES_0_5B (default "lora full", the 0.5B row's modes),
 # ANCHOR (torch_anchor.py; default ../shared/bench/torch_anchor.py), LADDER_BIN.
 set -euo pipefail
 threads=${1:-2}
 bin=${LADDER_BIN:-target/release/ladder}
 anchor=${ANCHOR:-../shared/bench/torch_anchor.py}
-batch=${BATCH:-8}
 seq=${SEQ:-256}
 echo "| shape | mode | batch × seq | ladder tok/s | PyTorch tok/s | ratio | peak RSS MiB ladder / PyTorch | RSS ratio |"
 echo "|---|---|---|---|---|---|---|---|"
 for shape in ${SHAPES:-bench-30m smollm2-135m qwen2.5-0.5b}; do
-  for mode in ${MODES:-lora full dpo}; do
+  batch=${BATCH:-8}
+  modes=${MODES:-lora full dpo}
+  if [ "$shape" = qwen2.5-0.5b ]; then
+    batch=${BATCH:-4}
+    modes=${MODES_0_5B:-${MODES:-lora full}}
+  fi
+  for mode in $modes; do
     ours=$("$bin" bench --mode "$mode" --shape "$shape" --batch-size "$batch" --seq-len "$seq" \
       --steps "${STEPS:-5}" --threads "$threads" 2>/dev/null | tail -1)
     theirs=$(python3 "$anchor" "$mode" "$threads" --shape "$shape" --batch "$batch" --seq "$seq" 2>/dev/null | tail -1)

@@ -90,7 +90,8 @@ pub struct Profile {
     /// Mean wall time of a step.
     pub step_s: f64,
     /// Page faults (minor) and kernel time of the whole process, per step: memory the allocator
-    /// handed back and faulted in again shows here.
+    /// handed back and faulted in again shows here, on top of the first step's first touch of
+    /// every buffer (also counted, as the steps cannot be told apart).
     pub minor_faults_per_step: f64,
     pub system_s_per_step: f64,
     /// The step's matrix products at their standalone speed: the time a step would take if
@@ -145,7 +146,7 @@ impl Profile {
         let ms = self.step_s * 1e3;
         let kernels: f64 = self.rows.iter().filter(|r| r.gemm.is_none()).map(|r| r.ms_per_step).sum();
         let mut out = format!(
-            "Per step, mean of {} steps: {:.0} ms; {:.0} minor page faults and {:.0} ms of kernel (system) time. \
+            "Per step, mean of {} steps: {:.0} ms; {:.0} minor page faults (the first step's first touch of every buffer included) and {:.0} ms of kernel (system) time. \
              Its matrix products at their standalone speed would take {:.0} ms: the step runs at {:.0}% of that \
              GEMM-bound limit.\n\n\
              | kernel / product | calls | ms | share | GFLOP/s in the step | GFLOP/s alone |\n|---|---|---|---|---|---|\n",
