@@ -82,21 +82,21 @@ pub struct BenchResult {
     pub profile: Option<Profile>,
 }
 
-/// Where a step's time goes (`ladder bench --profile`): per step, averaged over every step run
-/// (the warm-up included, since the timers cannot tell steps apart).
+/// Where a step's time goes (`ladder bench --profile`): per step, averaged over the timed steps.
 #[derive(Clone, Debug, Serialize)]
 pub struct Profile {
     pub steps: usize,
     /// Mean wall time of a step.
     pub step_s: f64,
     /// Page faults (minor) and kernel time of the whole process, per step: memory the allocator
-    /// handed back and faulted in again shows here, on top of the first step's first touch of
-    /// every buffer (also counted, as the steps cannot be told apart).
+    /// handed back and faulted in again shows here.
     pub minor_faults_per_step: f64,
     pub system_s_per_step: f64,
     /// The step's matrix products at their standalone speed: the time a step would take if
-    /// it were nothing but its products, each as fast as on its own (the GEMM-bound limit).
+    /// it were nothing but its products, each as fast as on its own with its operands hot in
+    /// the caches (the GEMM-bound limit), and with them cold.
     pub gemm_bound_s: f64,
+    pub gemm_bound_cold_s: f64,
     pub rows: Vec<ProfileRow>,
 }
 
@@ -111,9 +111,12 @@ pub struct ProfileRow {
     pub ms_per_step: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
-    /// The same product on its own, on fresh buffers ([`ladder_model::kernels::profile::replay`]).
+    /// The same product on its own, on fresh buffers ([`ladder_model::kernels::profile::replay`]):
+    /// with its operands hot in the caches, and cold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standalone_gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_gflops: Option<f64>,
 }
 
 impl Profile {
@@ -123,21 +126,21 @@ impl Profile {
             .into_iter()
             .map(|r| {
                 let flops = r.key.gemm.map(|g| g.flops() * r.calls as f64);
+                let replay = r.key.gemm.map(|g| (g.flops(), profile::replay(&g)));
                 ProfileRow {
                     kernel: r.key.kernel,
                     gemm: r.key.gemm.map(|g| g.to_string()),
                     calls_per_step: per_step(r.calls as f64),
                     ms_per_step: per_step(r.seconds) * 1e3,
                     gflops: flops.map(|f| f / r.seconds / 1e9),
-                    standalone_gflops: r.key.gemm.map(|g| g.flops() / profile::replay(&g) / 1e9),
+                    standalone_gflops: replay.map(|(f, t)| f / t.hot_s / 1e9),
+                    cold_gflops: replay.map(|(f, t)| f / t.cold_s / 1e9),
                 }
             })
             .collect::<Vec<ProfileRow>>();
-        let gemm_bound_s = rows
-            .iter()
-            .filter_map(|r| Some(r.gflops? * r.ms_per_step / 1e3 / r.standalone_gflops?))
-            .sum();
-        Profile { steps, step_s, minor_faults_per_step: per_step(faults), system_s_per_step: per_step(system_s), gemm_bound_s, rows }
+        let bound = |speed: fn(&ProfileRow) -> Option<f64>| rows.iter().filter_map(|r| Some(r.gflops? * r.ms_per_step / 1e3 / speed(r)?)).sum();
+        let (gemm_bound_s, gemm_bound_cold_s) = (bound(|r| r.standalone_gflops), bound(|r| r.cold_gflops));
+        Profile { steps, step_s, minor_faults_per_step: per_step(faults), system_s_per_step: per_step(system_s), gemm_bound_s, gemm_bound_cold_s, rows }
     }
 
     /// The breakdown as a Markdown table: kernels with their share of the step, each followed by
@@ -146,16 +149,17 @@ impl Profile {
         let ms = self.step_s * 1e3;
         let kernels: f64 = self.rows.iter().filter(|r| r.gemm.is_none()).map(|r| r.ms_per_step).sum();
         let mut out = format!(
-            "Per step, mean of {} steps: {:.0} ms; {:.0} minor page faults (the first step's first touch of every buffer included) and {:.0} ms of kernel (system) time. \
-             Its matrix products at their standalone speed would take {:.0} ms: the step runs at {:.0}% of that \
-             GEMM-bound limit.\n\n\
-             | kernel / product | calls | ms | share | GFLOP/s in the step | GFLOP/s alone |\n|---|---|---|---|---|---|\n",
+            "Per step, mean of {} timed steps (the warm-up run apart): {:.0} ms; {:.0} minor page faults and {:.0} ms of kernel (system) time. \
+             Its matrix products alone would take {:.0} ms with their operands hot in the caches (the \
+             GEMM-bound limit: the step runs at {:.0}% of it), {:.0} ms with them cold.\n\n\
+             | kernel / product | calls | ms | share | GFLOP/s in the step | alone, caches hot | alone, caches cold |\n|---|---|---|---|---|---|---|\n",
             self.steps,
             ms,
             self.minor_faults_per_step,
             self.system_s_per_step * 1e3,
             self.gemm_bound_s * 1e3,
-            100.0 * self.gemm_bound_s * 1e3 / ms
+            100.0 * self.gemm_bound_s * 1e3 / ms,
+            self.gemm_bound_cold_s * 1e3
         );
         let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.0}"));
         for r in &self.rows {
@@ -164,16 +168,17 @@ impl Profile {
                 None => r.kernel.to_string(),
             };
             out += &format!(
-                "| {name} | {:.0} | {:.1} | {:.1}% | {} | {} |\n",
+                "| {name} | {:.0} | {:.1} | {:.1}% | {} | {} | {} |\n",
                 r.calls_per_step,
                 r.ms_per_step,
                 100.0 * r.ms_per_step / ms,
                 f(r.gflops),
-                f(r.standalone_gflops)
+                f(r.standalone_gflops),
+                f(r.cold_gflops)
             );
         }
         out += &format!(
-            "| everything else (Burn's own operations, autodiff, allocation) | | {:.1} | {:.1}% | | |\n",
+            "| everything else (Burn's own operations, autodiff, allocation) | | {:.1} | {:.1}% | | | |\n",
             ms - kernels,
             100.0 * (ms - kernels) / ms
         );
@@ -196,9 +201,7 @@ fn faults_and_system_s() -> (f64, f64) {
 /// steps (rank 0's `metrics.jsonl`; other ranks write none and get NaN).
 struct Timing {
     step_s: f64,
-    /// Every step's, the warm-up included.
-    all_steps: usize,
-    all_step_s: f64,
+    profile: Option<Profile>,
     allreduce_s: Option<f64>,
     allreduce_bytes: Option<u64>,
 }
@@ -266,27 +269,42 @@ fn loop_config(batch_size: usize, steps: usize) -> LoopConfig {
 }
 
 /// Runs `objective` through the real loop and returns the mean time of the timed steps.
-fn timed<O: Objective>(cfg: &BenchConfig, model: Decoder, objective: &O, items: &[O::Item], batch: usize) -> Result<Timing> {
-    let dir = tempfile::tempdir().map_err(io(Path::new("a temporary folder")))?;
-    let steps = cfg.warmup_steps + cfg.timed_steps;
-    train(&loop_config(batch, steps), model, objective, items, dir.path(), &NoSave, None, serde_json::Value::Null)?;
+///
+/// With `--profile`, the warm-up runs first as a loop of its own, so that the profile covers
+/// the timed steps alone: not the first step's first touch of every buffer, nor one-off costs.
+fn timed<O: Objective>(cfg: &BenchConfig, mut model: Decoder, objective: &O, items: &[O::Item], batch: usize) -> Result<Timing> {
+    let run = |model: Decoder, steps: usize, dir: &Path| {
+        train(&loop_config(batch, steps), model, objective, items, dir, &NoSave, None, serde_json::Value::Null).map(|(model, _)| model)
+    };
+    let temporary = || tempfile::tempdir().map_err(io(Path::new("a temporary folder")));
+    let mut warmup = cfg.warmup_steps;
+    if cfg.profile && warmup > 0 {
+        model = run(model, warmup, temporary()?.path())?;
+        warmup = 0;
+    }
+    let dir = temporary()?;
+    if cfg.profile {
+        profile::enable();
+    }
+    let before = faults_and_system_s();
+    run(model, warmup + cfg.timed_steps, dir.path())?;
+    let after = faults_and_system_s();
+    let rows = if cfg.profile { profile::take() } else { Vec::new() };
     if !crate::dist::world().is_root() {
-        return Ok(Timing { step_s: f64::NAN, all_steps: steps, all_step_s: f64::NAN, allreduce_s: None, allreduce_bytes: None });
+        return Ok(Timing { step_s: f64::NAN, allreduce_s: None, allreduce_bytes: None, profile: None });
     }
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).map_err(io(dir.path()))?;
-    let all: Vec<serde_json::Value> = metrics.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let all_step_s = all.iter().filter_map(|r| r["step_s"].as_f64()).sum::<f64>() / all.len().max(1) as f64;
-    let records = &all[cfg.warmup_steps.min(all.len())..];
+    let records: Vec<serde_json::Value> = metrics.lines().skip(warmup).filter_map(|l| serde_json::from_str(l).ok()).collect();
     let mean = |key: &str| {
         let values: Vec<f64> = records.iter().filter_map(|r| r[key].as_f64()).collect();
         (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     };
+    let step_s = mean("step_s").unwrap_or(f64::NAN);
     Ok(Timing {
-        step_s: mean("step_s").unwrap_or(f64::NAN),
-        all_steps: all.len(),
-        all_step_s,
+        step_s,
         allreduce_s: mean("allreduce_s"),
         allreduce_bytes: records.first().and_then(|r| r["allreduce_bytes"].as_u64()),
+        profile: cfg.profile.then(|| Profile::new(rows, records.len(), step_s, after.0 - before.0, after.1 - before.1)),
     })
 }
 
@@ -322,10 +340,6 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let rows: Vec<Vec<u32>> = (0..b * processes).map(|_| (0..t).map(|_| rng.random_range(0..config.vocab_size as u32)).collect()).collect();
     let half = t / 2;
-    if cfg.profile {
-        profile::enable();
-    }
-    let (faults_before, system_before) = faults_and_system_s();
     let timing = match cfg.mode {
         BenchMode::Full | BenchMode::Lora => {
             let items: Vec<Packed> = rows
@@ -360,10 +374,6 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
             timed(cfg, model, &objective, &pairs, b / 2)?
         }
     };
-    let (faults_after, system_after) = faults_and_system_s();
-    let profile = cfg.profile.then(|| {
-        Profile::new(profile::take(), timing.all_steps, timing.all_step_s, faults_after - faults_before, system_after - system_before)
-    });
     Ok(BenchResult {
         mode: cfg.mode,
         shape: cfg.shape.clone(),
@@ -380,7 +390,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         processes,
         allreduce_ms: timing.allreduce_s.map(|s| s * 1e3),
         allreduce_bytes: timing.allreduce_bytes,
-        profile,
+        profile: timing.profile,
     })
 }
 

@@ -134,13 +134,21 @@ pub(super) fn product(gemm: impl FnOnce() -> Gemm) -> Option<Timer> {
 }
 
 /// Seconds one product of `shape` takes on its own (the best of a few runs), on fresh buffers
-/// laid out as in the step; the thread count is rayon's, as in the step.
-pub fn replay(shape: &Gemm) -> f64 {
+/// laid out as in the step; the thread count is rayon's, as in the step. Twice: with its
+/// operands hot in the caches (run after run on the same buffers), and cold (the caches
+/// flushed before each run by writing [`EVICT`] bytes), as a product in a step mostly finds
+/// them after the rest of the layer has passed through.
+pub fn replay(shape: &Gemm) -> Replay {
     let lhs = operand(shape.m, shape.k, shape.batch, 1);
     let rhs = operand(shape.k, shape.n, shape.batch, 2);
     let l = views(&lhs, shape.m, shape.k, shape.lhs_transposed);
     let r = views(&rhs, shape.k, shape.n, shape.rhs_transposed);
-    let run = || {
+    let mut evict = vec![0u8; EVICT];
+    let mut run = |cold: bool| {
+        if cold {
+            evict.iter_mut().for_each(|b| *b = b.wrapping_add(1));
+            std::hint::black_box(&evict);
+        }
         let start = Instant::now();
         if shape.batch > 1 {
             let pairs: Vec<(View, View)> = l.iter().copied().zip(r.iter().copied()).collect();
@@ -150,8 +158,21 @@ pub fn replay(shape: &Gemm) -> f64 {
         }
         start.elapsed().as_secs_f64()
     };
-    run();
-    (0..3).map(|_| run()).fold(f64::INFINITY, f64::min)
+    run(false);
+    let hot_s = (0..3).map(|_| run(false)).fold(f64::INFINITY, f64::min);
+    let cold_s = (0..3).map(|_| run(true)).fold(f64::INFINITY, f64::min);
+    Replay { hot_s, cold_s }
+}
+
+/// Bytes written to flush the caches: twice the 32 MiB last-level cache of the machines the
+/// README measures on.
+pub const EVICT: usize = 64 << 20;
+
+/// [`replay`]'s seconds, with the operands hot in the caches and cold.
+#[derive(Clone, Copy, Debug)]
+pub struct Replay {
+    pub hot_s: f64,
+    pub cold_s: f64,
 }
 
 /// `data` as consecutive `rows × cols` matrices, each stored transposed when `transposed`.
