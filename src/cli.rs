@@ -362,9 +362,10 @@ pub struct BenchArgs {
     /// Compute dtype, as `ladder sft --precision` [default: bf16 on cuda, f32 elsewhere].
     #[arg(long, value_enum, value_name = "DTYPE")]
     pub precision: Option<ladder_train::precision::Precision>,
-    /// Measure with gradient checkpointing, as `ladder sft --gradient-checkpointing`.
-    #[arg(long)]
-    pub gradient_checkpointing: bool,
+    /// Gradient checkpointing, as `ladder sft --gradient-checkpointing` [default: as training
+    /// does: on for --mode full, off for LoRA].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub gradient_checkpointing: Option<bool>,
     /// Also print where a step's time goes: each fused CPU kernel, each matrix product by
     /// shape with its GFLOP/s in the step and on its own, page faults, and the rest.
     #[arg(long)]

@@ -271,7 +271,9 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         shape: args.shape,
         device: args.device,
         precision: ladder_train::precision::Precision::resolve(args.precision, args.device).map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
-        gradient_checkpointing: args.gradient_checkpointing,
+        gradient_checkpointing: args
+            .gradient_checkpointing
+            .unwrap_or_else(|| ladder_train::options::checkpointing_by_default(args.mode == ladder_train::bench::BenchMode::Full)),
         batch_size: args.batch_size,
         seq_len: args.seq_len,
         warmup_steps: 2,

@@ -295,3 +295,16 @@ fn bench_trains_with_gradient_checkpointing_past_the_first_update() {
         assert!(line["tokens_per_s"].as_f64().unwrap() > 0.0, "{mode}");
     }
 }
+
+#[test]
+fn bench_checkpoints_full_fine_tuning_by_default_as_training_does() {
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "--shape", "tiny", "--seq-len", "16", "--steps", "1", "--threads", "1"];
+        args.extend_from_slice(extra);
+        let line: serde_json::Value = serde_json::from_slice(ladder(&args).stdout.trim_ascii()).unwrap();
+        line["gradient_checkpointing"].as_bool().unwrap()
+    };
+    assert!(bench(&["--mode", "full"]));
+    assert!(!bench(&["--mode", "lora"]));
+    assert!(!bench(&["--mode", "full", "--gradient-checkpointing", "false"]));
+}
