@@ -34,7 +34,8 @@ fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
-/// Runs `f` compiled for the best vector instructions this CPU has (AVX2 + FMA on x86-64),
+/// Runs `f` compiled for the best vector instructions this CPU has (AVX-512 where it has them,
+/// else AVX2 + FMA, on x86-64),
 /// so the element loops inside, and the [`exp`] they call, vectorise.
 #[inline(always)]
 fn vectorised<R>(f: impl FnOnce() -> R) -> R {
