@@ -36,3 +36,9 @@ print(f"| {shape} | {mode} | {r['batch_size']} × {r['seq_len']} | {r['tokens_pe
 PY
   done
 done
+# The host under the table: ratios hold for the kind of CPU they were measured on.
+python3 - "$ours" "$threads" <<'PY'
+import json, sys
+h = json.loads(sys.argv[1])["host"]
+print(f"\nHost: {h['cpu']}, {h['simd']}, {h['cpus']} CPUs; {sys.argv[2]} threads each side.")
+PY

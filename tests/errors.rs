@@ -308,3 +308,14 @@ fn bench_checkpoints_full_fine_tuning_by_default_as_training_does() {
     assert!(!bench(&["--mode", "lora"]));
     assert!(!bench(&["--mode", "full", "--gradient-checkpointing", "false"]));
 }
+
+#[test]
+fn bench_names_the_host_it_ran_on() {
+    // Tokens/s differ ~2× between these machines' CPUs: the line must say which one it was.
+    let out = ladder(&["bench", "--shape", "tiny", "--mode", "lora", "--seq-len", "16", "--steps", "1", "--threads", "1"]);
+    let line: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    let host = &line["host"];
+    assert!(!host["cpu"].as_str().unwrap().is_empty(), "{host}");
+    assert!(["avx512", "avx2", "neon", "baseline"].contains(&host["simd"].as_str().unwrap()), "{host}");
+    assert!(host["cpus"].as_u64().unwrap() >= 1, "{host}");
+}

@@ -23,8 +23,10 @@ use crate::optim::AdamWConfig;
 use crate::schedule::SchedulerKind;
 use crate::trainer::{train, LoopConfig};
 
+mod host;
 mod profile;
 
+pub use host::{host, Host};
 pub use profile::{Profile, ProfileRow};
 use profile::faults_and_system_s;
 
@@ -76,6 +78,8 @@ pub struct BenchResult {
     pub peak_rss_mib: f64,
     /// Processes training together (`mpirun -np`); `batch_size` is per process.
     pub processes: usize,
+    /// The machine: CPU model, vector instructions, logical CPUs.
+    pub host: Host,
     /// Per step, with several processes: the gradient all-reduce's time (host copies
     /// included) and the bytes each rank contributes.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,6 +281,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         step_s: timing.step_s,
         peak_rss_mib: peak_rss_mib(),
         processes,
+        host: host(),
         allreduce_ms: timing.allreduce_s.map(|s| s * 1e3),
         allreduce_bytes: timing.allreduce_bytes,
         profile: timing.profile,
