@@ -26,6 +26,8 @@
 
 mod cpu;
 mod gemm;
+
+pub use cpu::simd_level;
 mod grad;
 pub mod profile;
 

@@ -8,9 +8,8 @@ use serde::Serialize;
 pub struct Host {
     /// The CPU's model name (`/proc/cpuinfo`), or "unknown".
     pub cpu: String,
-    /// The widest vector instructions the matrix and element-wise kernels dispatch to here:
-    /// "avx512" (AVX-512 F/BW/CD/DQ/VL, as gemm's and pulp's AVX-512 paths require), "avx2"
-    /// (AVX2 + FMA), "neon", or "baseline".
+    /// The vector instructions the matrix and element-wise kernels dispatch to here
+    /// ([`ladder_model::kernels::simd_level`]).
     pub simd: &'static str,
     /// Logical CPUs the process may run on.
     pub cpus: usize,
@@ -23,27 +22,5 @@ pub fn host() -> Host {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Host { cpu, simd: simd(), cpus }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn simd() -> &'static str {
-    use std::arch::is_x86_feature_detected as has;
-    if has!("avx512f") && has!("avx512bw") && has!("avx512cd") && has!("avx512dq") && has!("avx512vl") {
-        "avx512"
-    } else if has!("avx2") && has!("fma") {
-        "avx2"
-    } else {
-        "baseline"
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-fn simd() -> &'static str {
-    "neon"
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn simd() -> &'static str {
-    "baseline"
+    Host { cpu, simd: ladder_model::kernels::simd_level(), cpus }
 }
