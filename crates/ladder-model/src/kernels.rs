@@ -29,6 +29,7 @@ mod gemm;
 
 pub use cpu::simd_level;
 mod grad;
+mod low_rank;
 pub mod profile;
 
 use std::sync::OnceLock;

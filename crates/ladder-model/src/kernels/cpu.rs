@@ -35,10 +35,16 @@ fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
 }
 
 /// Runs `f` compiled for the best vector instructions this CPU has (AVX-512 where it has them,
-/// else AVX2 + FMA, on x86-64),
-/// so the element loops inside, and the [`exp`] they call, vectorise.
+/// else AVX2 + FMA, on x86-64), so the element loops inside, and the [`exp`] they call,
+/// vectorise.
+///
+/// Only code inlined into pulp's dispatched functions gets their instruction sets, so every
+/// closure passed here is marked `#[inline(always)]`. Without it LLVM kept each kernel's
+/// closure as one function compiled for baseline x86-64: SSE2, four lanes, and `mul_add` as a
+/// library call (disassembly of stop 27's binary; the kernels' `vectorised` closures had no
+/// AVX instruction in them).
 #[inline(always)]
-fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
@@ -121,7 +127,7 @@ pub fn swiglu_forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
     let mut out = vec![0.0f32; g.len()];
     out.par_chunks_mut(TASK_ELEMENTS).enumerate().for_each(|(c, o)| {
         let (g, u) = (&g[c * TASK_ELEMENTS..], &u[c * TASK_ELEMENTS..]);
-        vectorised(|| {
+        vectorised(#[inline(always)] || {
             for ((o, &x), &y) in o.iter_mut().zip(g).zip(u) {
                 *o = x * sigmoid(x) * y;
             }
@@ -139,7 +145,7 @@ pub fn swiglu_backward(gate: &FlexTensor, up: &FlexTensor, dout: &FlexTensor) ->
     dg.par_chunks_mut(TASK_ELEMENTS).zip(du.par_chunks_mut(TASK_ELEMENTS)).enumerate().for_each(|(c, (dg, du))| {
         let base = c * TASK_ELEMENTS;
         let (g, u, d) = (&g[base..base + dg.len()], &u[base..base + dg.len()], &d[base..base + dg.len()]);
-        vectorised(|| {
+        vectorised(#[inline(always)] || {
             for i in 0..dg.len() {
                 let (x, y, dy) = (g[i], u[i], d[i]);
                 let s = sigmoid(x);
@@ -161,7 +167,7 @@ pub fn rms_norm_forward(x: &FlexTensor, weight: &FlexTensor, eps: f32) -> (FlexT
     let mut out = vec![0.0f32; xs.len()];
     let mut inv = vec![0.0f32; rows];
     let per = rows_per_task(rows, d);
-    out.par_chunks_mut(per * d).zip(inv.par_chunks_mut(per)).enumerate().for_each(|(c, (o, inv))| vectorised(|| {
+    out.par_chunks_mut(per * d).zip(inv.par_chunks_mut(per)).enumerate().for_each(|(c, (o, inv))| vectorised(#[inline(always)] || {
         for (r, (o, inv)) in o.chunks_mut(d).zip(inv.iter_mut()).enumerate() {
             let row = &xs[(c * per + r) * d..(c * per + r + 1) * d];
             let mean_sq = dot(row, row) / d as f32;
@@ -188,7 +194,7 @@ pub fn rms_norm_backward(x: &FlexTensor, weight: &FlexTensor, inv: &[f32], dout:
     let dw = dx
         .par_chunks_mut(per * d)
         .enumerate()
-        .map(|(c, dx)| vectorised(|| {
+        .map(|(c, dx)| vectorised(#[inline(always)] || {
             let mut dw = vec![0.0f32; d];
             for (r, dx) in dx.chunks_mut(d).enumerate() {
                 let row = c * per + r;
@@ -335,7 +341,7 @@ fn probabilities(q_tile: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, 
         .par_chunks_mut(per * tk)
         .enumerate()
         .flat_map_iter(|(c, s)| {
-            vectorised(|| {
+            vectorised(#[inline(always)] || {
                 let mut sums = Vec::with_capacity(per);
                 for (r, row) in s.chunks_mut(tk).enumerate() {
                     let (bias_row, at) = tile.row(c * per + r, dims);
@@ -445,7 +451,7 @@ pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: 
             let width = tile.keys;
             let dsv = ds.storage_mut::<f32>();
             let per = rows_per_task(dsv.len() / width, width);
-            dsv.par_chunks_mut(per * width).enumerate().for_each(|(c, dsv)| vectorised(|| {
+            dsv.par_chunks_mut(per * width).enumerate().for_each(|(c, dsv)| vectorised(#[inline(always)] || {
                 for (r, row) in dsv.chunks_mut(width).enumerate() {
                     let at = (c * per + r) * width;
                     let p = &probs[at..at + width];
@@ -484,7 +490,7 @@ pub fn rope(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor, inverse: bool) -
     let (c, s) = (values(cos), values(sin));
     let half = d / 2;
     let mut out = vec![0.0f32; shape.num_elements()];
-    out.par_chunks_mut(t * d).enumerate().for_each(|(bh, o)| vectorised(|| {
+    out.par_chunks_mut(t * d).enumerate().for_each(|(bh, o)| vectorised(#[inline(always)] || {
         let (b, head) = (bh / h, bh % h);
         let (c, s) = (&c[b * t * d..(b + 1) * t * d], &s[b * t * d..(b + 1) * t * d]);
         for (i, (o, (c, s))) in o.chunks_mut(d).zip(c.chunks(d).zip(s.chunks(d))).enumerate() {
@@ -546,7 +552,7 @@ pub fn token_logprobs_forward(hidden: &FlexTensor, weight: &FlexTensor, targets:
         let l = &mut buffer[..rows * vocab];
         gemm::matmul_into(l, hv.rows_range(start, rows), wv, 1.0, false);
         let (out, lse) = (&mut out[2 * start..2 * (start + rows)], &mut lse[start..start + rows]);
-        l.par_chunks_mut(vocab).zip(out.par_chunks_mut(2)).zip(lse.par_iter_mut()).enumerate().for_each(|(r, ((row, out), lse))| vectorised(|| {
+        l.par_chunks_mut(vocab).zip(out.par_chunks_mut(2)).zip(lse.par_iter_mut()).enumerate().for_each(|(r, ((row, out), lse))| vectorised(#[inline(always)] || {
             let target = targets[start + r] as usize;
             let mean = sum(row) / vocab as f32;
             let picked = row[target];
@@ -581,7 +587,7 @@ pub fn token_logprobs_backward_from_directions(directions: FlexTensor, dout: &Fl
     let hidden = directions.layout().shape()[1];
     let g = values(dout);
     let mut dh = dense(directions);
-    dh.storage_mut::<f32>().par_chunks_mut(hidden).enumerate().for_each(|(r, row)| vectorised(|| {
+    dh.storage_mut::<f32>().par_chunks_mut(hidden).enumerate().for_each(|(r, row)| vectorised(#[inline(always)] || {
         let gr = g[2 * r];
         for x in row.iter_mut() {
             *x *= gr;
@@ -606,7 +612,7 @@ pub fn token_logprobs_backward(hidden: &FlexTensor, weight: &FlexTensor, targets
         let h = hv.rows_range(start, rows);
         gemm::matmul_into(l, h, wv, 1.0, false);
         // d log p[target] / d logits = onehot(target) − softmax, times the row's gradient.
-        l.par_chunks_mut(vocab).enumerate().for_each(|(r, row)| vectorised(|| {
+        l.par_chunks_mut(vocab).enumerate().for_each(|(r, row)| vectorised(#[inline(always)] || {
             let (gr, l) = (g[2 * (start + r)], lse[start + r]);
             for x in row.iter_mut() {
                 *x = -gr * exp(*x - l);
@@ -810,7 +816,7 @@ pub fn adamw(p: FlexTensor, g: &FlexTensor, m: FlexTensor, v: FlexTensor, s: Ada
         .zip(m.storage_mut::<f32>().par_chunks_mut(TASK_ELEMENTS))
         .zip(v.storage_mut::<f32>().par_chunks_mut(TASK_ELEMENTS))
         .zip(g.par_chunks(TASK_ELEMENTS))
-        .for_each(|(((p, m), v), g)| vectorised(|| {
+        .for_each(|(((p, m), v), g)| vectorised(#[inline(always)] || {
             for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
                 let g = g * grad_scale;
                 *m = beta1 * *m + (1.0 - beta1) * g;

@@ -13,6 +13,7 @@
 use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::low_rank;
 use super::profile::{self, Gemm};
 
 /// Products with fewer multiply-adds than this run on one thread, as in flex (threads cost
@@ -80,6 +81,25 @@ impl<'a> View<'a> {
         View { data, rows: len, ..self }
     }
 
+    /// Element `(i, j)`.
+    pub fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    /// Whether each row's elements lie next to each other (a row-major matrix or a band of one).
+    pub fn rows_contiguous(&self) -> bool {
+        self.col_stride == 1 || self.cols <= 1
+    }
+
+    /// Row `i` as a slice of `cols` elements.
+    ///
+    /// # Panics
+    /// If rows are not contiguous (see [`View::rows_contiguous`]) or `i` is past the last row.
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        assert!(self.rows_contiguous() && i < self.rows, "row {i} of a {}-row view", self.rows);
+        &self.data[i * self.row_stride..][..self.cols]
+    }
+
     /// Whether a row's elements are strided (a transposed row-major matrix), not contiguous.
     pub fn transposed(&self) -> bool {
         self.col_stride != 1 && self.cols > 1
@@ -102,12 +122,16 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, alpha: f32, accumulate
 }
 
 /// `alpha·lhs·rhs` in a new row-major buffer that is written once, never zeroed first.
+/// Products with a LoRA-rank side and a long inner dimension go to [`low_rank`]'s kernels.
 pub fn matmul(lhs: View, rhs: View, alpha: f32) -> Vec<f32> {
     let len = lhs.rows * rhs.cols;
     if lhs.cols == 0 {
         return vec![0.0; len];
     }
     let _timer = profile::product(|| Gemm::of(&lhs, &rhs, 1));
+    if let Some(out) = low_rank::product(lhs, rhs, alpha) {
+        return out;
+    }
     if wide(lhs.rows, rhs.cols) {
         // The transposed product, `rhsᵀ·lhsᵀ`, transposed back (a few rows: cheap).
         let (m, n) = (lhs.rows, rhs.cols);
