@@ -40,9 +40,9 @@ fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
 ///
 /// Only code inlined into pulp's dispatched functions gets their instruction sets, so every
 /// closure passed here is marked `#[inline(always)]`. Without it LLVM kept each kernel's
-/// closure as one function compiled for baseline x86-64: SSE2, four lanes, and `mul_add` as a
-/// library call (disassembly of stop 27's binary; the kernels' `vectorised` closures had no
-/// AVX instruction in them).
+/// closure as one function compiled for baseline x86-64: SSE2, four lanes (disassembly of
+/// stop 27's binary: the kernels' `vectorised` closures had no AVX instruction in them; a
+/// `mul_add` in such a closure compiles to a call to `fmaf`).
 #[inline(always)]
 pub(super) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
