@@ -8,8 +8,8 @@
 //! These kernels keep a whole `rank × width` tile of the output in registers for the length of
 //! the inner dimension, read each operand element once per tile, and split the tiles across
 //! threads: 27–74 GFLOP/s in the same step, 39–106 alone (README, "Vector code that was not").
-//! Only the order of the additions differs from gemm's (one running sum per output, in order of
-//! the inner index).
+//! Only the order of the additions differs from gemm's (a running sum per output over each block
+//! of [`BLOCK`] inner indices, added to the output's total).
 //!
 //! Each rayon task enters pulp's dispatch itself: pulp's instruction sets apply only to code
 //! inlined into the function it dispatches to, and a rayon closure is called from rayon's.
