@@ -26,11 +26,11 @@
 
 mod cpu;
 mod gemm;
-
-pub use cpu::simd_level;
 mod grad;
 mod low_rank;
 pub mod profile;
+
+pub use cpu::simd_level;
 
 use std::sync::OnceLock;
 

@@ -14,6 +14,7 @@ use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::low_rank;
+use crate::weights::transpose;
 use super::profile::{self, Gemm};
 
 /// Products with fewer multiply-adds than this run on one thread, as in flex (threads cost
@@ -86,17 +87,12 @@ impl<'a> View<'a> {
         self.data[i * self.row_stride + j * self.col_stride]
     }
 
-    /// Whether each row's elements lie next to each other (a row-major matrix or a band of one).
-    pub fn rows_contiguous(&self) -> bool {
-        self.col_stride == 1 || self.cols <= 1
-    }
-
     /// Row `i` as a slice of `cols` elements.
     ///
     /// # Panics
-    /// If rows are not contiguous (see [`View::rows_contiguous`]) or `i` is past the last row.
+    /// If rows are strided (see [`View::transposed`]) or `i` is past the last row.
     pub fn row(&self, i: usize) -> &'a [f32] {
-        assert!(self.rows_contiguous() && i < self.rows, "row {i} of a {}-row view", self.rows);
+        assert!(!self.transposed() && i < self.rows, "row {i} of a {}-row view", self.rows);
         &self.data[i * self.row_stride..][..self.cols]
     }
 
@@ -138,7 +134,7 @@ pub fn matmul(lhs: View, rhs: View, alpha: f32) -> Vec<f32> {
         // SAFETY: with `accumulate` false and a non-empty inner dimension, gemm writes every
         // one of the product's `len` elements without reading any (see [`written`]).
         let t = unsafe { written(len, |dst| gemm_raw(dst, rhs.t(), lhs.t(), alpha, false, true)) };
-        return (0..m * n).map(|i| t[(i % n) * m + i / n]).collect();
+        return transpose(&t, n, m);
     }
     // SAFETY: as above.
     unsafe { written(len, |dst| gemm_raw(dst, lhs, rhs, alpha, false, true)) }

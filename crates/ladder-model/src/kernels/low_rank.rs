@@ -18,6 +18,7 @@ use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::gemm::View;
+use crate::weights::transpose;
 
 /// The largest rank side these kernels take; wider products go to gemm.
 pub const MAX_RANK: usize = 32;
@@ -39,16 +40,16 @@ pub(super) fn product(lhs: View, rhs: View, alpha: f32) -> Option<Vec<f32>> {
         return None;
     }
     let wide = |len: usize| len > MAX_RANK;
-    if m <= MAX_RANK && wide(n) && rhs.rows_contiguous() {
+    if m <= MAX_RANK && wide(n) && !rhs.transposed() {
         // `(x·a)ᵀ·dy`: rank rows, each a sum over k of rank-1 updates.
         return Some(rank_by_wide(lhs.t(), rhs, alpha, None));
     }
-    if n <= MAX_RANK && wide(m) && lhs.t().rows_contiguous() {
+    if n <= MAX_RANK && wide(m) && !lhs.t().transposed() {
         // `xᵀ·(dy·bᵀ)`: the same sum with the sides swapped, transposed back.
         let t = rank_by_wide(rhs, lhs.t(), alpha, None);
-        return Some((0..m * n).map(|i| t[(i % n) * m + i / n]).collect());
+        return Some(transpose(&t, n, m));
     }
-    if n <= MAX_RANK && wide(m) && lhs.rows_contiguous() {
+    if n <= MAX_RANK && wide(m) && !lhs.transposed() {
         // `x·a`: each row of `x` down to the rank.
         return Some(wide_by_rank(lhs, rhs, alpha, None));
     }
@@ -227,8 +228,9 @@ const BAND_ROWS: usize = 64;
 /// `rows` is forced only by the tests of each tile size.
 fn wide_by_rank(big: View, small: View, alpha: f32, rows: Option<usize>) -> Vec<f32> {
     let (m, r) = (big.rows(), small.cols());
-    let vectors = r.div_ceil(lanes());
-    let s = pack(small, vectors * lanes(), alpha);
+    let lanes = lanes();
+    let vectors = r.div_ceil(lanes);
+    let s = pack(small, vectors * lanes, alpha);
     let rows = rows.unwrap_or(12 / vectors);
     let mut out = vec![0.0f32; m * r];
     out.par_chunks_mut(BAND_ROWS * r).enumerate().for_each(|(band, dst)| {
