@@ -333,7 +333,7 @@ impl Decoder {
             TensorData::new(tokens.ids.iter().map(|&i| i as i64).collect(), [b * t]),
             &self.device(),
         );
-        self.embed_tokens.val().select(0, ids).reshape([b, t, self.config.hidden_size])
+        crate::kernels::embedding(self.embed_tokens.val(), ids).reshape([b, t, self.config.hidden_size])
     }
 
     /// Final hidden states after the last norm.

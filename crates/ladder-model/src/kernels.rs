@@ -86,6 +86,8 @@ pub trait FusedOps: burn::backend::Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// Per row: `[log softmax(hidden·weight)[target], mean(hidden·weight)]`.
     fn fused_token_logprobs(hidden: FloatTensor<Self>, weight: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+    /// Rows `ids` of `table`: an embedding lookup.
+    fn fused_embedding(table: FloatTensor<Self>, ids: IntTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Whether `tensor` can take the fused path: f32 on the flex CPU backend.
@@ -109,6 +111,30 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 
 pub fn swiglu_reference<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     silu(gate) * up
+}
+
+/// Rows `ids` of `table`, an embedding lookup.
+///
+/// Its backward pass is why it is fused. Burn's `select` builds the table's gradient in a
+/// zeroed tensor, which flex allocates as bytes and then copies to align it: two
+/// vocabulary-sized buffers. When the table is also the LM head (tied embeddings) they came on
+/// top of the head's own gradient, at the end of the backward pass: the step's peak in full
+/// fine-tuning, 1,038 MiB above the gradients themselves at Qwen2.5-0.5B. Here the gradient
+/// is one zeroed `Vec` of which only the looked-up rows are written, and the head's gradient
+/// is added into it in place (see `grad.rs`).
+///
+/// # Shapes
+/// - table: `[vocab, hidden]`; ids: `[n]`; output: `[n, hidden]`
+pub fn embedding(table: Tensor<2>, ids: Tensor<1, Int>) -> Tensor<2> {
+    if fused_for(&table.device(), table.dtype()) {
+        Tensor::from_dispatch(Dispatch::fused_embedding(table.into_dispatch(), ids.into_dispatch()))
+    } else {
+        embedding_reference(table, ids)
+    }
+}
+
+pub fn embedding_reference(table: Tensor<2>, ids: Tensor<1, Int>) -> Tensor<2> {
+    table.select(0, ids)
 }
 
 /// RMSNorm computed in f32, as `LlamaRMSNorm`: `x / sqrt(mean(x²) + eps) * weight`.
@@ -551,6 +577,42 @@ mod tests {
         }
     }
 
+
+    /// The fused embedding lookup equals `select`, its output and the table's gradient, also
+    /// when the table is the LM head too (tied), where its gradient is the sum of the head's
+    /// and the lookup's: repeated ids included, and a frozen table.
+    #[test]
+    fn fused_embedding_matches_select_tied_or_not() {
+        let (v, h, n) = (40, 8, 12);
+        let ids = |device: &Device| Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| i * 7 % 9).collect(), [n]), device);
+        for (tied, trained) in [(true, true), (false, true), (false, false)] {
+            let device = Device::flex().autodiff();
+            let mut table = Tensor::<2>::random([v, h], Distribution::Normal(0.0, 1.0), &device);
+            if trained {
+                table = table.require_grad();
+            }
+            let g = Tensor::<2>::random([n, h], Distribution::Normal(0.0, 1.0), &device);
+            let targets = Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).map(|i| (i * 5 + 3) % v as i64).collect(), [n]), &device);
+            let run = |lookup: fn(Tensor<2>, Tensor<1, Int>) -> Tensor<2>| {
+                let x = lookup(table.clone(), ids(&device));
+                let mut loss = (x.clone() * g.clone()).sum();
+                if tied {
+                    let (lp, _) = token_logprobs(x.clone().tanh(), table.clone().transpose(), targets.clone());
+                    loss = loss + lp.sum();
+                }
+                let mut results = vec![x.detach().reshape([1, 1, n, h])];
+                if trained {
+                    results.push(table.grad(&loss.backward()).unwrap().reshape([1, 1, v, h]));
+                }
+                results
+            };
+            let (fused, reference) = (run(embedding), run(embedding_reference));
+            assert_eq!(fused.len(), reference.len());
+            for ((a, b), name) in fused.into_iter().zip(reference).zip(["rows", "table gradient"]) {
+                close(a, b, 1e-5, &format!("{name} (tied {tied}, trained {trained})"));
+            }
+        }
+    }
 
     /// The GPU path's blocked log-probabilities (a frozen head, blocks of 5 rows, the last one
     /// short) equal the reference composition, gradient included, and so does the untracked

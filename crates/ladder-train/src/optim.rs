@@ -169,6 +169,9 @@ impl ModuleMapper for Update<'_> {
     }
 }
 
+/// Elements squared at once by [`global_grad_norm`] (16 MiB of f32).
+const NORM_CHUNK: usize = 1 << 22;
+
 /// The global L2 norm of all gradients (`clip_grad_norm_`'s `total_norm`).
 pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     struct Norm<'a> {
@@ -178,11 +181,17 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     impl ModuleVisitor for Norm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                let sq = g.square().sum();
-                self.sum = Some(match self.sum.take() {
-                    Some(s) => s + sq,
-                    None => sq,
-                });
+                let n = g.shape().num_elements();
+                let flat = g.reshape([n]);
+                // By chunks: squaring a whole vocabulary-sized gradient at once held a copy of
+                // it (519 MiB at Qwen2.5-0.5B) on top of every gradient, the step's peak.
+                for start in (0..n).step_by(NORM_CHUNK) {
+                    let sq = flat.clone().slice(start..(start + NORM_CHUNK).min(n)).square().sum();
+                    self.sum = Some(match self.sum.take() {
+                        Some(s) => s + sq,
+                        None => sq,
+                    });
+                }
             }
         }
     }

@@ -231,6 +231,29 @@ impl Backward<Flex, 2> for TokenLogprobsBackward {
     }
 }
 
+#[derive(Debug)]
+struct EmbeddingBackward;
+
+impl Backward<Flex, 1> for EmbeddingBackward {
+    /// The ids and the table's row count.
+    type State = (Arc<Vec<i64>>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [table_node] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let Some(node) = table_node else { return };
+        let (ids, vocab) = ops.state;
+        let grad = cpu::embedding_backward(&ids, &dout, vocab);
+        // A tied table already holds the LM head's gradient, dense and in the same layout
+        // (`token_logprobs_backward`). Holding a second handle on this sparse one while
+        // autodiff adds the two makes flex add it into the head's gradient, in place: this
+        // buffer's unwritten rows are then never touched, and so never take memory.
+        let held = grad.clone();
+        grads.register::<Flex>(node.id, grad);
+        drop(held);
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_swiglu(gate: Tracked<C>, up: Tracked<C>) -> Tracked<C> {
         let out = cpu::swiglu_forward(gate.primitive(), up.primitive());
@@ -307,6 +330,16 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let (p, m, v) = cpu::adamw(p.into_primitive(), g.primitive(), m.into_primitive(), v.into_primitive(), step);
         let leaf = <Self as AutodiffBackend>::from_inner;
         (leaf(p), leaf(m), leaf(v))
+    }
+
+    fn fused_embedding(table: Tracked<C>, ids: FlexTensor) -> Tracked<C> {
+        let ids = cpu::int_values(&ids);
+        let out = cpu::embedding_forward(table.primitive(), &ids);
+        let vocab = table.primitive().layout().shape()[0];
+        match EmbeddingBackward.prepare::<C>([table.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((Arc::new(ids), vocab), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
     }
 
     fn fused_token_logprobs(hidden: Tracked<C>, weight: Tracked<C>, targets: FlexTensor) -> Tracked<C> {
