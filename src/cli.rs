@@ -366,6 +366,10 @@ pub struct BenchArgs {
     /// does: on for --mode full, off for LoRA].
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub gradient_checkpointing: Option<bool>,
+    /// The optimizer, as `ladder sft --optimizer` (adamw-8bit: 8-bit moments, a quarter of the
+    /// optimizer's memory; the anchor runs torch.optim.AdamW).
+    #[arg(long, value_enum, value_name = "KIND", default_value = "adamw")]
+    pub optimizer: ladder_train::OptimizerKind,
     /// Also print where a step's time goes: each fused CPU kernel, each matrix product by
     /// shape with its GFLOP/s in the step and on its own, page faults, and the rest.
     #[arg(long)]
@@ -429,7 +433,7 @@ mod tests {
         let (sft_data, dpo_data, refs) = (format!("{fixtures}/data/sft.jsonl"), format!("{fixtures}/data/dpo.jsonl"), format!("{fixtures}/data/references.jsonl"));
         let recipe = format!(
             "name = \"eq\"\n[[start]]\nname = \"a\"\nmodel = \"{model}\"\n\n\
-             [[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\ndata = [\"{sft_data}\"]\nlr = 1e-3\nlora_r = 4\nlora_alpha = 8\nbatch_size = 2\nmax_steps = 3\nseed = 7\ndevice = \"cpu\"\nlr_scheduler = \"linear\"\non_nonfinite = \"skip\"\nmax_grad_norm = 0.5\n\n\
+             [[stage]]\nname = \"sft\"\nkind = \"sft\"\nfrom = \"start\"\ndata = [\"{sft_data}\"]\nlr = 1e-3\nlora_r = 4\nlora_alpha = 8\nbatch_size = 2\nmax_steps = 3\nseed = 7\ndevice = \"cpu\"\nlr_scheduler = \"linear\"\non_nonfinite = \"skip\"\nmax_grad_norm = 0.5\noptimizer = \"adamw-8bit\"\n\n\
              [[stage]]\nname = \"dpo\"\nkind = \"dpo\"\nfrom = \"sft\"\npairs = \"{dpo_data}\"\nbeta = 0.2\nloss = \"ipo\"\nreference = \"frozen\"\nseed = 7\nmax_steps = 2\n\n\
              [[stage]]\nname = \"gen\"\nkind = \"pairs\"\nfrom = \"sft\"\ndata = [\"{refs}\"]\nsamples = 2\nmax_new_tokens = 16\ntemperature = 0.7\ntop_k = 5\nseed = 7\nsynthetic_fallback = true\nmin_score = 0.3\nsuffix_chars = 10\n\n\
              [[stage]]\nname = \"ev\"\nkind = \"eval\"\nfrom = \"sft\"\ndata = [\"{refs}\"]\nmax_new_tokens = 32\nprice_per_hour = 2.5\nseed = 7\nbatch_size = 4\n\n\
@@ -450,7 +454,7 @@ mod tests {
         let from_cli = |stage: &str| -> serde_json::Value {
             let adapter = dir("sft");
             let job = match stage {
-                "sft" => parse(&["ladder", "sft", "--model", &model, "--data", &sft_data, "--out", &dir("sft"), "--lr", "1e-3", "--lora-r", "4", "--lora-alpha", "8", "--batch-size", "2", "--max-steps", "3", "--seed", "7", "--device", "cpu", "--lr-scheduler", "linear", "--on-nonfinite", "skip", "--max-grad-norm", "0.5"]),
+                "sft" => parse(&["ladder", "sft", "--model", &model, "--data", &sft_data, "--out", &dir("sft"), "--lr", "1e-3", "--lora-r", "4", "--lora-alpha", "8", "--batch-size", "2", "--max-steps", "3", "--seed", "7", "--device", "cpu", "--lr-scheduler", "linear", "--on-nonfinite", "skip", "--max-grad-norm", "0.5", "--optimizer", "adamw-8bit"]),
                 "dpo" => parse(&["ladder", "dpo", "--model", &model, "--adapter", &adapter, "--data", &dpo_data, "--out", &dir("dpo"), "--beta", "0.2", "--loss", "ipo", "--reference", "frozen", "--seed", "7", "--max-steps", "2", "--reference-cache", &cache]),
                 "gen" => parse(&["ladder", "pairs", "--model", &model, "--adapter", &adapter, "--data", &refs, "--out", &format!("{}/pairs.jsonl", dir("gen")), "--samples", "2", "--max-new-tokens", "16", "--temperature", "0.7", "--top-k", "5", "--seed", "7", "--synthetic-fallback", "--min-score", "0.3", "--suffix-chars", "10"]),
                 "ev" => parse(&["ladder", "eval", "--model", &model, "--adapter", &adapter, "--data", &refs, "--out", &format!("{}/eval.json", dir("ev")), "--max-new-tokens", "32", "--price-per-hour", "2.5", "--seed", "7", "--batch-size", "4"]),

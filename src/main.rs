@@ -278,6 +278,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         seq_len: args.seq_len,
         warmup_steps: 2,
         timed_steps: args.steps,
+        optimizer: args.optimizer,
         profile: args.profile,
     };
     let result = ladder_train::bench::run(&cfg)?;

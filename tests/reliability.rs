@@ -47,6 +47,20 @@ fn resume_is_exact_for_full_fine_tuning() {
     resumes_exactly("sft", "data/sft.jsonl", "model.safetensors", &["--full", "--lr", "1e-3", "--weight-decay", "0.01"]);
 }
 
+/// `--optimizer adamw-8bit`: the checkpoint holds the 8-bit moments (codes and block scales),
+/// and a run resumed from it continues exactly.
+#[test]
+fn resume_is_exact_with_8bit_moments() {
+    let args = ["--full", "--lr", "1e-3", "--optimizer", "adamw-8bit"];
+    resumes_exactly("sft", "data/sft.jsonl", "model.safetensors", &args);
+    let dir = tempfile::tempdir().unwrap();
+    run_stage("sft", "data/sft.jsonl", dir.path(), &[&args[..], &["--max-steps", "2", "--save-every", "1"]].concat());
+    let state = ladder_model::TensorFile::open(&dir.path().join("checkpoints/step-1/optimizer.safetensors")).unwrap();
+    let keys: Vec<&str> = state.keys().collect();
+    assert!(keys.iter().any(|k| k == &"embed_tokens.m.codes") && keys.iter().any(|k| k.ends_with(".v.scales")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with("norm.weight.m")), "small parameters keep f32 moments: {keys:?}");
+}
+
 #[test]
 fn resume_is_exact_for_dpo() {
     resumes_exactly("dpo", "data/dpo.jsonl", "adapter_model.safetensors", &["--lora-r", "4", "--lr", "5e-3"]);

@@ -24,6 +24,7 @@
 //! one module allowed `unsafe`); [`grad`] their registration with autodiff; [`profile`] the timers
 //! of `ladder bench --profile`.
 
+pub mod adamw_8bit;
 mod cpu;
 mod gemm;
 mod grad;
@@ -320,6 +321,20 @@ pub fn adamw(p: Tensor<1>, g: Tensor<1>, m: Tensor<1>, v: Tensor<1>, s: AdamWSte
     }
     let (p, m, v) = Dispatch::fused_adamw(p.into_dispatch(), g.into_dispatch(), m.into_dispatch(), v.into_dispatch(), s);
     (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v))
+}
+
+/// One AdamW step with 8-bit moments ([`adamw_8bit`]): the updated parameter.
+///
+/// The arithmetic runs on the host. `p` and `g` are moved there and back, without a copy on
+/// the CPU when nothing else holds them; on a GPU this costs a transfer per step.
+pub fn adamw_8bit_step(p: Tensor<1>, g: Tensor<1>, moments: &mut adamw_8bit::Moments8bit, s: AdamWStep) -> Tensor<1> {
+    let _timer = profile::kernel("adamw 8-bit (with host moves)");
+    let (device, dtype) = (p.device(), p.dtype());
+    let host = |t: Tensor<1>| t.cast(DType::F32).into_data().try_into_vec::<f32>().expect("f32 values");
+    let (mut values, grad) = (host(p), host(g));
+    adamw_8bit::step(&mut values, &grad, moments, s);
+    let n = values.len();
+    Tensor::<1>::from_data(TensorData::new(values, [n]), &device).cast(dtype)
 }
 
 pub fn adamw_reference(p: Tensor<1>, g: Tensor<1>, m: Tensor<1>, v: Tensor<1>, s: AdamWStep) -> (Tensor<1>, Tensor<1>, Tensor<1>) {

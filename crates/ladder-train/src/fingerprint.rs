@@ -130,6 +130,15 @@ fn leaves(prefix: &str, v: &Value, out: &mut std::collections::BTreeMap<String, 
     }
 }
 
+/// Options added after runs were first saved, with the value every run before them had: a
+/// checkpoint without the key resumes at that value, and is refused at another.
+fn added_since(key: &str) -> Option<Value> {
+    match key {
+        "train.adamw.optimizer" => Some(Value::from("adamw")),
+        _ => None,
+    }
+}
+
 /// Replaces `train.batch_size` and `train.grad_accum` by their product with `ranks`.
 fn global_batch(leaves: &mut std::collections::BTreeMap<String, Value>, ranks: usize) {
     let Some(batch) = leaves.remove("train.batch_size").and_then(|v| v.as_u64()) else { return };
@@ -172,7 +181,7 @@ pub fn differences(saved_config: &Value, saved_ranks: usize, config: &Value, ran
     global_batch(&mut b, ranks);
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for key in keys.into_iter().filter(|k| result_changing(k) && !k.starts_with(KEY)) {
-        if saved.is_none() && !a.contains_key(key) {
+        if !a.contains_key(key) && (saved.is_none() || b.get(key) == added_since(key).as_ref()) {
             continue;
         }
         let (was, now) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
@@ -247,5 +256,10 @@ mod tests {
         let old = json!({"out": "a", "model": "m1", "train": {"lr": 0.0002, "batch_size": 2}});
         assert!(differences(&old, 1, &same, 1).is_empty(), "{:?}", differences(&old, 1, &same, 1));
         assert_eq!(differences(&old, 1, &changed, 1).len(), 2);
+        // A checkpoint from before `--optimizer` trained with f32 AdamW.
+        let before = json!({"objective": "sft", "fingerprint": fp("x"), "train": {"lr": 0.0002, "batch_size": 2, "adamw": {"eps": 1e-8}}});
+        let with = |kind: &str| json!({"objective": "sft", "fingerprint": fp("x"), "train": {"lr": 0.0002, "batch_size": 2, "adamw": {"eps": 1e-8, "optimizer": kind}}});
+        assert!(differences(&before, 1, &with("adamw"), 1).is_empty());
+        assert_eq!(differences(&before, 1, &with("adamw-8bit"), 1), ["optimizer: null in the checkpoint, \"adamw-8bit\" now"]);
     }
 }

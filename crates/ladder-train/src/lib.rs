@@ -38,7 +38,7 @@ pub mod vlm;
 pub use error::{Result, TrainError};
 pub use model::LanguageModel;
 pub use objective::{LossOutput, Objective, Sft};
-pub use optim::{AdamW, AdamWConfig};
+pub use optim::{AdamW, AdamWConfig, OptimizerKind};
 pub use schedule::SchedulerKind;
 pub use stage::{Method, StageJob};
 pub use interrupt::Interrupt;

@@ -5,6 +5,10 @@
 //!
 //! Like Hugging Face's Trainer, biases and norm weights get no weight decay. State is keyed by
 //! the parameter's module path, so a checkpoint can be reloaded into a freshly built model.
+//!
+//! `--optimizer adamw-8bit` keeps the moments in 8 bits per element, as torchao's `AdamW8bit`
+//! (`ladder_model::kernels::adamw_8bit`): a quarter of the state, which is what full
+//! fine-tuning's memory is mostly made of (weights, gradients and two moments, all f32).
 
 use std::collections::HashMap;
 
@@ -12,6 +16,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use ladder_model::kernels;
+use ladder_model::kernels::adamw_8bit::{self, Moments8bit, Quantized};
 
 /// Hyper-parameters, PyTorch defaults except `weight_decay` (HF Trainer's 0.0 is replaced by the
 /// caller's choice).
@@ -21,6 +26,9 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// How the moments are stored. Absent from runs before it existed: f32.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
 }
 
 impl Default for AdamWConfig {
@@ -30,15 +38,32 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            optimizer: OptimizerKind::default(),
         }
     }
 }
 
+/// `--optimizer`: AdamW's moments in f32, or in 8 bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+pub enum OptimizerKind {
+    /// AdamW with f32 moments, as `torch.optim.AdamW` (HF's `adamw_torch`).
+    #[default]
+    #[serde(rename = "adamw")]
+    #[value(name = "adamw")]
+    AdamW,
+    /// AdamW with 8-bit block-wise moments, as torchao's `AdamW8bit` (HF's `adamw_torch_8bit`):
+    /// a quarter of the optimizer's memory. Parameters under 4,096 elements keep f32 moments.
+    #[serde(rename = "adamw-8bit")]
+    #[value(name = "adamw-8bit")]
+    AdamW8bit,
+}
+
 /// First and second moments of one parameter, flattened.
 #[derive(Clone, Debug)]
-pub struct Moments {
-    pub m: Tensor<1>,
-    pub v: Tensor<1>,
+pub enum Moments {
+    F32 { m: Tensor<1>, v: Tensor<1> },
+    /// `--optimizer adamw-8bit`, on parameters large enough ([`adamw_8bit::quantizes`]).
+    Blockwise8bit(Moments8bit),
 }
 
 /// The optimizer: configuration, step count and per-parameter moments.
@@ -72,17 +97,29 @@ impl AdamW {
         module.map(&mut mapper)
     }
 
-    /// Moments as host tensors keyed `<path>.m` / `<path>.v`, for checkpoints.
+    /// Moments as host tensors keyed `<path>.m` / `<path>.v`, for checkpoints; 8-bit moments
+    /// as `<path>.m.codes` / `<path>.m.scales` (and `.v.`), their bytes as f32 values.
     pub fn state_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let mut out: Vec<_> = self
             .state
             .iter()
-            .flat_map(|(path, mo)| {
-                let n = mo.m.dims()[0];
-                [
-                    (format!("{path}.m"), vec![n], ladder_model::weights::host(mo.m.clone())),
-                    (format!("{path}.v"), vec![n], ladder_model::weights::host(mo.v.clone())),
-                ]
+            .flat_map(|(path, mo)| match mo {
+                Moments::F32 { m, v } => {
+                    let n = m.dims()[0];
+                    vec![
+                        (format!("{path}.m"), vec![n], ladder_model::weights::host(m.clone())),
+                        (format!("{path}.v"), vec![n], ladder_model::weights::host(v.clone())),
+                    ]
+                }
+                Moments::Blockwise8bit(q) => [("m", &q.m), ("v", &q.v)]
+                    .into_iter()
+                    .flat_map(|(name, q)| {
+                        [
+                            (format!("{path}.{name}.codes"), vec![q.codes.len()], q.codes.iter().map(|&c| f32::from(c)).collect()),
+                            (format!("{path}.{name}.scales"), vec![q.scales.len()], q.scales.clone()),
+                        ]
+                    })
+                    .collect(),
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -97,7 +134,16 @@ impl AdamW {
             if let Some(path) = key.strip_suffix(".m") {
                 if let Some(v) = tensors.get(&format!("{path}.v")) {
                     let t = |d: &Vec<f32>| Tensor::from_data(TensorData::new(d.clone(), [d.len()]), device);
-                    self.state.insert(path.to_string(), Moments { m: t(data), v: t(v) });
+                    self.state.insert(path.to_string(), Moments::F32 { m: t(data), v: t(v) });
+                }
+            } else if let Some(path) = key.strip_suffix(".m.codes") {
+                let quantized = |name: &str| {
+                    let codes = tensors.get(&format!("{path}.{name}.codes"))?;
+                    let scales = tensors.get(&format!("{path}.{name}.scales"))?;
+                    Some(Quantized { codes: codes.iter().map(|&c| c as u8).collect(), scales: scales.clone() })
+                };
+                if let (Some(m), Some(v)) = (quantized("m"), quantized("v")) {
+                    self.state.insert(path.to_string(), Moments::Blockwise8bit(Moments8bit { m, v }));
                 }
             }
         }
@@ -140,9 +186,10 @@ impl ModuleMapper for Update<'_> {
         let checkpointing = tensor.gradient_checkpointing_strategy();
         let p = tensor.inner().reshape([n]);
         let device = p.device();
-        let moments = self.optim.state.remove(&path).unwrap_or_else(|| Moments {
-            m: Tensor::zeros([n], &device),
-            v: Tensor::zeros([n], &device),
+        let eight_bit = c.optimizer == OptimizerKind::AdamW8bit && adamw_8bit::quantizes(n);
+        let moments = self.optim.state.remove(&path).unwrap_or_else(|| match eight_bit {
+            true => Moments::Blockwise8bit(Moments8bit::zeros(n)),
+            false => Moments::F32 { m: Tensor::zeros([n], &device), v: Tensor::zeros([n], &device) },
         });
         let decay = if c.weight_decay != 0.0 && decays(&path) { 1.0 - self.lr * c.weight_decay } else { 1.0 };
         let step = kernels::AdamWStep {
@@ -154,8 +201,14 @@ impl ModuleMapper for Update<'_> {
             bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
             grad_scale: self.grad_scale,
         };
-        let (p, m, v) = kernels::adamw(p, grad.reshape([n]), moments.m, moments.v, step);
-        self.optim.state.insert(path, Moments { m, v });
+        let (p, moments) = match moments {
+            Moments::F32 { m, v } => {
+                let (p, m, v) = kernels::adamw(p, grad.reshape([n]), m, v, step);
+                (p, Moments::F32 { m, v })
+            }
+            Moments::Blockwise8bit(mut q) => (kernels::adamw_8bit_step(p, grad.reshape([n]), &mut q, step), Moments::Blockwise8bit(q)),
+        };
+        self.optim.state.insert(path, moments);
         let mut updated = Tensor::from_inner(p.reshape(shape));
         // `from_inner` gives the default strategy; keep the parameter's (gradient
         // checkpointing), or the next forward would mix two strategies.
@@ -219,6 +272,52 @@ mod tests {
         assert!(!decays("layers.0.self_attn.q_proj.bias"));
         assert!(!decays("layers.0.input_layernorm.weight"));
         assert!(!decays("norm.weight"));
+    }
+
+    /// `--optimizer adamw-8bit`: 8-bit moments for parameters of 4,096 elements or more (the
+    /// tiny shape's embedding, 512 × 64, and its 64 × 128 MLP weights), f32 for the rest (norm
+    /// weights, biases); and a checkpoint's state reloads as it was.
+    #[test]
+    fn eight_bit_moments_where_torchao_keeps_them_and_a_checkpoint_restores_them() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let config = crate::bench::shape("tiny", 8).unwrap();
+        let model = ladder_model::random_decoder(&config, 0.02, 0, &device);
+        struct Fill<'a>(&'a mut GradientsParams);
+        impl ModuleVisitor for Fill<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let value = param.val().inner();
+                self.0.register(param.id, value.clone() * 0.5 + 0.01);
+            }
+        }
+        let mut optimizer = AdamW::new(AdamWConfig { optimizer: OptimizerKind::AdamW8bit, ..AdamWConfig::default() });
+        let mut model = model;
+        for _ in 0..2 {
+            let mut grads = GradientsParams::new();
+            model.visit(&mut Fill(&mut grads));
+            model = optimizer.apply(model, &mut grads, 1e-3, 1.0);
+        }
+        let kind = |path: &str| match &optimizer.state[path] {
+            Moments::F32 { .. } => "f32",
+            Moments::Blockwise8bit(_) => "8-bit",
+        };
+        assert_eq!(kind("embed_tokens"), "8-bit");
+        assert_eq!(kind("layers.0.mlp.up_proj.weight"), "8-bit");
+        assert_eq!(kind("layers.0.input_layernorm.weight"), "f32");
+        assert_eq!(kind("layers.0.self_attn.q_proj.bias"), "f32");
+        let saved: HashMap<String, Vec<f32>> = optimizer.state_tensors().into_iter().map(|(k, _, v)| (k, v)).collect();
+        let mut restored = AdamW::new(optimizer.config);
+        restored.load_state(optimizer.step, saved, &device);
+        assert_eq!(restored.state.len(), optimizer.state.len());
+        for (path, moments) in &optimizer.state {
+            match (moments, &restored.state[path]) {
+                (Moments::Blockwise8bit(a), Moments::Blockwise8bit(b)) => assert_eq!(a, b, "{path}"),
+                (Moments::F32 { m, v }, Moments::F32 { m: m2, v: v2 }) => {
+                    let host = |t: &Tensor<1>| ladder_model::weights::host(t.clone());
+                    assert_eq!((host(m), host(v)), (host(m2), host(v2)), "{path}");
+                }
+                _ => panic!("{path}: restored in another format"),
+            }
+        }
     }
 
     #[test]

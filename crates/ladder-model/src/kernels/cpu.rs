@@ -44,7 +44,7 @@ fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
 /// stop 27's binary: the kernels' `vectorised` closures had no AVX instruction in them; a
 /// `mul_add` in such a closure compiles to a call to `fmaf`).
 #[inline(always)]
-fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 

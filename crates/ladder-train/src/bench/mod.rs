@@ -57,6 +57,8 @@ pub struct BenchConfig {
     pub seq_len: usize,
     pub warmup_steps: usize,
     pub timed_steps: usize,
+    /// AdamW's moments in f32 or 8-bit (`--optimizer`).
+    pub optimizer: crate::OptimizerKind,
     /// Time every fused kernel and matrix product ([`Profile`]).
     pub profile: bool,
 }
@@ -73,6 +75,7 @@ pub struct BenchResult {
     pub batch_size: usize,
     pub seq_len: usize,
     pub gradient_checkpointing: bool,
+    pub optimizer: crate::OptimizerKind,
     pub tokens_per_s: f64,
     pub step_s: f64,
     pub peak_rss_mib: f64,
@@ -140,12 +143,12 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn loop_config(batch_size: usize, steps: usize) -> LoopConfig {
+fn loop_config(batch_size: usize, steps: usize, optimizer: crate::OptimizerKind) -> LoopConfig {
     LoopConfig {
         lr: 1e-4,
         scheduler: SchedulerKind::Constant,
         warmup_steps: 0,
-        adamw: AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() },
+        adamw: AdamWConfig { weight_decay: 0.01, optimizer, ..AdamWConfig::default() },
         max_grad_norm: None,
         batch_size,
         grad_accum: 1,
@@ -167,7 +170,7 @@ fn loop_config(batch_size: usize, steps: usize) -> LoopConfig {
 /// the timed steps alone: not the first step's first touch of every buffer, nor one-off costs.
 fn timed<O: Objective>(cfg: &BenchConfig, mut model: Decoder, objective: &O, items: &[O::Item], batch: usize) -> Result<Timing> {
     let run = |model: Decoder, steps: usize, dir: &Path| {
-        train(&loop_config(batch, steps), model, objective, items, dir, &NoSave, None, serde_json::Value::Null).map(|(model, _)| model)
+        train(&loop_config(batch, steps, cfg.optimizer), model, objective, items, dir, &NoSave, None, serde_json::Value::Null).map(|(model, _)| model)
     };
     let temporary = || tempfile::tempdir().map_err(io(Path::new("a temporary folder")));
     let mut warmup = cfg.warmup_steps;
@@ -277,6 +280,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchResult> {
         batch_size: b,
         seq_len: t,
         gradient_checkpointing: cfg.gradient_checkpointing,
+        optimizer: cfg.optimizer,
         tokens_per_s: (b * t * processes) as f64 / timing.step_s,
         step_s: timing.step_s,
         peak_rss_mib: peak_rss_mib(),
