@@ -31,7 +31,7 @@ const TASK_BLOCKS: usize = 64;
 /// Whether a parameter of `n` elements gets 8-bit moments (torchao's rule: at least
 /// [`MIN_ELEMENTS`], a whole number of blocks).
 pub fn quantizes(n: usize) -> bool {
-    n >= MIN_ELEMENTS && n % BLOCK == 0
+    n >= MIN_ELEMENTS && n.is_multiple_of(BLOCK)
 }
 
 /// One moment of one parameter: a byte per element, a scale per block.
@@ -200,7 +200,7 @@ fn encode_block(values: &mut [f32; BLOCK], book: &Codebook, codes: &mut [u8; BLO
 pub fn step(p: &mut [f32], g: &[f32], moments: &mut Moments8bit, s: AdamWStep) {
     let n = p.len();
     assert!(g.len() == n && moments.m.codes.len() == n && moments.v.codes.len() == n, "parameter, gradient and moments of different lengths");
-    assert!(n % BLOCK == 0, "{n} elements: not a whole number of blocks (see `quantizes`)");
+    assert!(n.is_multiple_of(BLOCK), "{n} elements: not a whole number of blocks (see `quantizes`)");
     let f = |x: f64| x as f32;
     // The moments' weights `1 − β` are rounded to f32 from f64, as torch rounds `lerp`'s
     // Python-float weight: `1 − β2` taken in f32 is 1.3e-5 off, and so is every second moment.
