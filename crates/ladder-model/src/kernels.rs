@@ -121,8 +121,8 @@ pub fn swiglu_reference<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tenso
 /// vocabulary-sized buffers. When the table is also the LM head (tied embeddings) they came on
 /// top of the head's own gradient, at the end of the backward pass: the step's peak in full
 /// fine-tuning, 1,038 MiB above the gradients themselves at Qwen2.5-0.5B. Here the gradient
-/// is one zeroed `Vec` of which only the looked-up rows are written, and the head's gradient
-/// is added into it in place (see `grad.rs`).
+/// is one zeroed `Vec` of which only the looked-up rows are written, and it is added into the
+/// head's gradient in place, so its other rows are never touched (see `grad.rs`).
 ///
 /// # Shapes
 /// - table: `[vocab, hidden]`; ids: `[n]`; output: `[n, hidden]`
@@ -325,8 +325,9 @@ pub fn adamw(p: Tensor<1>, g: Tensor<1>, m: Tensor<1>, v: Tensor<1>, s: AdamWSte
 
 /// One AdamW step with 8-bit moments ([`adamw_8bit`]): the updated parameter.
 ///
-/// The arithmetic runs on the host. `p` and `g` are moved there and back, without a copy on
-/// the CPU when nothing else holds them; on a GPU this costs a transfer per step.
+/// The arithmetic runs on the host. `p` and `g` are moved there and back through `into_data`,
+/// which on flex copies only a tensor something else still holds; on a GPU this costs a
+/// transfer per step.
 pub fn adamw_8bit_step(p: Tensor<1>, g: Tensor<1>, moments: &mut adamw_8bit::Moments8bit, s: AdamWStep) -> Tensor<1> {
     let _timer = profile::kernel("adamw 8-bit (with host moves)");
     let (device, dtype) = (p.device(), p.dtype());
