@@ -129,6 +129,14 @@ fn wrong_value_type_in_config_names_the_key() {
 }
 
 #[test]
+fn unknown_optimizer_names_the_key_and_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "stage.toml", "optimizer = \"adam8\"\n");
+    let err = sft_fails(&fixture("qwen2-tiny"), &fixture("data/sft.jsonl"), &["--config", &config]);
+    assert!(err.contains("stage.toml:1") && err.contains("optimizer") && err.contains("adamw-8bit"), "{err}");
+}
+
+#[test]
 fn missing_data_file() {
     let err = sft_fails(&fixture("qwen2-tiny"), "/nonexistent/train.jsonl", &[]);
     assert!(err.contains("/nonexistent/train.jsonl") && err.contains("not found"), "{err}");
