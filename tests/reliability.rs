@@ -244,6 +244,28 @@ fn nonfinite_steps_are_skipped_up_to_a_limit() {
     assert!(err.contains(&format!("more than --max-skipped-steps {max}")), "{err}");
 }
 
+/// A run killed while it takes the output folder's lock (injected: after the lock's text is
+/// written, before it is published) leaves no lock and nothing that counts as output: the next
+/// run, told nothing, takes the folder, and its lock and temporary files are gone when it ends.
+/// (A lock created and then written left an empty `.ladder.lock` that refused every later run.)
+#[test]
+fn a_run_killed_while_taking_the_lock_leaves_the_folder_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let steps = ["--max-steps", "2"];
+    let (mut child, log) = spawn_sft(&out, &steps, &[("LADDER_FAULT_LOCK", "abort".into())]);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the injected fault did not stop the run: {}", std::fs::read_to_string(&log).unwrap());
+    let left: Vec<String> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(!left.contains(&".ladder.lock".to_string()), "a lock was published: {left:?}");
+    assert!(left.iter().any(|n| n.starts_with("..ladder.lock.tmp-")), "the fault did not land between writing and publishing: {left:?}");
+    let (mut child, log) = spawn_sft(&out, &steps, &[]);
+    assert!(child.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(out.join("adapter_model.safetensors").exists());
+    let left: Vec<String> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(!left.iter().any(|n| n.contains("ladder.lock")), "lock files left: {left:?}");
+}
+
 /// SIGKILL at pseudo-random moments (mid-step, mid-checkpoint-write), over and over, each
 /// attempt resuming from the run folder: the run that finally completes has the losses and the
 /// weights of an uninterrupted run, bit for bit, and no attempt ever sees a broken checkpoint.

@@ -39,30 +39,65 @@ pub fn check_free(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Takes the lock of output folder `out` (which must exist).
-pub fn acquire(out: &Path) -> Result<OutLock> {
+/// The lock file of `out`, and this process's temporary sibling of it.
+fn paths(out: &Path) -> (PathBuf, PathBuf) {
     let path = out.join(".ladder.lock");
+    let tmp = ladder_model::temp_path(&path, "tmp");
+    (path, tmp)
+}
+
+/// Removes the temporary lock files that processes killed while taking `out`'s lock left, so
+/// that they do not count as a started run's outputs.
+pub fn remove_stale_temps(out: &Path) {
+    ladder_model::remove_stale(&paths(out).1);
+}
+
+/// Takes the lock of output folder `out` (which must exist).
+///
+/// The lock file appears whole or not at all: "PID HOST" is written to this process's
+/// temporary sibling (`.ladder.lock.tmp-PID`) first, then hard-linked to `.ladder.lock`, which
+/// fails if the name exists, so the link is both the atomic publish and the exclusive create.
+/// (Creating the lock and then writing into it left an empty lock after a SIGKILL in between,
+/// which no later run, `--resume` included, could tell from a run starting up.) A temporary
+/// left by a killed process is swept first. Where the file system has no hard links, the lock
+/// is created in place and written, as before.
+pub fn acquire(out: &Path) -> Result<OutLock> {
+    let (path, tmp) = paths(out);
+    ladder_model::remove_stale(&tmp);
+    let line = format!("{} {}\n", std::process::id(), hostname());
+    std::fs::write(&tmp, &line).map_err(io(&tmp))?;
+    if fault_injected() {
+        // Dies the way SIGKILL would, between writing the lock's text and publishing it.
+        std::process::abort();
+    }
+    let taken = take(out, &path, &tmp, &line);
+    let _ = std::fs::remove_file(&tmp);
+    taken
+}
+
+/// The two tries of [`acquire`]: the second after removing a stale lock.
+fn take(out: &Path, path: &Path, tmp: &Path, line: &str) -> Result<OutLock> {
     let host = hostname();
-    // Two tries: the second after removing a stale lock.
     for _ in 0..2 {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                writeln!(f, "{} {host}", std::process::id()).map_err(io(&path))?;
-                return Ok(OutLock { path });
-            }
+        let created = match std::fs::hard_link(tmp, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => create_in_place(path, line),
+            linked => linked,
+        };
+        match created {
+            Ok(()) => return Ok(OutLock { path: path.to_path_buf() }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let text = std::fs::read_to_string(path).unwrap_or_default();
                 let mut parts = text.split_whitespace();
                 let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
                 let owner = parts.next().unwrap_or("").to_string();
                 match pid {
                     Some(pid) if owner == host && !ladder_model::process_alive(pid) => {
                         tracing::warn!(lock = %path.display(), pid, "removing a stale lock (that process is gone)");
-                        std::fs::remove_file(&path).map_err(io(&path))?;
+                        std::fs::remove_file(path).map_err(io(path))?;
                     }
-                    Some(pid) => return Err(TrainError::Locked { out: out.to_path_buf(), lock: path, pid, host: owner }),
-                    // Unreadable: a run is creating it right now, or it is damaged; either
-                    // way, not ours to take.
+                    Some(pid) => return Err(TrainError::Locked { out: out.to_path_buf(), lock: path.to_path_buf(), pid, host: owner }),
+                    // Unreadable: written by a ladder before the atomic lock, or by hand, or
+                    // damaged; not ours to take.
                     None => {
                         return Err(TrainError::Invalid(format!(
                             "{}: lock file is not \"PID HOST\" (it holds {:?}): a run may be starting in {}; if no ladder run uses that folder, delete the lock file",
@@ -73,10 +108,22 @@ pub fn acquire(out: &Path) -> Result<OutLock> {
                     }
                 }
             }
-            Err(e) => return Err(io(&path)(e)),
+            Err(e) => return Err(io(path)(e)),
         }
     }
     Err(TrainError::Invalid(format!("{}: could not take the lock", path.display())))
+}
+
+/// The lock without a hard link (a file system that has none): created, then written.
+fn create_in_place(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(line.as_bytes())
+}
+
+/// Test hook (fault injection for the reliability tests): `LADDER_FAULT_LOCK=abort` makes the
+/// process die while taking the lock, after its text is written and before it is published.
+fn fault_injected() -> bool {
+    std::env::var("LADDER_FAULT_LOCK").is_ok_and(|v| v == "abort")
 }
 
 #[cfg(test)]
@@ -94,6 +141,19 @@ mod tests {
         // A pid above Linux's maximum (2^22) never exists.
         std::fs::write(dir.path().join(".ladder.lock"), format!("999999999 {}\n", hostname())).unwrap();
         let _lock = acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn the_lock_is_published_whole_and_dead_processes_temps_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("..ladder.lock.tmp-999999999");
+        std::fs::write(&dead, "999999999 somewhere\n").unwrap();
+        let lock = acquire(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(".ladder.lock")).unwrap();
+        assert_eq!(text, format!("{} {}\n", std::process::id(), hostname()));
+        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, [".ladder.lock"], "the temporary (this one's and the dead one's) is gone");
+        drop(lock);
     }
 
     #[test]

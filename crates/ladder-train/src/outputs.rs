@@ -40,6 +40,7 @@ pub fn contents(dir: &Path) -> Result<BTreeSet<String>> {
 /// left aside is put back first ([`recover_replaced`]).
 pub fn check_out_dir(out: &Path, overwrite: bool) -> Result<()> {
     recover_replaced(out)?;
+    crate::lock::remove_stale_temps(out);
     if out.exists() && !out.is_dir() {
         return Err(TrainError::Invalid(format!("--out {}: is a file; expected a folder (new or empty)", out.display())));
     }
