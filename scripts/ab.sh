@@ -22,7 +22,7 @@ run() { # side bin env...
   # shellcheck disable=SC2086 # the env words split on purpose
   line=$(env $envs "$bin" "$@" 2>/dev/null | tail -1)
   echo "$side $line" >>"$runs"
-  python3 -c 'import json,sys; r=json.loads(sys.argv[2]); print(f"{sys.argv[1]}  {r[\"tokens_per_s\"]:8.1f} tok/s  {r[\"peak_rss_mib\"]:7.0f} MiB")' "$side" "$line"
+  python3 -c 'import json,sys; r=json.loads(sys.argv[2]); print("%s %8.1f tok/s %7.0f MiB" % (sys.argv[1], r["tokens_per_s"], r["peak_rss_mib"]))' "$side" "$line"
 }
 for ((i = 0; i < rounds; i++)); do
   run A "$a" "${A_ENV:-}" "$@"

@@ -93,7 +93,7 @@ fn take(out: &Path, path: &Path, tmp: &Path, line: &str) -> Result<OutLock> {
                 match pid {
                     Some(pid) if owner == host && !ladder_model::process_alive(pid) => {
                         tracing::warn!(lock = %path.display(), pid, "removing a stale lock (that process is gone)");
-                        std::fs::remove_file(path).map_err(io(path))?;
+                        remove_stale_lock(path, &text)?;
                     }
                     Some(pid) => return Err(TrainError::Locked { out: out.to_path_buf(), lock: path.to_path_buf(), pid, host: owner }),
                     // Unreadable: written by a ladder before the atomic lock, or by hand, or
@@ -112,6 +112,27 @@ fn take(out: &Path, path: &Path, tmp: &Path, line: &str) -> Result<OutLock> {
         }
     }
     Err(TrainError::Invalid(format!("{}: could not take the lock", path.display())))
+}
+
+/// Removes the stale lock `path`, which held `seen`, unless another run has replaced it since.
+/// Two runs started together on a folder with a stale lock both read it; a plain remove by the
+/// slower one would delete the lock the faster one had just taken, and both would run. So the
+/// lock is renamed aside (atomic: what is moved is whatever holds the name now), and put back
+/// if it is no longer the stale one. (A third run taking the name in that instant is not
+/// covered.)
+fn remove_stale_lock(path: &Path, seen: &str) -> Result<()> {
+    let aside = ladder_model::temp_path(path, "stale");
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        // Another run removed it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    }
+    if std::fs::read_to_string(&aside).unwrap_or_default() != seen {
+        let _ = std::fs::hard_link(&aside, path);
+    }
+    let _ = std::fs::remove_file(&aside);
+    Ok(())
 }
 
 /// The lock without a hard link (a file system that has none): created, then written.
@@ -154,6 +175,26 @@ mod tests {
         let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names, [".ladder.lock"], "the temporary (this one's and the dead one's) is gone");
         drop(lock);
+    }
+
+    #[test]
+    fn a_stale_lock_replaced_by_a_live_run_is_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".ladder.lock");
+        let stale = format!("999999999 {}\n", hostname());
+        // Another run took the folder over between this run's read of the stale lock and its
+        // removal.
+        let live = format!("{} {}\n", std::os::unix::process::parent_id(), hostname());
+        std::fs::write(&path, &live).unwrap();
+        remove_stale_lock(&path, &stale).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), live, "the live run's lock is kept");
+        std::fs::write(&path, &stale).unwrap();
+        remove_stale_lock(&path, &stale).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(names.is_empty(), "the stale lock and the aside copy are gone: {names:?}");
+        std::fs::write(&path, &live).unwrap();
+        let err = acquire(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::os::unix::process::parent_id())), "{err}");
     }
 
     #[test]
