@@ -46,24 +46,27 @@ fn paths(out: &Path) -> (PathBuf, PathBuf) {
     (path, tmp)
 }
 
-/// Removes the temporary lock files that processes killed while taking `out`'s lock left, so
-/// that they do not count as a started run's outputs.
+/// Removes the temporary lock files that processes killed while taking `out`'s lock left (a
+/// lock's text not yet published, a stale lock set aside), so that they do not count as a
+/// started run's outputs.
 pub fn remove_stale_temps(out: &Path) {
-    ladder_model::remove_stale(&paths(out).1);
+    let (path, tmp) = paths(out);
+    ladder_model::remove_stale(&tmp);
+    ladder_model::remove_stale(&ladder_model::temp_path(&path, "stale"));
 }
 
 /// Takes the lock of output folder `out` (which must exist).
 ///
 /// The lock file appears whole or not at all: "PID HOST" is written to this process's
-/// temporary sibling (`.ladder.lock.tmp-PID`) first, then hard-linked to `.ladder.lock`, which
+/// temporary sibling (`..ladder.lock.tmp-PID`) first, then hard-linked to `.ladder.lock`, which
 /// fails if the name exists, so the link is both the atomic publish and the exclusive create.
 /// (Creating the lock and then writing into it left an empty lock after a SIGKILL in between,
 /// which no later run, `--resume` included, could tell from a run starting up.) A temporary
 /// left by a killed process is swept first. Where the file system has no hard links, the lock
 /// is created in place and written, as before.
 pub fn acquire(out: &Path) -> Result<OutLock> {
+    remove_stale_temps(out);
     let (path, tmp) = paths(out);
-    ladder_model::remove_stale(&tmp);
     let line = format!("{} {}\n", std::process::id(), hostname());
     std::fs::write(&tmp, &line).map_err(io(&tmp))?;
     if fault_injected() {
@@ -167,13 +170,14 @@ mod tests {
     #[test]
     fn the_lock_is_published_whole_and_dead_processes_temps_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let dead = dir.path().join("..ladder.lock.tmp-999999999");
-        std::fs::write(&dead, "999999999 somewhere\n").unwrap();
+        for dead in ["..ladder.lock.tmp-999999999", "..ladder.lock.stale-999999999"] {
+            std::fs::write(dir.path().join(dead), "999999999 somewhere\n").unwrap();
+        }
         let lock = acquire(dir.path()).unwrap();
         let text = std::fs::read_to_string(dir.path().join(".ladder.lock")).unwrap();
         assert_eq!(text, format!("{} {}\n", std::process::id(), hostname()));
         let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, [".ladder.lock"], "the temporary (this one's and the dead one's) is gone");
+        assert_eq!(names, [".ladder.lock"], "the temporaries (this one's and the dead ones') are gone");
         drop(lock);
     }
 
