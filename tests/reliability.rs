@@ -47,8 +47,8 @@ fn resume_is_exact_for_full_fine_tuning() {
     resumes_exactly("sft", "data/sft.jsonl", "model.safetensors", &["--full", "--lr", "1e-3", "--weight-decay", "0.01"]);
 }
 
-/// `--optimizer adamw-8bit`: the checkpoint holds the 8-bit moments (codes and block scales),
-/// and a run resumed from it continues exactly.
+/// `--optimizer adamw-8bit`: the checkpoint holds the 8-bit moments (codes, one byte each, and
+/// block scales), and a run resumed from it continues exactly.
 #[test]
 fn resume_is_exact_with_8bit_moments() {
     let args = ["--full", "--lr", "1e-3", "--optimizer", "adamw-8bit"];
@@ -59,6 +59,11 @@ fn resume_is_exact_with_8bit_moments() {
     let keys: Vec<&str> = state.keys().collect();
     assert!(keys.iter().any(|k| k == &"embed_tokens.m.codes") && keys.iter().any(|k| k.ends_with(".v.scales")), "{keys:?}");
     assert!(keys.iter().any(|k| k.ends_with("norm.weight.m")), "small parameters keep f32 moments: {keys:?}");
+    // One byte a code on disk, not an f32 value.
+    let codes = state.codes("embed_tokens.m.codes").unwrap().expect("the codes are stored as U8");
+    let scales = state.get("embed_tokens.m.scales", None).unwrap().data;
+    assert_eq!(codes.len(), 256 * scales.len(), "one code per element, one scale per block of 256");
+    assert!(state.codes("embed_tokens.m.scales").unwrap().is_none());
 }
 
 #[test]

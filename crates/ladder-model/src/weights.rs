@@ -149,8 +149,8 @@ impl TensorFile {
         &self.files[0].0
     }
 
-    /// Reads `key` as f32, checking its shape when `expected` is given.
-    pub fn get(&self, key: &str, expected: Option<&[usize]>) -> Result<HostTensor> {
+    /// The file holding `key`, and the tensor's view in it.
+    fn view(&self, key: &str) -> Result<(&PathBuf, safetensors::tensor::TensorView<'_>)> {
         let Some(&file) = self.index.get(key) else {
             return Err(ModelError::MissingTensor {
                 path: self.path().to_path_buf(),
@@ -166,6 +166,19 @@ impl TensorFile {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        Ok((path, view))
+    }
+
+    /// Reads `key` as bytes when it is stored as U8 (codes, written by
+    /// [`write_safetensors_with_codes`]); `None` for any other type.
+    pub fn codes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let (_, view) = self.view(key)?;
+        Ok((view.dtype() == Dtype::U8).then(|| view.data().to_vec()))
+    }
+
+    /// Reads `key` as f32, checking its shape when `expected` is given.
+    pub fn get(&self, key: &str, expected: Option<&[usize]>) -> Result<HostTensor> {
+        let (path, view) = self.view(key)?;
         let shape = view.shape().to_vec();
         if let Some(expected) = expected {
             if shape != expected {
@@ -457,6 +470,17 @@ pub fn write_safetensors(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     dtype: StorageDtype,
 ) -> Result<()> {
+    write_safetensors_with_codes(path, tensors, dtype, &[])
+}
+
+/// [`write_safetensors`], plus `codes` stored as U8, one byte each: 8-bit optimizer moments,
+/// which as f32 values would take four times the disk (read back by [`TensorFile::codes`]).
+pub fn write_safetensors_with_codes(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    dtype: StorageDtype,
+    codes: &[(String, Vec<usize>, Vec<u8>)],
+) -> Result<()> {
     // Checked before anything is written: a NaN model never lands on disk as a success.
     for (key, _, data) in tensors {
         let count = non_finite(data);
@@ -468,10 +492,10 @@ pub fn write_safetensors(
         .iter()
         .map(|(k, s, d)| (k.clone(), s.clone(), dtype.encode(d)))
         .collect();
-    let views = encoded
-        .iter()
-        .map(|(k, s, bytes)| {
-            safetensors::tensor::TensorView::new(dtype.safetensors(), s.clone(), bytes)
+    let typed = encoded.iter().map(|t| (dtype.safetensors(), t)).chain(codes.iter().map(|t| (Dtype::U8, t)));
+    let views = typed
+        .map(|(dtype, (k, s, bytes))| {
+            safetensors::tensor::TensorView::new(dtype, s.clone(), bytes)
                 .map(|v| (k.clone(), v))
         })
         .collect::<std::result::Result<Vec<_>, _>>()

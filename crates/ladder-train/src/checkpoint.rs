@@ -12,7 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use ladder_model::weights::{write_safetensors, StorageDtype, TensorFile};
+use ladder_model::weights::{write_safetensors_with_codes, StorageDtype, TensorFile};
 use ladder_model::Decoder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -100,7 +100,8 @@ pub fn save<M>(
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let written = (|| {
         saver.save_checkpoint(model, &tmp)?;
-        write_safetensors(&tmp.join("optimizer.safetensors"), &optimizer.state_tensors(), StorageDtype::F32)?;
+        let moments = optimizer.state_tensors();
+        write_safetensors_with_codes(&tmp.join("optimizer.safetensors"), &moments.values, StorageDtype::F32, &moments.codes)?;
         let json = serde_json::to_vec_pretty(state).expect("serialisable");
         ladder_model::write_atomic(&tmp.join("trainer_state.json"), &json)?;
         write_manifest(&tmp, state.step)?;
@@ -245,12 +246,19 @@ pub fn load(dir: &Path, optimizer: AdamW, device: &Device) -> Result<Resume> {
         message: e.to_string(),
     })?;
     let file = TensorFile::open(&dir.join("optimizer.safetensors"))?;
-    let mut tensors = HashMap::new();
+    let (mut tensors, mut codes) = (HashMap::new(), HashMap::new());
     for key in file.keys().map(str::to_string).collect::<Vec<_>>() {
-        tensors.insert(key.clone(), file.get(&key, None)?.data);
+        match file.codes(&key)? {
+            Some(c) => {
+                codes.insert(key, c);
+            }
+            None => {
+                tensors.insert(key.clone(), file.get(&key, None)?.data);
+            }
+        }
     }
     let mut optimizer = optimizer;
-    optimizer.load_state(state.step, tensors, device);
+    optimizer.load_state(state.step, tensors, codes, device);
     Ok(Resume { state, optimizer })
 }
 

@@ -100,37 +100,34 @@ impl AdamW {
         module.map(&mut mapper)
     }
 
-    /// Moments as host tensors keyed `<path>.m` / `<path>.v`, for checkpoints; 8-bit moments
-    /// as `<path>.m.codes` / `<path>.m.scales` (and `.v.`), their bytes as f32 values.
-    pub fn state_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut out: Vec<_> = self
-            .state
-            .iter()
-            .flat_map(|(path, mo)| match mo {
+    /// Moments as host tensors keyed `<path>.m` / `<path>.v`, for checkpoints, and the codes of
+    /// 8-bit moments, one byte each, keyed `<path>.m.codes` / `<path>.v.codes` (their block
+    /// scales are `<path>.m.scales` / `<path>.v.scales`, with the f32 tensors).
+    pub fn state_tensors(&self) -> StateTensors {
+        let mut out = StateTensors::default();
+        for (path, mo) in &self.state {
+            match mo {
                 Moments::F32 { m, v } => {
                     let n = m.dims()[0];
-                    vec![
-                        (format!("{path}.m"), vec![n], ladder_model::weights::host(m.clone())),
-                        (format!("{path}.v"), vec![n], ladder_model::weights::host(v.clone())),
-                    ]
+                    out.values.push((format!("{path}.m"), vec![n], ladder_model::weights::host(m.clone())));
+                    out.values.push((format!("{path}.v"), vec![n], ladder_model::weights::host(v.clone())));
                 }
-                Moments::Blockwise8bit(q) => [("m", &q.m), ("v", &q.v)]
-                    .into_iter()
-                    .flat_map(|(name, q)| {
-                        [
-                            (format!("{path}.{name}.codes"), vec![q.codes.len()], q.codes.iter().map(|&c| f32::from(c)).collect()),
-                            (format!("{path}.{name}.scales"), vec![q.scales.len()], q.scales.clone()),
-                        ]
-                    })
-                    .collect(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+                Moments::Blockwise8bit(q) => {
+                    for (name, q) in [("m", &q.m), ("v", &q.v)] {
+                        out.codes.push((format!("{path}.{name}.codes"), vec![q.codes.len()], q.codes.clone()));
+                        out.values.push((format!("{path}.{name}.scales"), vec![q.scales.len()], q.scales.clone()));
+                    }
+                }
+            }
+        }
+        out.values.sort_by(|a, b| a.0.cmp(&b.0));
+        out.codes.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
-    /// Restores moments saved by [`AdamW::state_tensors`].
-    pub fn load_state(&mut self, step: usize, tensors: HashMap<String, Vec<f32>>, device: &Device) {
+    /// Restores moments saved by [`AdamW::state_tensors`]. Codes saved as f32 values (by ladder
+    /// before codes were stored as bytes) are read too.
+    pub fn load_state(&mut self, step: usize, tensors: HashMap<String, Vec<f32>>, codes: HashMap<String, Vec<u8>>, device: &Device) {
         self.step = step;
         self.state.clear();
         for (key, data) in &tensors {
@@ -139,18 +136,29 @@ impl AdamW {
                     let t = |d: &Vec<f32>| Tensor::from_data(TensorData::new(d.clone(), [d.len()]), device);
                     self.state.insert(path.to_string(), Moments::F32 { m: t(data), v: t(v) });
                 }
-            } else if let Some(path) = key.strip_suffix(".m.codes") {
-                let quantized = |name: &str| {
-                    let codes = tensors.get(&format!("{path}.{name}.codes"))?;
-                    let scales = tensors.get(&format!("{path}.{name}.scales"))?;
-                    Some(Quantized { codes: codes.iter().map(|&c| c as u8).collect(), scales: scales.clone() })
-                };
-                if let (Some(m), Some(v)) = (quantized("m"), quantized("v")) {
-                    self.state.insert(path.to_string(), Moments::Blockwise8bit(Moments8bit { m, v }));
-                }
+            }
+        }
+        let quantized_paths: Vec<&str> = codes.keys().chain(tensors.keys()).filter_map(|k| k.strip_suffix(".m.codes")).collect();
+        for path in quantized_paths {
+            let quantized = |name: &str| {
+                let key = format!("{path}.{name}.codes");
+                let codes = codes.get(&key).cloned().or_else(|| tensors.get(&key).map(|c| c.iter().map(|&c| c as u8).collect()))?;
+                let scales = tensors.get(&format!("{path}.{name}.scales"))?;
+                Some(Quantized { codes, scales: scales.clone() })
+            };
+            if let (Some(m), Some(v)) = (quantized("m"), quantized("v")) {
+                self.state.insert(path.to_string(), Moments::Blockwise8bit(Moments8bit { m, v }));
             }
         }
     }
+}
+
+/// What a checkpoint stores of the optimizer: f32 tensors (moments, block scales) and the
+/// 8-bit moments' codes.
+#[derive(Debug, Default)]
+pub struct StateTensors {
+    pub values: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub codes: Vec<(String, Vec<usize>, Vec<u8>)>,
 }
 
 /// No decay for biases and norm weights, as HF Trainer's `get_decay_parameter_names`.
@@ -307,13 +315,24 @@ mod tests {
         assert_eq!(kind("layers.0.mlp.up_proj.weight"), "8-bit");
         assert_eq!(kind("layers.0.input_layernorm.weight"), "f32");
         assert_eq!(kind("layers.0.self_attn.q_proj.bias"), "f32");
-        let saved: HashMap<String, Vec<f32>> = optimizer.state_tensors().into_iter().map(|(k, _, v)| (k, v)).collect();
+        let saved = optimizer.state_tensors();
+        let values: HashMap<String, Vec<f32>> = saved.values.into_iter().map(|(k, _, v)| (k, v)).collect();
+        let codes: HashMap<String, Vec<u8>> = saved.codes.into_iter().map(|(k, _, v)| (k, v)).collect();
+        assert!(codes.contains_key("embed_tokens.m.codes") && !values.contains_key("embed_tokens.m.codes"));
+        // As ladder wrote them before codes were bytes: f32 values.
+        let mut as_f32 = values.clone();
+        as_f32.extend(codes.iter().map(|(k, c)| (k.clone(), c.iter().map(|&c| f32::from(c)).collect())));
         let mut restored = AdamW::new(optimizer.config);
-        restored.load_state(optimizer.step, saved, &device);
+        restored.load_state(optimizer.step, values, codes, &device);
+        let mut restored_old = AdamW::new(optimizer.config);
+        restored_old.load_state(optimizer.step, as_f32, HashMap::new(), &device);
         assert_eq!(restored.state.len(), optimizer.state.len());
         for (path, moments) in &optimizer.state {
             match (moments, &restored.state[path]) {
-                (Moments::Blockwise8bit(a), Moments::Blockwise8bit(b)) => assert_eq!(a, b, "{path}"),
+                (Moments::Blockwise8bit(a), Moments::Blockwise8bit(b)) => {
+                    assert_eq!(a, b, "{path}");
+                    assert!(matches!(&restored_old.state[path], Moments::Blockwise8bit(c) if c == a), "{path}: f32 codes");
+                }
                 (Moments::F32 { m, v }, Moments::F32 { m: m2, v: v2 }) => {
                     let host = |t: &Tensor<1>| ladder_model::weights::host(t.clone());
                     assert_eq!((host(m), host(v)), (host(m2), host(v2)), "{path}");
