@@ -261,13 +261,14 @@ fn a_run_killed_while_taking_the_lock_leaves_the_folder_usable() {
     let (mut child, log) = spawn_sft(&out, &steps, &[("LADDER_FAULT_LOCK", "abort".into())]);
     let status = child.wait().unwrap();
     assert!(!status.success(), "the injected fault did not stop the run: {}", std::fs::read_to_string(&log).unwrap());
-    let left: Vec<String> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names = || -> Vec<String> { std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect() };
+    let left = names();
     assert!(!left.contains(&".ladder.lock".to_string()), "a lock was published: {left:?}");
     assert!(left.iter().any(|n| n.starts_with("..ladder.lock.tmp-")), "the fault did not land between writing and publishing: {left:?}");
     let (mut child, log) = spawn_sft(&out, &steps, &[]);
     assert!(child.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
     assert!(out.join("adapter_model.safetensors").exists());
-    let left: Vec<String> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let left = names();
     assert!(!left.iter().any(|n| n.contains("ladder.lock")), "lock files left: {left:?}");
 }
 

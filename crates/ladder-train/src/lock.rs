@@ -67,20 +67,21 @@ pub fn remove_stale_temps(out: &Path) {
 pub fn acquire(out: &Path) -> Result<OutLock> {
     remove_stale_temps(out);
     let (path, tmp) = paths(out);
-    let line = format!("{} {}\n", std::process::id(), hostname());
+    let host = hostname();
+    let line = format!("{} {host}\n", std::process::id());
     std::fs::write(&tmp, &line).map_err(io(&tmp))?;
     if fault_injected() {
         // Dies the way SIGKILL would, between writing the lock's text and publishing it.
         std::process::abort();
     }
-    let taken = take(out, &path, &tmp, &line);
+    let taken = take(out, &path, &tmp, &host, &line);
     let _ = std::fs::remove_file(&tmp);
     taken
 }
 
-/// The two tries of [`acquire`]: the second after removing a stale lock.
-fn take(out: &Path, path: &Path, tmp: &Path, line: &str) -> Result<OutLock> {
-    let host = hostname();
+/// The two tries of [`acquire`]: the second after removing a stale lock. `line` is the lock's
+/// text ("PID HOST"), also in `tmp`.
+fn take(out: &Path, path: &Path, tmp: &Path, host: &str, line: &str) -> Result<OutLock> {
     for _ in 0..2 {
         let created = match std::fs::hard_link(tmp, path) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => create_in_place(path, line),
