@@ -25,6 +25,7 @@
 //! of `ladder bench --profile`.
 
 pub mod adamw_8bit;
+mod attention;
 mod cpu;
 mod gemm;
 mod grad;
@@ -519,20 +520,31 @@ mod tests {
 
     #[test]
     fn fused_attention_matches_the_reference_forward_and_backward() {
-        // 7 queries: one tile; 150: three tiles, the causal skip and a partial last tile.
-        for t in [7, 150] {
-            let device = Device::flex().autodiff();
-            let (b, h, kv, d) = (2, 4, 2, 8);
-            let (q, k, v) = (random([b, h, t, d], &device), random([b, kv, t, d], &device), random([b, kv, t, d], &device));
-            let bias = causal_bias(b, t, &device);
-            let dout = Tensor::<4>::random([b, h, t, d], Distribution::Normal(0.0, 1.0), &device);
-            let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>, f64) -> Tensor<4>| {
-                let out = f(q.clone(), k.clone(), v.clone(), bias.clone(), 0.3);
-                let grads = (out.clone() * dout.clone()).sum().backward();
-                let g = |x: &Tensor<4>| x.grad(&grads).unwrap();
-                vec![out.detach(), g(&q), g(&k), g(&v)]
-            };
-            close_each(run(attention), run(attention_reference), &["output", "dq", "dk", "dv"]);
+        // 7 queries: one tile; 150: three tiles, the causal skip and a partial last tile; with
+        // two rows of two key/value heads, the backward pass cuts each pair's three tiles into
+        // three parts. One batch row of 300 queries and one key/value head: five tiles in five
+        // parts. `strided`: every input a view with heads and positions swapped, as the
+        // projections' outputs are.
+        for (b, kv, t) in [(2, 2, 7), (2, 2, 150), (1, 1, 300)] {
+            for strided in [false, true] {
+                let device = Device::flex().autodiff();
+                let (h, d) = (2 * kv, 8);
+                let input = |heads: usize| match strided {
+                    false => random([b, heads, t, d], &device),
+                    true => random([b, t, heads, d], &device),
+                };
+                let (q, k, v) = (input(h), input(kv), input(kv));
+                let view = |x: &Tensor<4>| if strided { x.clone().swap_dims(1, 2) } else { x.clone() };
+                let bias = causal_bias(b, t, &device);
+                let dout = Tensor::<4>::random([b, h, t, d], Distribution::Normal(0.0, 1.0), &device);
+                let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>, f64) -> Tensor<4>| {
+                    let out = f(view(&q), view(&k), view(&v), bias.clone(), 0.3);
+                    let grads = (out.clone() * dout.clone()).sum().backward();
+                    let g = |x: &Tensor<4>| x.grad(&grads).unwrap();
+                    vec![out.detach(), g(&q), g(&k), g(&v)]
+                };
+                close_each(run(attention), run(attention_reference), &["output", "dq", "dk", "dv"]);
+            }
         }
     }
 

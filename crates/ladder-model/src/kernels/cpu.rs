@@ -4,7 +4,6 @@
 //! other; the composed reference each is tested against lives in `kernels.rs`.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::Flex;
 use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
@@ -23,14 +22,14 @@ fn rows_per_task(rows: usize, cols: usize) -> usize {
 }
 
 /// The contiguous f32 values of `t` (copied only when `t` is a strided view).
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(super) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
     }
 }
 
-fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
+pub(super) fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
@@ -72,7 +71,7 @@ pub fn simd_level() -> &'static str {
 /// within 2 ulp of the libm value; `e^x` is 0 below −87.3 (so −∞ gives 0) and saturates
 /// at `e^88`.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     let c = x.clamp(-87.3, 88.0);
     // Round to nearest by adding and subtracting 1.5·2²³ (no `floor` call, which would not
     // vectorise without SSE4.1).
@@ -90,7 +89,7 @@ fn exp(x: f32) -> f32 {
 /// `Σ a·b` with eight running sums, which vectorises (a single running sum would have to be
 /// added in order, one element at a time).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
@@ -104,7 +103,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `Σ a` with eight running sums.
 #[inline(always)]
-fn sum(a: &[f32]) -> f32 {
+pub(super) fn sum(a: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = a.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -218,258 +217,6 @@ pub fn rms_norm_backward(x: &FlexTensor, weight: &FlexTensor, inv: &[f32], dout:
             a
         });
     (tensor(dx, x.layout().shape().clone()), tensor(dw, weight.layout().shape().clone()))
-}
-
-/// Shapes of one attention call.
-#[derive(Clone, Copy, Debug)]
-pub struct Dims {
-    batch: usize,
-    heads: usize,
-    kv_heads: usize,
-    queries: usize,
-    keys: usize,
-    head_dim: usize,
-}
-
-/// Queries per tile: a tile's scores only span the keys some query of the tile can see, so
-/// causal attention skips most of the masked half, and memory stays linear in the length.
-const QUERY_TILE: usize = 64;
-
-impl Dims {
-    pub fn of(q: &FlexTensor, k: &FlexTensor) -> Dims {
-        let (qs, ks) = (q.layout().shape(), k.layout().shape());
-        Dims { batch: qs[0], heads: qs[1], kv_heads: ks[1], queries: qs[2], keys: ks[2], head_dim: qs[3] }
-    }
-
-    fn groups(&self) -> usize {
-        self.heads / self.kv_heads
-    }
-
-    /// Batch rows per chunk, so that one tile's scores stay within about 64 MiB.
-    fn chunk(&self) -> usize {
-        let per_row = self.heads * QUERY_TILE.min(self.queries) * self.keys * 4;
-        ((64 << 20) / per_row.max(1)).clamp(1, self.batch)
-    }
-
-    /// `[batch, kv_heads, groups, queries, head_dim]`: the query heads of each key/value head
-    /// side by side (a free reshape of contiguous `[batch, heads, queries, head_dim]`).
-    fn grouped(&self, x: &FlexTensor) -> FlexTensor {
-        x.to_contiguous().reshape(Shape::from([self.batch, self.kv_heads, self.groups(), self.queries, self.head_dim]))
-    }
-}
-
-/// One tile of work: batch rows `start..start + rows`, queries `q0..q0 + len`, keys `..keys`.
-#[derive(Clone, Copy, Debug)]
-struct Tile {
-    start: usize,
-    rows: usize,
-    q0: usize,
-    len: usize,
-    keys: usize,
-}
-
-impl Tile {
-    /// Every tile of a call; `last[b * queries + i]` is the last key query `i` of row `b`
-    /// can see.
-    fn all(dims: &Dims, last: &[usize]) -> Vec<Tile> {
-        let chunk = dims.chunk();
-        let mut tiles = Vec::new();
-        for start in (0..dims.batch).step_by(chunk) {
-            let rows = chunk.min(dims.batch - start);
-            for q0 in (0..dims.queries).step_by(QUERY_TILE) {
-                let len = QUERY_TILE.min(dims.queries - q0);
-                let keys = (start..start + rows)
-                    .flat_map(|b| (q0..q0 + len).map(move |i| b * dims.queries + i))
-                    .map(|r| last[r] + 1)
-                    .max()
-                    .unwrap_or(1);
-                tiles.push(Tile { start, rows, q0, len, keys });
-            }
-        }
-        tiles
-    }
-
-    /// `x` `[batch, kv, groups, queries, d]` narrowed to this tile's queries, as
-    /// `[rows, kv, groups · len, d]`.
-    fn queries_of(&self, x: &FlexTensor, dims: &Dims) -> FlexTensor {
-        let x = x.narrow(0, self.start, self.rows).narrow(3, self.q0, self.len).to_contiguous();
-        x.reshape(Shape::from([self.rows, dims.kv_heads, dims.groups() * self.len, dims.head_dim]))
-    }
-
-    /// `x` `[batch, kv, keys, d]` narrowed to this tile's rows and keys.
-    fn keys_of(&self, x: &FlexTensor) -> FlexTensor {
-        x.narrow(0, self.start, self.rows).narrow(2, 0, self.keys)
-    }
-
-    /// For row `r` of the tile's scores: its query's row in `bias` (`b · queries + i`) and its
-    /// index in the log-sum-exp (`[batch, kv, groups, queries]`).
-    fn row(&self, r: usize, dims: &Dims) -> (usize, usize) {
-        let (il, rest) = (r % self.len, r / self.len);
-        let (g, rest) = (rest % dims.groups(), rest / dims.groups());
-        let (kv, bl) = (rest % dims.kv_heads, rest / dims.kv_heads);
-        let (b, i) = (self.start + bl, self.q0 + il);
-        (b * dims.queries + i, ((b * dims.kv_heads + kv) * dims.groups() + g) * dims.queries + i)
-    }
-}
-
-/// The last visible key of every query (`[batch · queries]`), from the bias rows.
-fn last_visible(bias: &[f32], keys: usize) -> Vec<usize> {
-    bias.par_chunks(keys).map(|row| row.iter().rposition(|&m| m > f32::NEG_INFINITY).unwrap_or(0)).collect()
-}
-
-/// What [`probabilities`] does with each query's log-sum-exp.
-enum Lse<'a> {
-    /// Forward: compute it, and write it here (`[batch, kv, groups, queries]`).
-    Write(&'a mut [f32]),
-    /// Backward: read it from here, and recompute the probabilities from it.
-    Read(&'a [f32]),
-}
-
-/// The tile's scaled, biased scores of `q_tile` (see [`Tile::queries_of`]) turned into
-/// probabilities in place.
-fn probabilities(q_tile: &FlexTensor, k: &FlexTensor, bias: &[f32], scale: f32, dims: &Dims, tile: &Tile, mut lse: Lse) -> FlexTensor {
-    let mut scores = bmm(q_tile, &tile.keys_of(k).transpose(2, 3));
-    let (tk, all_keys) = (tile.keys, dims.keys);
-    let s = scores.storage_mut::<f32>();
-    let per = rows_per_task(s.len() / tk, tk);
-    let saved = match &lse {
-        Lse::Read(saved) => Some(*saved),
-        Lse::Write(_) => None,
-    };
-    // Each task returns the log-sum-exp of its own rows; they are written afterwards.
-    let sums: Vec<(usize, f32)> = s
-        .par_chunks_mut(per * tk)
-        .enumerate()
-        .flat_map_iter(|(c, s)| {
-            vectorised(#[inline(always)] || {
-                let mut sums = Vec::with_capacity(per);
-                for (r, row) in s.chunks_mut(tk).enumerate() {
-                    let (bias_row, at) = tile.row(c * per + r, dims);
-                    let bias = &bias[bias_row * all_keys..bias_row * all_keys + tk];
-                    for (x, &m) in row.iter_mut().zip(bias) {
-                        *x = *x * scale + m;
-                    }
-                    if let Some(saved) = saved {
-                        let l = saved[at];
-                        for x in row.iter_mut() {
-                            *x = exp(*x - l);
-                        }
-                    } else {
-                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        for x in row.iter_mut() {
-                            *x = exp(*x - max);
-                        }
-                        let total = sum(row);
-                        let norm = 1.0 / total;
-                        for x in row.iter_mut() {
-                            *x *= norm;
-                        }
-                        sums.push((at, max + total.ln()));
-                    }
-                }
-                sums
-            })
-        })
-        .collect();
-    if let Lse::Write(out) = &mut lse {
-        for (at, l) in sums {
-            out[at] = l;
-        }
-    }
-    scores
-}
-
-/// Adds `part` `[rows, kv, keys_part, d]` into the first keys of `acc` `[rows, kv, keys, d]`.
-fn add_keys(acc: &mut [f32], part: &FlexTensor, keys: usize, d: usize) {
-    let keys_part = part.layout().shape()[2];
-    let part = values(part);
-    acc.par_chunks_mut(keys * d).zip(part.par_chunks(keys_part * d)).for_each(|(acc, part)| {
-        for (a, p) in acc[..keys_part * d].iter_mut().zip(part) {
-            *a += p;
-        }
-    });
-}
-
-/// Query-tile results `[rows, kv, groups · len, d]` of one chunk, in order, as
-/// `[rows, heads, queries, d]`.
-fn join_queries(parts: Vec<FlexTensor>, tiles: &[Tile], dims: &Dims) -> FlexTensor {
-    let parts = parts
-        .into_iter()
-        .zip(tiles)
-        .map(|(p, t)| p.reshape(Shape::from([t.rows, dims.kv_heads, dims.groups(), t.len, dims.head_dim])))
-        .collect();
-    let rows = tiles[0].rows;
-    cat_dim(parts, 3).reshape(Shape::from([rows, dims.heads, dims.queries, dims.head_dim]))
-}
-
-/// Attention output `[batch, heads, queries, head_dim]` and each query's log-sum-exp.
-pub fn attention_forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor, scale: f32) -> (FlexTensor, Vec<f32>) {
-    let _timer = profile::kernel("attention forward");
-    let dims = Dims::of(q, k);
-    let bias = values(bias);
-    let tiles = Tile::all(&dims, &last_visible(&bias, dims.keys));
-    let q5 = dims.grouped(q);
-    let mut lse = vec![0.0f32; dims.batch * dims.heads * dims.queries];
-    let mut chunks = Vec::new();
-    for chunk in tiles.chunk_by(|a, b| a.start == b.start) {
-        let parts = chunk
-            .iter()
-            .map(|tile| {
-                let p = probabilities(&tile.queries_of(&q5, &dims), k, &bias, scale, &dims, tile, Lse::Write(&mut lse));
-                bmm(&p, &tile.keys_of(v))
-            })
-            .collect();
-        chunks.push(join_queries(parts, chunk, &dims));
-    }
-    (cat(chunks), lse)
-}
-
-/// Gradients of attention with respect to `(q, k, v)`, recomputing each tile's probabilities
-/// from the saved log-sum-exp.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor, scale: f32, lse: &[f32], dout: &FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let _timer = profile::kernel("attention backward");
-    let dims = Dims::of(q, k);
-    let bias = values(bias);
-    let tiles = Tile::all(&dims, &last_visible(&bias, dims.keys));
-    let (q5, do5) = (dims.grouped(q), dims.grouped(dout));
-    let (tk, d) = (dims.keys, dims.head_dim);
-    let (mut dqs, mut dks, mut dvs) = (Vec::new(), Vec::new(), Vec::new());
-    for chunk in tiles.chunk_by(|a, b| a.start == b.start) {
-        let rows = chunk[0].rows;
-        let mut dk = vec![0.0f32; rows * dims.kv_heads * tk * d];
-        let mut dv = vec![0.0f32; rows * dims.kv_heads * tk * d];
-        let mut dq_parts = Vec::new();
-        for tile in chunk {
-            let q_tile = tile.queries_of(&q5, &dims);
-            let p = probabilities(&q_tile, k, &bias, scale, &dims, tile, Lse::Read(lse));
-            let dout_tile = tile.queries_of(&do5, &dims);
-            add_keys(&mut dv, &bmm(&p.transpose(2, 3), &dout_tile), tk, d);
-            // dS = P ∘ (dP − rowsum(P ∘ dP)) · scale, written over dP.
-            let mut ds = bmm(&dout_tile, &tile.keys_of(v).transpose(2, 3));
-            let probs = p.as_slice::<f32>().expect("fresh scores are contiguous");
-            let width = tile.keys;
-            let dsv = ds.storage_mut::<f32>();
-            let per = rows_per_task(dsv.len() / width, width);
-            dsv.par_chunks_mut(per * width).enumerate().for_each(|(c, dsv)| vectorised(#[inline(always)] || {
-                for (r, row) in dsv.chunks_mut(width).enumerate() {
-                    let at = (c * per + r) * width;
-                    let p = &probs[at..at + width];
-                    let rowsum = dot(row, p);
-                    for (x, &p) in row.iter_mut().zip(p) {
-                        *x = p * (*x - rowsum) * scale;
-                    }
-                }
-            }));
-            add_keys(&mut dk, &bmm(&ds.transpose(2, 3), &q_tile), tk, d);
-            dq_parts.push(bmm(&ds, &tile.keys_of(k)));
-        }
-        dqs.push(join_queries(dq_parts, chunk, &dims));
-        let shape = Shape::from([rows, dims.kv_heads, tk, d]);
-        dks.push(tensor(dk, shape.clone()));
-        dvs.push(tensor(dv, shape));
-    }
-    (cat(dqs), cat(dks), cat(dvs))
 }
 
 /// `x·cos + rotate_half(x)·sin` (`inverse`: its transpose, `x·cos + rotate_halfᵀ(x·sin)`, the
@@ -657,7 +404,7 @@ fn view(t: &FlexTensor) -> View<'_> {
 
 /// The `[rows, cols]` matrices of a 4-D tensor `[b1, b2, rows, cols]` (any non-negative
 /// strides), in order.
-fn matrices(t: &FlexTensor) -> Vec<View<'_>> {
+pub(super) fn matrices(t: &FlexTensor) -> Vec<View<'_>> {
     let layout = t.layout();
     let (shape, strides) = (layout.shape(), layout.strides());
     assert!(layout.num_dims() == 4 && strides.iter().all(|&s| s >= 0), "a 4-D tensor with non-negative strides");
@@ -671,13 +418,6 @@ fn matrices(t: &FlexTensor) -> Vec<View<'_>> {
         }
     }
     out
-}
-
-/// Batched `lhs·rhs` of 4-D tensors `[b1, b2, m, k]·[b1, b2, k, n]`, strided views included.
-fn bmm(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
-    let pairs: Vec<(View, View)> = matrices(lhs).into_iter().zip(matrices(rhs)).collect();
-    let (s, n) = (lhs.layout().shape(), rhs.layout().shape()[3]);
-    tensor(gemm::matmul_batched(&pairs), Shape::from([s[0], s[1], s[2], n]))
 }
 
 /// A LoRA adapter's factors, `a: [d_in, r]` and `b: [r, d_out]`, its scale, and in training
@@ -841,18 +581,6 @@ pub fn adamw(p: FlexTensor, g: &FlexTensor, m: FlexTensor, v: FlexTensor, s: Ada
     (p, m, v)
 }
 
-fn cat(parts: Vec<FlexTensor>) -> FlexTensor {
-    cat_dim(parts, 0)
-}
-
-fn cat_dim(mut parts: Vec<FlexTensor>, dim: usize) -> FlexTensor {
-    if parts.len() == 1 {
-        parts.pop().expect("one part")
-    } else {
-        Flex::float_cat(parts, dim)
-    }
-}
-
 impl FusedOps for Flex {
     fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         swiglu_forward(&gate, &up)
@@ -863,7 +591,7 @@ impl FusedOps for Flex {
     }
 
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
-        attention_forward(&q, &k, &v, &bias, scale).0
+        super::attention::forward(&q, &k, &v, &bias, scale).0
     }
 
     fn fused_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {

@@ -117,6 +117,20 @@ pub fn matmul_into(dst: &mut [f32], lhs: View, rhs: View, alpha: f32, accumulate
     unsafe { gemm_raw(dst.as_mut_ptr(), lhs, rhs, alpha, accumulate, true) }
 }
 
+/// [`matmul_into`] on the calling thread alone, untimed: for the fused kernels' own parallel
+/// tasks, which time their products themselves ([`profile::product_on_thread`]).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn matmul_into_on_this_thread(dst: &mut [f32], lhs: View, rhs: View, alpha: f32, accumulate: bool) {
+    assert_eq!(dst.len(), lhs.rows * rhs.cols, "matmul: output size");
+    if lhs.cols == 0 && !accumulate {
+        dst.fill(0.0);
+    }
+    // SAFETY: `dst` is a live, initialised buffer of exactly rows·cols elements.
+    unsafe { gemm_raw(dst.as_mut_ptr(), lhs, rhs, alpha, accumulate, false) }
+}
+
 /// `alpha·lhs·rhs` in a new row-major buffer that is written once, never zeroed first.
 /// Products with a LoRA-rank side and a long inner dimension go to [`low_rank`]'s kernels.
 pub fn matmul(lhs: View, rhs: View, alpha: f32) -> Vec<f32> {

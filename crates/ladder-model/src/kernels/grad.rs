@@ -20,7 +20,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Flex};
 use std::sync::Arc;
 
-use super::cpu;
+use super::{attention, cpu};
 use super::{AdamWStep, FusedOps};
 
 type Tracked<C> = FloatTensor<Autodiff<Flex, C>>;
@@ -119,7 +119,7 @@ impl Backward<Flex, 3> for AttentionBackward {
         let s = ops.state;
         let (q, k, v): (FlexTensor, FlexTensor, FlexTensor) =
             (checkpointer.retrieve_node_output(s.q), checkpointer.retrieve_node_output(s.k), checkpointer.retrieve_node_output(s.v));
-        let (dq, dk, dv) = cpu::attention_backward(&q, &k, &v, &s.bias, s.scale, &s.lse, &dout);
+        let (dq, dk, dv) = attention::backward(&q, &k, &v, &s.bias, s.scale, &s.lse, &dout);
         register(grads, [(q_node, dq), (k_node, dk), (v_node, dv)].map(|(node, grad)| (node.map(|n| n.id), Some(grad))));
     }
 }
@@ -280,7 +280,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     fn fused_attention(q: Tracked<C>, k: Tracked<C>, v: Tracked<C>, bias: Tracked<C>, scale: f32) -> Tracked<C> {
-        let (out, lse) = cpu::attention_forward(q.primitive(), k.primitive(), v.primitive(), bias.primitive(), scale);
+        let (out, lse) = attention::forward(q.primitive(), k.primitive(), v.primitive(), bias.primitive(), scale);
         match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let state = AttentionState {

@@ -10,7 +10,9 @@
 //!
 //! Off unless [`enable`]d; then each timed call costs a lock of a small map. Kernels run on
 //! the thread that calls them (their rayon tasks are inside), so a kernel's products are
-//! attributed to it through a thread-local.
+//! attributed to it through a thread-local. Products that a fused kernel runs inside its own
+//! parallel tasks, one per thread at a time (attention's), name their kernel themselves
+//! ([`product_on_thread`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -68,6 +70,9 @@ impl std::fmt::Display for Gemm {
 pub struct Key {
     pub kernel: &'static str,
     pub gemm: Option<Gemm>,
+    /// A product run on one thread while the other threads run others like it
+    /// ([`product_on_thread`]).
+    pub per_thread: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -102,11 +107,14 @@ pub(super) struct Timer {
     key: Key,
     start: Instant,
     outer: Option<&'static str>,
+    /// The share of the elapsed time filed: 1, or one over the thread count for products
+    /// timed on each thread at once.
+    share: f64,
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        let seconds = self.start.elapsed().as_secs_f64();
+        let seconds = self.start.elapsed().as_secs_f64() * self.share;
         if let Some(outer) = self.outer {
             CURRENT.with(|c| c.set(outer));
         }
@@ -121,7 +129,7 @@ impl Drop for Timer {
 pub(super) fn kernel(name: &'static str) -> Option<Timer> {
     ENABLED.load(Ordering::Relaxed).then(|| {
         let outer = CURRENT.with(|c| c.replace(name));
-        Timer { key: Key { kernel: name, gemm: None }, start: Instant::now(), outer: Some(outer) }
+        Timer { key: Key { kernel: name, gemm: None, per_thread: false }, start: Instant::now(), outer: Some(outer), share: 1.0 }
     })
 }
 
@@ -129,7 +137,20 @@ pub(super) fn kernel(name: &'static str) -> Option<Timer> {
 pub(super) fn product(gemm: impl FnOnce() -> Gemm) -> Option<Timer> {
     ENABLED.load(Ordering::Relaxed).then(|| {
         let kernel = CURRENT.with(Cell::get);
-        Timer { key: Key { kernel, gemm: Some(gemm()) }, start: Instant::now(), outer: None }
+        Timer { key: Key { kernel, gemm: Some(gemm()), per_thread: false }, start: Instant::now(), outer: None, share: 1.0 }
+    })
+}
+
+/// Times one product that runs on this thread inside `kernel`'s parallel tasks, while the other
+/// threads run products like it. Each is filed at its time over the thread count, so that
+/// their sum is the wall time the kernel spent in them when the threads are all busy, and
+/// [`replay`] runs as many at once as there are threads.
+pub(super) fn product_on_thread(kernel: &'static str, lhs: &View, rhs: &View) -> Option<Timer> {
+    ENABLED.load(Ordering::Relaxed).then(|| Timer {
+        key: Key { kernel, gemm: Some(Gemm::of(lhs, rhs, 1)), per_thread: true },
+        start: Instant::now(),
+        outer: None,
+        share: 1.0 / rayon::current_num_threads() as f64,
     })
 }
 
@@ -137,8 +158,12 @@ pub(super) fn product(gemm: impl FnOnce() -> Gemm) -> Option<Timer> {
 /// laid out as in the step; the thread count is rayon's, as in the step. Twice: with its
 /// operands hot in the caches (run after run on the same buffers), and cold (the caches
 /// flushed before each run by writing [`EVICT`] bytes), as a product in a step mostly finds
-/// them after the rest of the layer has passed through.
-pub fn replay(shape: &Gemm) -> Replay {
+/// them after the rest of the layer has passed through. With `per_thread`
+/// ([`product_on_thread`]), as many run at once as there are threads, each on one, and the time
+/// is their wall time over their number.
+pub fn replay(shape: &Gemm, per_thread: bool) -> Replay {
+    let copies = if per_thread { rayon::current_num_threads() } else { 1 };
+    let shape = &Gemm { batch: shape.batch * copies, ..*shape };
     let lhs = operand(shape.m, shape.k, shape.batch, 1);
     let rhs = operand(shape.k, shape.n, shape.batch, 2);
     let l = views(&lhs, shape.m, shape.k, shape.lhs_transposed);
@@ -159,8 +184,8 @@ pub fn replay(shape: &Gemm) -> Replay {
         start.elapsed().as_secs_f64()
     };
     run(false);
-    let hot_s = (0..3).map(|_| run(false)).fold(f64::INFINITY, f64::min);
-    let cold_s = (0..3).map(|_| run(true)).fold(f64::INFINITY, f64::min);
+    let hot_s = (0..3).map(|_| run(false)).fold(f64::INFINITY, f64::min) / copies as f64;
+    let cold_s = (0..3).map(|_| run(true)).fold(f64::INFINITY, f64::min) / copies as f64;
     Replay { hot_s, cold_s }
 }
 
@@ -199,12 +224,18 @@ mod tests {
         }
         // After the kernel, products are filed outside it again.
         gemm::matmul(View::new(&a, 4, 6).t(), View::new(&b, 4, 5), 1.0);
+        // A product in a kernel's own parallel task names its kernel, whatever runs on this thread.
+        drop(product_on_thread("test kernel", &View::new(&a, 6, 4), &View::new(&b, 4, 5)));
         let rows = take();
-        let find = |kernel: &str, gemm: Option<Gemm>| rows.iter().find(|r| r.key.kernel == kernel && r.key.gemm == gemm).map(|r| r.calls);
+        let find = |kernel: &str, gemm: Option<Gemm>| rows.iter().find(|r| r.key.kernel == kernel && r.key.gemm == gemm && !r.key.per_thread).map(|r| r.calls);
         let plain = Gemm { m: 6, k: 4, n: 5, batch: 1, lhs_transposed: false, rhs_transposed: false };
         assert_eq!(find("test kernel", None), Some(1));
         assert_eq!(find("test kernel", Some(plain)), Some(1));
         assert_eq!(find(OUTSIDE, Some(Gemm { lhs_transposed: true, ..plain })), Some(1));
+        // (Other tests may run kernels meanwhile: only this test's kernel name is looked at.)
+        let on_thread = rows.iter().filter(|r| r.key.kernel == "test kernel" && r.key.per_thread).collect::<Vec<_>>();
+        assert_eq!(on_thread.len(), 1);
+        assert_eq!((on_thread[0].key.gemm, on_thread[0].calls), (Some(plain), 1));
         assert!(rows.iter().all(|r| r.seconds >= 0.0));
         // Off again: nothing more is recorded.
         gemm::matmul(View::new(&a, 6, 4), View::new(&b, 4, 5), 1.0);

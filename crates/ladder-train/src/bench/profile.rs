@@ -27,7 +27,9 @@ pub struct Profile {
 #[derive(Clone, Debug, Serialize)]
 pub struct ProfileRow {
     pub kernel: &'static str,
-    /// `[m×k]·[k×n]`, `ᵀ` where an operand is read transposed, `B ×` for B products at once.
+    /// `[m×k]·[k×n]`, `ᵀ` where an operand is read transposed, `B ×` for B products at once,
+    /// "on each thread" for products a kernel runs on every thread at once (their time is the
+    /// threads' total over the thread count).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gemm: Option<String>,
     pub calls_per_step: f64,
@@ -49,10 +51,10 @@ impl Profile {
             .into_iter()
             .map(|r| {
                 let flops = r.key.gemm.map(|g| g.flops() * r.calls as f64);
-                let replay = r.key.gemm.map(|g| (g.flops(), timers::replay(&g)));
+                let replay = r.key.gemm.map(|g| (g.flops(), timers::replay(&g, r.key.per_thread)));
                 ProfileRow {
                     kernel: r.key.kernel,
-                    gemm: r.key.gemm.map(|g| g.to_string()),
+                    gemm: r.key.gemm.map(|g| if r.key.per_thread { format!("{g} on each thread") } else { g.to_string() }),
                     calls_per_step: per_step(r.calls as f64),
                     ms_per_step: per_step(r.seconds) * 1e3,
                     gflops: flops.map(|f| f / r.seconds / 1e9),
