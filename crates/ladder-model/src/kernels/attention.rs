@@ -127,6 +127,15 @@ impl Tile {
     }
 }
 
+/// What every tile of one call shares: its shapes, its bias rows, the scores' scale, and the
+/// kernel name its products are profiled under.
+struct Call<'a> {
+    dims: Dims,
+    bias: &'a [f32],
+    scale: f32,
+    kernel: &'static str,
+}
+
 /// `dst (+)= alpha·lhs·rhs` on this thread, timed under `kernel` when profiling.
 fn product(kernel: &'static str, dst: &mut [f32], lhs: View, rhs: View, alpha: f32, accumulate: bool) {
     let _timer = profile::product_on_thread(kernel, &lhs, &rhs);
@@ -136,7 +145,9 @@ fn product(kernel: &'static str, dst: &mut [f32], lhs: View, rhs: View, alpha: f
 /// The tile's probabilities `[rows, keys]`: scaled scores plus bias, turned into probabilities
 /// with each row's log-sum-exp, computed (`lse` `None`, returned) or read from `lse` (indexed
 /// like the output's rows).
-fn probabilities(kernel: &'static str, tile: &Tile, q: &[f32], k: View, bias: &[f32], scale: f32, dims: &Dims, lse: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+fn probabilities(call: &Call, tile: &Tile, q: &[f32], k: View, lse: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+    let Call { dims, bias, scale, kernel } = *call;
+    let dims = &dims;
     let (rows, keys) = (tile.rows(dims), tile.keys);
     let mut p = vec![0.0f32; rows * keys];
     product(kernel, &mut p, View::new(q, rows, dims.head_dim), k.t(), scale, false);
@@ -197,6 +208,7 @@ pub fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor
     let _timer = profile::kernel(KERNEL);
     let dims = Dims::of(q, k);
     let bias = values(bias);
+    let call = Call { dims, bias: &bias, scale, kernel: KERNEL };
     let tiles = Tile::all(&dims, &bias);
     let (qs, ks, vs) = (matrices(q), matrices(k), matrices(v));
     let d = dims.head_dim;
@@ -204,7 +216,7 @@ pub fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTensor
         .par_iter()
         .map(|tile| {
             let qt = tile.gather(&qs, &dims);
-            let (p, lse) = probabilities(KERNEL, tile, &qt, tile.keys_of(&ks, &dims), &bias, scale, &dims, None);
+            let (p, lse) = probabilities(&call, tile, &qt, tile.keys_of(&ks, &dims), None);
             let mut out = vec![0.0f32; tile.rows(&dims) * d];
             product(KERNEL, &mut out, View::new(&p, tile.rows(&dims), tile.keys), tile.keys_of(&vs, &dims), 1.0, false);
             (out, lse)
@@ -224,6 +236,7 @@ pub fn backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTenso
     let _timer = profile::kernel(KERNEL);
     let dims = Dims::of(q, k);
     let bias = values(bias);
+    let call = Call { dims, bias: &bias, scale, kernel: KERNEL };
     let tiles = Tile::all(&dims, &bias);
     let (qs, ks, vs, dos) = (matrices(q), matrices(k), matrices(v), matrices(dout));
     let d = dims.head_dim;
@@ -231,9 +244,7 @@ pub fn backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTenso
     let pairs = dims.batch * dims.kv_heads;
     let parts = MIN_TASKS.div_ceil(pairs.max(1)).clamp(1, per_pair);
     let items: Vec<&[Tile]> = tiles.chunks(per_pair).flat_map(|pair| split_by_work(pair, parts)).collect();
-    // Each item: the query gradients of its tiles, and its share of its pair's key and value
-    // gradients (`[keys, d]`, over the keys its tiles see).
-    let results: Vec<(Vec<Vec<f32>>, Vec<f32>, Vec<f32>)> = items
+    let results: Vec<ItemGrads> = items
         .par_iter()
         .map(|tiles| {
             let seen = tiles.iter().map(|t| t.keys).max().unwrap_or(0);
@@ -244,7 +255,7 @@ pub fn backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTenso
                     let (rows, keys) = (tile.rows(&dims), tile.keys);
                     let (qt, dot_) = (tile.gather(&qs, &dims), tile.gather(&dos, &dims));
                     let (kt, vt) = (tile.keys_of(&ks, &dims), tile.keys_of(&vs, &dims));
-                    let (p, _) = probabilities(KERNEL, tile, &qt, kt, &bias, scale, &dims, Some(lse));
+                    let (p, _) = probabilities(&call, tile, &qt, kt, Some(lse));
                     let (pv, qv, dov) = (View::new(&p, rows, keys), View::new(&qt, rows, d), View::new(&dot_, rows, d));
                     product(KERNEL, &mut dv[..keys * d], pv.t(), dov, 1.0, true);
                     // dS = P ∘ (dP − rowsum(P ∘ dP)) · scale, written over dP.
@@ -265,14 +276,14 @@ pub fn backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTenso
                     dq
                 })
                 .collect();
-            (dqs, dk, dv)
+            ItemGrads { dqs, dk, dv }
         })
         .collect();
     // The query gradients in place; each pair's key and value gradients summed over its parts,
     // in order.
     let mut dq_parts = Vec::with_capacity(tiles.len());
     let (mut dk_parts, mut dv_parts) = (Vec::with_capacity(items.len()), Vec::with_capacity(items.len()));
-    for (dqs, dk, dv) in results {
+    for ItemGrads { dqs, dk, dv } in results {
         dq_parts.extend(dqs);
         dk_parts.push(dk);
         dv_parts.push(dv);
@@ -296,6 +307,14 @@ pub fn backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, bias: &FlexTenso
         tensor(gather_keys(&dk_parts), kv_shape.clone()),
         tensor(gather_keys(&dv_parts), kv_shape),
     )
+}
+
+/// What one backward item computes: the query gradients of its tiles (`[rows, d]` each), and its
+/// share of its pair's key and value gradients (`[keys, d]`, over the keys its tiles see).
+struct ItemGrads {
+    dqs: Vec<Vec<f32>>,
+    dk: Vec<f32>,
+    dv: Vec<f32>,
 }
 
 /// `tiles` cut into `parts` consecutive runs of about equal work (a tile's work grows with the
